@@ -1,0 +1,1 @@
+//! TODO: breaker (being written)

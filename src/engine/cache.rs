@@ -1,0 +1,1 @@
+//! TODO: cache (being written)
