@@ -1119,6 +1119,7 @@ mod proptests {
             let mut held: VecDeque<u64> = VecDeque::new();
             let mut flying: Vec<u64> = Vec::new();
             let mut attempts: BTreeMap<u64, u32> = BTreeMap::new();
+            let mut retry_at: BTreeMap<u64, Time> = BTreeMap::new();
             let mut next_id = 0u64;
             let mut first_dispatches: Vec<u64> = Vec::new();
             let mut completed: Vec<u64> = Vec::new();
@@ -1150,6 +1151,8 @@ mod proptests {
                             // Always the oldest write not in flight.
                             let oldest = held.iter().find(|i| !flying.contains(i)).copied();
                             prop_assert_eq!(Some(id), oldest);
+                            // Never before the end of its backoff.
+                            prop_assert!(now >= retry_at.get(&id).copied().unwrap_or(0));
                             let n = attempts.entry(id).or_insert(0);
                             *n += 1;
                             prop_assert_eq!(d.attempt, *n);
@@ -1188,6 +1191,7 @@ mod proptests {
                             let ceiling = config.backoff_ceiling(attempts[&id]);
                             prop_assert!(at <= now + ceiling);
                             prop_assert!(at >= now + (ceiling as f64 * (1.0 - config.jitter)) as Span);
+                            retry_at.insert(id, at);
                         }
                     }
                     Op::Applied(_) | Op::Failed(_) => {}
