@@ -18,3 +18,4 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod engine;
+pub mod sim;

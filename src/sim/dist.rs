@@ -1,0 +1,296 @@
+//! Latency distributions of simulated dependencies, sampled in whole microseconds.
+//!
+//! A scenario describes latency the way an engineer reads a dashboard: a constant, a
+//! range, a mean, or a median and a 99th percentile. [`Latency`] is that description
+//! (plain data, validated); [`Latency::sampler`] turns it once into a
+//! [`LatencySampler`] that holds the prebuilt `rand_distr` objects, so that drawing a
+//! latency on the hot path costs no logarithms or divisions beyond the draw itself.
+//!
+//! Samples are rounded to the nearest microsecond and saturate at `Span::MAX`; they
+//! are never negative. Integer results keep the simulated clock an integer.
+
+use rand::Rng;
+use rand_distr::{Distribution, Exp, LogNormal};
+
+use crate::engine::{ConfigError, Span};
+
+/// The standard normal quantile of 0.99: a log-normal's p99 is `exp(mu + Z_99 * sigma)`.
+pub const Z_99: f64 = 2.326_347_874_040_841;
+
+/// A latency distribution, in microseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Latency {
+    /// Always exactly this latency.
+    Constant(Span),
+    /// Uniform over `min..=max`, whole microseconds.
+    Uniform {
+        /// The smallest latency.
+        min: Span,
+        /// The largest latency (inclusive).
+        max: Span,
+    },
+    /// Exponential with this mean (memoryless; many short calls, a few long ones).
+    Exponential {
+        /// The mean latency; must be positive.
+        mean: Span,
+    },
+    /// Log-normal given by its median and 99th percentile: the usual shape of service
+    /// latency, with a long right tail. `mu = ln(p50)`,
+    /// `sigma = (ln(p99) - ln(p50)) / Z_99`. `p50 == p99` is a constant.
+    LogNormal {
+        /// The median; must be positive.
+        p50: Span,
+        /// The 99th percentile; at least `p50`.
+        p99: Span,
+    },
+}
+
+impl Latency {
+    /// Rejects parameters that describe no distribution. Field names are relative to
+    /// the latency, e.g. `latency.p99`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match *self {
+            Latency::Constant(_) => Ok(()),
+            Latency::Uniform { min, max } => {
+                if min > max {
+                    return Err(ConfigError::new(
+                        "latency.min",
+                        format!("min ({min} us) is greater than max ({max} us)"),
+                    ));
+                }
+                Ok(())
+            }
+            Latency::Exponential { mean } => {
+                if mean == 0 {
+                    return Err(ConfigError::new("latency.mean", "mean must be positive"));
+                }
+                Ok(())
+            }
+            Latency::LogNormal { p50, p99 } => {
+                if p50 == 0 {
+                    return Err(ConfigError::new("latency.p50", "p50 must be positive"));
+                }
+                if p99 < p50 {
+                    return Err(ConfigError::new(
+                        "latency.p99",
+                        format!("p99 ({p99} us) is less than p50 ({p50} us)"),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Validates and prepares this distribution for sampling.
+    pub fn sampler(&self) -> Result<LatencySampler, ConfigError> {
+        self.validate()?;
+        let inner = match *self {
+            Latency::Constant(span) => Inner::Constant(span),
+            Latency::Uniform { min, max } => Inner::Uniform { min, max },
+            Latency::Exponential { mean } => Inner::Exponential(
+                Exp::new(1.0 / mean as f64).expect("validated: the rate of a positive mean"),
+            ),
+            Latency::LogNormal { p50, p99 } => {
+                let mu = (p50 as f64).ln();
+                let sigma = ((p99 as f64).ln() - mu) / Z_99;
+                Inner::LogNormal(
+                    LogNormal::new(mu, sigma).expect("validated: sigma is finite and >= 0"),
+                )
+            }
+        };
+        Ok(LatencySampler {
+            latency: self.clone(),
+            inner,
+        })
+    }
+}
+
+/// A validated [`Latency`] with its distribution objects built, ready to sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencySampler {
+    latency: Latency,
+    inner: Inner,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Inner {
+    Constant(Span),
+    Uniform { min: Span, max: Span },
+    Exponential(Exp<f64>),
+    LogNormal(LogNormal<f64>),
+}
+
+impl LatencySampler {
+    /// Draws one latency: whole microseconds, rounded to nearest, saturating.
+    ///
+    /// A constant draws nothing from `rng`; every other kind draws on every call.
+    #[inline]
+    pub fn sample(&self, rng: &mut impl Rng) -> Span {
+        match self.inner {
+            Inner::Constant(span) => span,
+            Inner::Uniform { min, max } => rng.random_range(min..=max),
+            Inner::Exponential(exp) => to_span(exp.sample(rng)),
+            Inner::LogNormal(log_normal) => to_span(log_normal.sample(rng)),
+        }
+    }
+
+    /// The distribution this sampler was built from.
+    pub fn latency(&self) -> &Latency {
+        &self.latency
+    }
+}
+
+/// Rounds a sample to whole microseconds; `as` saturates (negative and NaN give 0,
+/// beyond `u64::MAX` gives `u64::MAX`), so no sample is ever negative or wraps.
+#[inline]
+fn to_span(us: f64) -> Span {
+    us.round() as Span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn rng() -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(99)
+    }
+
+    fn sorted_samples(latency: Latency, n: usize) -> Vec<Span> {
+        let sampler = latency.sampler().unwrap();
+        let mut rng = rng();
+        let mut v: Vec<Span> = (0..n).map(|_| sampler.sample(&mut rng)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn within(got: f64, want: f64, rel: f64) -> bool {
+        (got - want).abs() <= want * rel
+    }
+
+    #[test]
+    fn constant_is_exact() {
+        let s = Latency::Constant(1234).sampler().unwrap();
+        let mut rng = rng();
+        for _ in 0..100 {
+            assert_eq!(s.sample(&mut rng), 1234);
+        }
+    }
+
+    #[test]
+    fn uniform_stays_in_bounds_and_reaches_both_ends() {
+        let v = sorted_samples(Latency::Uniform { min: 10, max: 20 }, 10_000);
+        assert_eq!(v[0], 10);
+        assert_eq!(v[v.len() - 1], 20);
+        let degenerate = sorted_samples(Latency::Uniform { min: 5, max: 5 }, 10);
+        assert!(degenerate.iter().all(|&x| x == 5));
+    }
+
+    #[test]
+    fn log_normal_hits_its_median_and_p99() {
+        let n = 100_000;
+        let v = sorted_samples(
+            Latency::LogNormal {
+                p50: 20_000,
+                p99: 250_000,
+            },
+            n,
+        );
+        let p50 = v[n / 2] as f64;
+        let p99 = v[n * 99 / 100] as f64;
+        assert!(within(p50, 20_000.0, 0.03), "p50 {p50}");
+        assert!(within(p99, 250_000.0, 0.05), "p99 {p99}");
+    }
+
+    #[test]
+    fn log_normal_with_equal_percentiles_is_constant() {
+        let v = sorted_samples(Latency::LogNormal { p50: 700, p99: 700 }, 100);
+        assert!(v.iter().all(|&x| x == 700), "{v:?}");
+    }
+
+    #[test]
+    fn exponential_has_its_mean() {
+        let n = 100_000;
+        let v = sorted_samples(Latency::Exponential { mean: 5_000 }, n);
+        let mean = v.iter().sum::<u64>() as f64 / n as f64;
+        assert!(within(mean, 5_000.0, 0.02), "mean {mean}");
+        // Median of an exponential is mean * ln 2.
+        let median = v[n / 2] as f64;
+        assert!(within(median, 5_000.0 * 2f64.ln(), 0.03), "median {median}");
+    }
+
+    #[test]
+    fn huge_tails_saturate_instead_of_wrapping() {
+        let s = Latency::LogNormal {
+            p50: 1,
+            p99: Span::MAX,
+        }
+        .sampler()
+        .unwrap();
+        let mut rng = rng();
+        let mut saw_max = false;
+        for _ in 0..10_000 {
+            saw_max |= s.sample(&mut rng) == Span::MAX;
+        }
+        assert!(saw_max);
+        assert_eq!(to_span(-3.0), 0);
+        assert_eq!(to_span(f64::NAN), 0);
+        assert_eq!(to_span(2.5), 3);
+    }
+
+    #[test]
+    fn same_seed_same_samples() {
+        let s = Latency::LogNormal { p50: 100, p99: 900 }.sampler().unwrap();
+        let (mut a, mut b) = (rng(), rng());
+        for _ in 0..100 {
+            assert_eq!(s.sample(&mut a), s.sample(&mut b));
+        }
+        assert_eq!(s.latency(), &Latency::LogNormal { p50: 100, p99: 900 });
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        let field = |l: Latency| l.validate().unwrap_err().field;
+        assert_eq!(field(Latency::Uniform { min: 3, max: 2 }), "latency.min");
+        assert_eq!(field(Latency::Exponential { mean: 0 }), "latency.mean");
+        assert_eq!(field(Latency::LogNormal { p50: 0, p99: 10 }), "latency.p50");
+        assert_eq!(field(Latency::LogNormal { p50: 10, p99: 9 }), "latency.p99");
+        assert!(Latency::LogNormal { p50: 10, p99: 9 }.sampler().is_err());
+        let err = Latency::LogNormal { p50: 10, p99: 9 }
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.reason, "p99 (9 us) is less than p50 (10 us)");
+        assert!(Latency::Constant(0).validate().is_ok());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    proptest! {
+        #[test]
+        fn uniform_samples_are_in_range(min in 0u64..1_000_000, width in 0u64..1_000, seed: u64) {
+            let s = Latency::Uniform { min, max: min + width }.sampler().unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for _ in 0..32 {
+                let x = s.sample(&mut rng);
+                prop_assert!((min..=min + width).contains(&x));
+            }
+        }
+
+        /// Half the samples fall at or below the median (rounding is negligible at
+        /// these magnitudes): 200 draws give 100 +- 7, so 40..=160 never flakes.
+        #[test]
+        fn log_normal_is_sane(p50 in 1_000u64..10_000_000, spread in 2u64..100, seed: u64) {
+            let s = Latency::LogNormal { p50, p99: p50.saturating_mul(spread) }.sampler().unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let below = (0..200).filter(|_| s.sample(&mut rng) <= p50).count();
+            prop_assert!((40..=160).contains(&below), "{} of 200 at or below p50", below);
+        }
+    }
+}

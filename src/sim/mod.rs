@@ -1,0 +1,21 @@
+//! The discrete-event simulator's building blocks: pure, deterministic, no I/O.
+//!
+//! Everything here is a function of its inputs: simulated time comes in as an
+//! integer [`Time`](crate::engine::Time), randomness as a caller-owned generator
+//! (one seeded stream per component, see [`rng`]). Nothing reads a clock or creates
+//! randomness on its own, which is what makes a run with the same scenario and seed
+//! byte-identical on any machine. The simulator proper composes these blocks:
+//!
+//! - [`queue`]: the event queue, ordered by `(time, seq)`;
+//! - [`rng`]: the per-component random streams derived from the master seed;
+//! - [`dist`]: latency distributions of simulated dependencies;
+//! - [`load`]: the scripted CPU load curve;
+//! - [`faults`]: the fault schedule and each dependency's condition at an instant;
+//! - [`workload`]: open-loop arrivals, request mix and key popularity.
+
+pub mod dist;
+pub mod faults;
+pub mod load;
+pub mod queue;
+pub mod rng;
+pub mod workload;
