@@ -19,3 +19,7 @@
 
 pub mod engine;
 pub mod sim;
+pub mod live;
+pub mod node;
+pub mod scenario;
+pub mod cli;

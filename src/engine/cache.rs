@@ -172,7 +172,7 @@ impl EvictReason {
 /// Plain stores and fresh hits are not events: they are the normal case and would
 /// drown the trace. Counters for them are in [`CacheStats`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CacheEvent<K> {
     /// A value past its TTL was handed out.
     StaleServed {

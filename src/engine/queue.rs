@@ -367,6 +367,11 @@ pub struct WriteQueue<W> {
 }
 
 impl<W> WriteQueue<W> {
+    /// The oldest write still held (waiting or in flight), if any.
+    pub fn front(&self) -> Option<&W> {
+        self.entries.front().map(|e| &e.write)
+    }
+
     /// An empty queue with a full drain bucket at time 0, or the reason `config` is
     /// refused.
     pub fn new(config: QueueConfig) -> Result<Self, ConfigError> {

@@ -1,0 +1,168 @@
+//! The data set behind the dependencies: what each service holds, and the store that
+//! answers reads and applies writes on the dependency's side.
+//!
+//! Both drivers use the same store: the live node as its in-process backend, the
+//! simulator inside each simulated dependency. Generated records are named once at
+//! construction so that a read in the simulator's hot loop clones an `Arc`, not a `String`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::protocol::{Record, Resource};
+
+/// The records one service holds: `count` generated records with ids `1..=count`, named
+/// `"<Noun> <id>"`, plus explicit records that add to or override them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Collection {
+    /// Generated records, ids `1..=count`.
+    pub count: u64,
+    /// Explicit records, by id (these win over generated ones).
+    pub records: BTreeMap<u64, Arc<str>>,
+    /// Whether the node's cache is preloaded with every record at start.
+    pub warm: bool,
+}
+
+/// The data set of both services, indexed like [`Resource::dependency`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSet {
+    /// Users, then products.
+    pub collections: [Collection; 2],
+}
+
+impl Default for DataSet {
+    /// The live node's built-in data set (the seed task's): user 123 "John Doe" and
+    /// product 123 "Product", both warm in the cache.
+    fn default() -> Self {
+        let one = |name: &str| Collection {
+            count: 0,
+            records: BTreeMap::from([(123, Arc::from(name))]),
+            warm: true,
+        };
+        DataSet {
+            collections: [one("John Doe"), one("Product")],
+        }
+    }
+}
+
+impl DataSet {
+    /// The collection behind `resource`.
+    pub fn collection(&self, resource: Resource) -> &Collection {
+        &self.collections[resource.dependency()]
+    }
+
+    /// Every record the node's cache starts with, in id order per resource.
+    pub fn warm_records(&self) -> impl Iterator<Item = (Resource, Record)> + '_ {
+        Resource::ALL.into_iter().flat_map(move |resource| {
+            let collection = self.collection(resource);
+            let store = Store::new(resource, collection);
+            let ids: Vec<u64> = if collection.warm {
+                let mut ids: Vec<u64> = (1..=collection.count).collect();
+                ids.extend(
+                    collection
+                        .records
+                        .keys()
+                        .filter(|&&id| id == 0 || id > collection.count),
+                );
+                ids.sort_unstable();
+                ids
+            } else {
+                Vec::new()
+            };
+            ids.into_iter()
+                .filter_map(move |id| store.read(id).map(|record| (resource, record)))
+        })
+    }
+}
+
+/// One service's records, as the service itself holds them.
+#[derive(Debug, Clone)]
+pub struct Store {
+    generated: Vec<Arc<str>>,
+    explicit: BTreeMap<u64, Arc<str>>,
+}
+
+impl Store {
+    /// The store of `resource`, filled from `collection`.
+    pub fn new(resource: Resource, collection: &Collection) -> Self {
+        let noun = match resource {
+            Resource::Users => "User",
+            Resource::Products => "Product",
+        };
+        Store {
+            generated: (1..=collection.count)
+                .map(|id| Arc::from(format!("{noun} {id}")))
+                .collect(),
+            explicit: collection.records.clone(),
+        }
+    }
+
+    /// The record with `id`, or `None` when the service has no such record.
+    pub fn read(&self, id: u64) -> Option<Record> {
+        let name = match self.explicit.get(&id) {
+            Some(name) => name.clone(),
+            None => {
+                let index = usize::try_from(id.checked_sub(1)?).ok()?;
+                self.generated.get(index)?.clone()
+            }
+        };
+        Some(Record { id, name })
+    }
+
+    /// Sets the name of record `id`, creating it if needed.
+    pub fn write(&mut self, id: u64, name: Arc<str>) {
+        self.explicit.insert(id, name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_data_set_is_the_seed_tasks() {
+        let data = DataSet::default();
+        let warm: Vec<_> = data.warm_records().collect();
+        assert_eq!(
+            warm,
+            vec![
+                (
+                    Resource::Users,
+                    Record {
+                        id: 123,
+                        name: "John Doe".into()
+                    }
+                ),
+                (
+                    Resource::Products,
+                    Record {
+                        id: 123,
+                        name: "Product".into()
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn generated_explicit_and_written_records() {
+        let collection = Collection {
+            count: 3,
+            records: BTreeMap::from([(2, Arc::from("Two")), (9, Arc::from("Nine"))]),
+            warm: true,
+        };
+        let mut store = Store::new(Resource::Users, &collection);
+        assert_eq!(store.read(1).unwrap().name.as_ref(), "User 1");
+        assert_eq!(store.read(2).unwrap().name.as_ref(), "Two");
+        assert_eq!(store.read(9).unwrap().name.as_ref(), "Nine");
+        assert_eq!(store.read(0), None);
+        assert_eq!(store.read(4), None);
+        store.write(4, "Four".into());
+        assert_eq!(store.read(4).unwrap().name.as_ref(), "Four");
+
+        let data = DataSet {
+            collections: [collection, Collection::default()],
+        };
+        let ids: Vec<u64> = data.warm_records().map(|(_, r)| r.id).collect();
+        assert_eq!(ids, vec![1, 2, 3, 9]);
+    }
+}

@@ -1,0 +1,22 @@
+//! The service: the seed task's protocol served by the degradation engine, sans-IO.
+//!
+//! [`protocol`] parses request bodies and shapes replies; [`service`] holds the
+//! [`Node`], which turns requests, dependency results and timers into [`Effect`]s;
+//! [`config`] and [`data`] describe what a node is built from. Neither driver's
+//! transport (stdin, the simulator's event queue) is known here.
+
+pub mod config;
+pub mod data;
+pub mod protocol;
+pub mod service;
+
+pub use config::{DependencyConfig, NodeConfig, ReadPolicy};
+pub use data::{Collection, DataSet, Store};
+pub use protocol::{
+    parse_body, ErrorCode, InBandFault, ModeRequest, Parsed, ProtocolError, Record, ReplyBody,
+    Request, Resource,
+};
+pub use service::{
+    Call, CallError, CallId, CallResult, Effect, Node, NodeEvent, NodeStats, Op, QueuedWrite,
+    RequestId, Served, Timer,
+};

@@ -1,0 +1,691 @@
+//! The node's wire protocol: request bodies parsed into typed requests, typed reply bodies.
+//!
+//! Parsing is hand-written over `serde_json::Value` rather than derived, because every
+//! refusal must name the field that was wrong (`field `user_id` must be a non-negative
+//! integer, got "abc"`) and map to a Maelstrom error code; serde's derived messages do
+//! neither. Replies are typed enums serialized by serde, so the simulator can classify a
+//! reply without building JSON and the live driver writes the exact seed-task shapes.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::engine::modes::Mode;
+
+/// The most forced failures one request may ask for; a bigger number is refused rather
+/// than spinning the node (each forced failure is recorded through the breaker).
+pub const MAX_FORCE_FAILURES: u64 = 10_000;
+
+/// A Maelstrom error code the node uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "u16")]
+pub enum ErrorCode {
+    /// 10: the request type is not supported by this node.
+    NotSupported,
+    /// 11: nothing can be served now (dependency down and nothing cached, queue full).
+    TemporarilyUnavailable,
+    /// 12: the request is malformed (missing or mistyped field, unknown mode).
+    MalformedRequest,
+    /// 20: the dependency answered that the key does not exist.
+    KeyDoesNotExist,
+}
+
+impl ErrorCode {
+    /// The numeric Maelstrom code.
+    pub fn code(self) -> u16 {
+        match self {
+            ErrorCode::NotSupported => 10,
+            ErrorCode::TemporarilyUnavailable => 11,
+            ErrorCode::MalformedRequest => 12,
+            ErrorCode::KeyDoesNotExist => 20,
+        }
+    }
+}
+
+impl From<ErrorCode> for u16 {
+    fn from(code: ErrorCode) -> u16 {
+        code.code()
+    }
+}
+
+/// A request that could not be accepted, with the code and text of its error reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtocolError {
+    /// The Maelstrom error code.
+    pub code: ErrorCode,
+    /// What was wrong, for a human.
+    pub text: String,
+}
+
+impl ProtocolError {
+    fn malformed(text: impl Into<String>) -> Self {
+        ProtocolError {
+            code: ErrorCode::MalformedRequest,
+            text: text.into(),
+        }
+    }
+}
+
+/// A resource the node serves, each backed by one dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// Users, served by the users service (dependency 0).
+    Users,
+    /// Products, served by the products service (dependency 1).
+    Products,
+}
+
+impl Resource {
+    /// Both resources, in dependency order.
+    pub const ALL: [Resource; 2] = [Resource::Users, Resource::Products];
+
+    /// The index of the dependency that serves this resource.
+    pub fn dependency(self) -> usize {
+        match self {
+            Resource::Users => 0,
+            Resource::Products => 1,
+        }
+    }
+
+    /// The resource served by dependency `index`, if any.
+    pub fn from_dependency(index: usize) -> Option<Resource> {
+        Resource::ALL.get(index).copied()
+    }
+
+    /// The conventional name of the dependency (`users`, `products`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Users => "users",
+            Resource::Products => "products",
+        }
+    }
+
+    /// The singular noun used in messages (`user`, `product`).
+    pub fn noun(self) -> &'static str {
+        match self {
+            Resource::Users => "user",
+            Resource::Products => "product",
+        }
+    }
+
+    /// The name of the id field in requests (`user_id`, `product_id`).
+    pub fn id_field(self) -> &'static str {
+        match self {
+            Resource::Users => "user_id",
+            Resource::Products => "product_id",
+        }
+    }
+}
+
+/// The in-band fault injection of the seed task, carried by a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InBandFault {
+    /// Before serving, make this many calls to the dependency that each fail, recorded
+    /// through the breaker exactly as real failures.
+    pub force_failures: u32,
+    /// The dependency is down for this request's own call.
+    pub service_unavailable: bool,
+}
+
+/// What a `set_mode` request asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ModeRequest {
+    /// Hold this mode regardless of CPU (a manual override).
+    Manual(Mode),
+    /// Clear any manual override; the CPU thresholds decide again.
+    Auto,
+}
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Maelstrom `init`.
+    Init {
+        /// The id this node is given.
+        node_id: String,
+    },
+    /// `get_user` / `get_product`.
+    Read {
+        /// Which resource.
+        resource: Resource,
+        /// The record's id.
+        key: u64,
+        /// In-band fault injection.
+        fault: InBandFault,
+    },
+    /// `update_user` / `update_product`: set the record's name.
+    Write {
+        /// Which resource.
+        resource: Resource,
+        /// The record's id.
+        key: u64,
+        /// The new name.
+        name: Arc<str>,
+        /// In-band fault injection.
+        fault: InBandFault,
+    },
+    /// `set_mode`: a mode, a CPU sample, or both.
+    SetMode {
+        /// The mode asked for, if any.
+        mode: Option<ModeRequest>,
+        /// A CPU sample in percent, if any.
+        cpu_usage: Option<f64>,
+    },
+    /// `get_recommendations`: a non-critical feature, disabled in degraded modes.
+    Recommendations {
+        /// For whom.
+        user_id: u64,
+    },
+    /// `search`: a non-critical feature, disabled in degraded modes.
+    Search {
+        /// What to look for.
+        query: Arc<str>,
+    },
+    /// `status`: the node's degradation state.
+    Status,
+}
+
+impl Request {
+    /// The request's `type` string.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Request::Init { .. } => "init",
+            Request::Read {
+                resource: Resource::Users,
+                ..
+            } => "get_user",
+            Request::Read {
+                resource: Resource::Products,
+                ..
+            } => "get_product",
+            Request::Write {
+                resource: Resource::Users,
+                ..
+            } => "update_user",
+            Request::Write {
+                resource: Resource::Products,
+                ..
+            } => "update_product",
+            Request::SetMode { .. } => "set_mode",
+            Request::Recommendations { .. } => "get_recommendations",
+            Request::Search { .. } => "search",
+            Request::Status => "status",
+        }
+    }
+}
+
+/// A request body's `msg_id` (if it has a usable one) and the request or its refusal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The request's `msg_id`, echoed as `in_reply_to`.
+    pub msg_id: Option<u64>,
+    /// The typed request, or why it cannot be served.
+    pub request: Result<Request, ProtocolError>,
+}
+
+/// Parses a request body (the `body` of a Maelstrom message).
+///
+/// Unknown extra fields are ignored, as Maelstrom clients may add their own.
+pub fn parse_body(body: &Value) -> Parsed {
+    let Some(obj) = body.as_object() else {
+        return Parsed {
+            msg_id: None,
+            request: Err(ProtocolError::malformed(format!(
+                "message body must be a JSON object, got {}",
+                kind_of(body)
+            ))),
+        };
+    };
+    let msg_id = obj.get("msg_id").and_then(Value::as_u64);
+    let request = parse_request(obj);
+    Parsed { msg_id, request }
+}
+
+fn parse_request(obj: &Map<String, Value>) -> Result<Request, ProtocolError> {
+    if let Some(v) = obj.get("msg_id") {
+        if v.as_u64().is_none() {
+            return Err(ProtocolError::malformed(format!(
+                "field `msg_id` must be a non-negative integer, got {v}"
+            )));
+        }
+    }
+    let ty = match obj.get("type") {
+        None => return Err(ProtocolError::malformed("missing field `type`")),
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => {
+            return Err(ProtocolError::malformed(format!(
+                "field `type` must be a string, got {other}"
+            )))
+        }
+    };
+    let fields = Fields(obj);
+    match ty {
+        "init" => Ok(Request::Init {
+            node_id: fields.opt_str("node_id")?.unwrap_or_default().to_owned(),
+        }),
+        "get_user" => read(&fields, Resource::Users),
+        "get_product" => read(&fields, Resource::Products),
+        "update_user" => write(&fields, Resource::Users),
+        "update_product" => write(&fields, Resource::Products),
+        "set_mode" => set_mode(&fields),
+        "get_recommendations" => Ok(Request::Recommendations {
+            user_id: fields.req_u64("user_id")?,
+        }),
+        "search" => Ok(Request::Search {
+            query: fields.req_str("query")?.into(),
+        }),
+        "status" => Ok(Request::Status),
+        other => Err(ProtocolError {
+            code: ErrorCode::NotSupported,
+            text: format!(
+                "unsupported message type `{other}`; this node serves init, get_user, get_product, \
+                 update_user, update_product, set_mode, get_recommendations, search, status"
+            ),
+        }),
+    }
+}
+
+fn read(fields: &Fields<'_>, resource: Resource) -> Result<Request, ProtocolError> {
+    Ok(Request::Read {
+        resource,
+        key: fields.req_u64(resource.id_field())?,
+        fault: fault(fields)?,
+    })
+}
+
+fn write(fields: &Fields<'_>, resource: Resource) -> Result<Request, ProtocolError> {
+    Ok(Request::Write {
+        resource,
+        key: fields.req_u64(resource.id_field())?,
+        name: fields.req_str("name")?.into(),
+        fault: fault(fields)?,
+    })
+}
+
+fn fault(fields: &Fields<'_>) -> Result<InBandFault, ProtocolError> {
+    let force_failures = fields.opt_u64("force_failures")?.unwrap_or(0);
+    if force_failures > MAX_FORCE_FAILURES {
+        return Err(ProtocolError::malformed(format!(
+            "field `force_failures` must be at most {MAX_FORCE_FAILURES}, got {force_failures}"
+        )));
+    }
+    Ok(InBandFault {
+        force_failures: force_failures as u32,
+        service_unavailable: fields.opt_bool("service_unavailable")?.unwrap_or(false),
+    })
+}
+
+fn set_mode(fields: &Fields<'_>) -> Result<Request, ProtocolError> {
+    let mode = match fields.opt_str("mode")? {
+        None => None,
+        Some("auto") => Some(ModeRequest::Auto),
+        Some(name) => Some(ModeRequest::Manual(name.parse::<Mode>().map_err(|_| {
+            ProtocolError::malformed(format!(
+                "field `mode` must be one of \"normal\", \"degraded\", \"critical\", \"auto\", got \"{name}\""
+            ))
+        })?)),
+    };
+    let cpu_usage = fields.opt_f64("cpu_usage")?;
+    if let Some(cpu) = cpu_usage {
+        if !(0.0..=100.0).contains(&cpu) {
+            return Err(ProtocolError::malformed(format!(
+                "field `cpu_usage` must be a percentage between 0 and 100, got {cpu}"
+            )));
+        }
+    }
+    if mode.is_none() && cpu_usage.is_none() {
+        return Err(ProtocolError::malformed(
+            "set_mode needs field `mode` or field `cpu_usage` (or both)",
+        ));
+    }
+    Ok(Request::SetMode { mode, cpu_usage })
+}
+
+/// Typed access to a body's fields, with errors that name the field.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        // `null` is treated as absent, as most JSON clients mean it.
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    fn req_u64(&self, name: &str) -> Result<u64, ProtocolError> {
+        self.opt_u64(name)?
+            .ok_or_else(|| ProtocolError::malformed(format!("missing field `{name}`")))
+    }
+
+    fn opt_u64(&self, name: &str) -> Result<Option<u64>, ProtocolError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                ProtocolError::malformed(format!(
+                    "field `{name}` must be a non-negative integer, got {v}"
+                ))
+            }),
+        }
+    }
+
+    fn opt_f64(&self, name: &str) -> Result<Option<f64>, ProtocolError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                ProtocolError::malformed(format!("field `{name}` must be a number, got {v}"))
+            }),
+        }
+    }
+
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, ProtocolError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| {
+                ProtocolError::malformed(format!("field `{name}` must be true or false, got {v}"))
+            }),
+        }
+    }
+
+    fn req_str(&self, name: &str) -> Result<&'a str, ProtocolError> {
+        self.opt_str(name)?
+            .ok_or_else(|| ProtocolError::malformed(format!("missing field `{name}`")))
+    }
+
+    fn opt_str(&self, name: &str) -> Result<Option<&'a str>, ProtocolError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| {
+                ProtocolError::malformed(format!("field `{name}` must be a string, got {v}"))
+            }),
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A record of the data set: what `user` and `product` hold in replies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    /// The record's id.
+    pub id: u64,
+    /// Its name.
+    pub name: Arc<str>,
+}
+
+/// Per-dependency figures in a `status_ok` reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DependencyStatus {
+    /// The dependency's name.
+    pub name: String,
+    /// Its breaker's state.
+    pub circuit_state: &'static str,
+    /// Entries in its cache.
+    pub cache_entries: usize,
+    /// Stale serves so far.
+    pub stale_serves: u64,
+    /// Writes waiting in its queue (including one in flight).
+    pub queue_depth: usize,
+    /// Writes that exhausted their retries.
+    pub dead_letters: u64,
+}
+
+/// A reply body. Field order and names are the wire format; the seed task's three
+/// shapes (`user_response`, `product_response`, `mode_changed`) carry no extra keys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReplyBody {
+    /// Answer to `init`.
+    InitOk {
+        /// The request's `msg_id`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<u64>,
+    },
+    /// Answer to `get_user`.
+    UserResponse {
+        /// The request's `msg_id`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<u64>,
+        /// The user.
+        user: Record,
+        /// The users breaker's state when the reply was made.
+        circuit_state: &'static str,
+        /// Whether the user came from the cache rather than the service.
+        from_cache: bool,
+    },
+    /// Answer to `get_product`.
+    ProductResponse {
+        /// The request's `msg_id`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<u64>,
+        /// The product.
+        product: Record,
+        /// Whether the product came from the cache rather than the service.
+        #[serde(rename = "_cached")]
+        cached: bool,
+    },
+    /// Answer to `update_user` / `update_product`.
+    WriteOk {
+        /// The request's `msg_id`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<u64>,
+        /// Which resource was written.
+        resource: Resource,
+        /// The record's id.
+        id: u64,
+        /// True when the write was queued for later (the dependency is down or its
+        /// breaker open); false when it was applied now.
+        queued: bool,
+        /// Writes waiting for this dependency after this one was handled.
+        queue_depth: usize,
+    },
+    /// Answer to `set_mode`.
+    ModeChanged {
+        /// The request's `msg_id`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<u64>,
+        /// The mode now in force.
+        mode: &'static str,
+        /// The features that mode disables, in configuration order.
+        disabled_features: Vec<String>,
+    },
+    /// Answer to `get_recommendations`.
+    RecommendationsResponse {
+        /// The request's `msg_id`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<u64>,
+        /// For whom.
+        user_id: u64,
+        /// Recommended product ids (empty when degraded).
+        recommendations: Vec<u64>,
+        /// True when the feature is disabled by the current mode and this is the fallback.
+        degraded: bool,
+    },
+    /// Answer to `search`.
+    SearchResponse {
+        /// The request's `msg_id`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<u64>,
+        /// The query.
+        query: Arc<str>,
+        /// Matching product ids (empty when degraded).
+        results: Vec<u64>,
+        /// True when the feature is disabled by the current mode and this is the fallback.
+        degraded: bool,
+    },
+    /// Answer to `status`.
+    StatusOk {
+        /// The request's `msg_id`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<u64>,
+        /// The current mode.
+        mode: &'static str,
+        /// Whether the mode is held by a manual override.
+        manual_mode: bool,
+        /// The features the current mode disables.
+        disabled_features: Vec<String>,
+        /// Each dependency's breaker, cache and queue.
+        dependencies: Vec<DependencyStatus>,
+    },
+    /// A Maelstrom error.
+    Error {
+        /// The request's `msg_id`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<u64>,
+        /// The Maelstrom error code.
+        code: ErrorCode,
+        /// What went wrong.
+        text: String,
+    },
+}
+
+impl ReplyBody {
+    /// An error reply for a refused request.
+    pub fn error(in_reply_to: Option<u64>, err: ProtocolError) -> Self {
+        ReplyBody::Error {
+            in_reply_to,
+            code: err.code,
+            text: err.text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Request, ProtocolError> {
+        parse_body(&v).request
+    }
+
+    #[test]
+    fn seed_requests_parse() {
+        assert_eq!(
+            parse(json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":6})),
+            Ok(Request::Read {
+                resource: Resource::Users,
+                key: 123,
+                fault: InBandFault {
+                    force_failures: 6,
+                    service_unavailable: false
+                }
+            })
+        );
+        assert_eq!(
+            parse(
+                json!({"type":"get_product","msg_id":2,"product_id":123,"service_unavailable":true})
+            ),
+            Ok(Request::Read {
+                resource: Resource::Products,
+                key: 123,
+                fault: InBandFault {
+                    force_failures: 0,
+                    service_unavailable: true
+                }
+            })
+        );
+        assert_eq!(
+            parse(json!({"type":"set_mode","msg_id":3,"mode":"degraded","cpu_usage":85})),
+            Ok(Request::SetMode {
+                mode: Some(ModeRequest::Manual(Mode::Degraded)),
+                cpu_usage: Some(85.0)
+            })
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field_and_code() {
+        let e = parse(json!({"type":"get_user","msg_id":1})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedRequest);
+        assert_eq!(e.text, "missing field `user_id`");
+
+        let e = parse(json!({"type":"get_user","user_id":"abc"})).unwrap_err();
+        assert_eq!(
+            e.text,
+            "field `user_id` must be a non-negative integer, got \"abc\""
+        );
+
+        let e = parse(json!({"type":"set_mode","mode":"panic"})).unwrap_err();
+        assert_eq!(e.code.code(), 12);
+        assert!(e.text.contains("`mode`") && e.text.contains("panic"), "{}", e.text);
+
+        let e = parse(json!({"type":"set_mode","cpu_usage":140})).unwrap_err();
+        assert!(e.text.contains("cpu_usage"), "{}", e.text);
+
+        let e = parse(json!({"type":"set_mode"})).unwrap_err();
+        assert!(e.text.contains("mode") && e.text.contains("cpu_usage"));
+
+        let e = parse(json!({"type":"get_user","user_id":1,"service_unavailable":"yes"}))
+            .unwrap_err();
+        assert!(e.text.contains("service_unavailable"), "{}", e.text);
+
+        let e = parse(json!({"type":"teleport","msg_id":9})).unwrap_err();
+        assert_eq!(e.code.code(), 10);
+        assert!(e.text.contains("teleport"));
+
+        let e = parse(json!({"msg_id":9})).unwrap_err();
+        assert_eq!(e.text, "missing field `type`");
+
+        let p = parse_body(&json!([1, 2]));
+        assert_eq!(p.msg_id, None);
+        assert!(p.request.unwrap_err().text.contains("an array"));
+    }
+
+    #[test]
+    fn force_failures_is_bounded() {
+        let e = parse(json!({"type":"get_user","user_id":1,"force_failures":4_000_000_000u64}))
+            .unwrap_err();
+        assert!(e.text.contains("force_failures"));
+    }
+
+    #[test]
+    fn seed_replies_have_exact_shapes() {
+        let user = ReplyBody::UserResponse {
+            in_reply_to: Some(1),
+            user: Record {
+                id: 123,
+                name: "John Doe".into(),
+            },
+            circuit_state: "open",
+            from_cache: true,
+        };
+        assert_eq!(
+            serde_json::to_value(&user).unwrap(),
+            json!({"type":"user_response","in_reply_to":1,"user":{"id":123,"name":"John Doe"},
+                   "circuit_state":"open","from_cache":true})
+        );
+        let product = ReplyBody::ProductResponse {
+            in_reply_to: Some(2),
+            product: Record {
+                id: 123,
+                name: "Product".into(),
+            },
+            cached: true,
+        };
+        assert_eq!(
+            serde_json::to_value(&product).unwrap(),
+            json!({"type":"product_response","in_reply_to":2,
+                   "product":{"id":123,"name":"Product"},"_cached":true})
+        );
+        let err = ReplyBody::error(
+            Some(4),
+            ProtocolError {
+                code: ErrorCode::TemporarilyUnavailable,
+                text: "x".into(),
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&err).unwrap(),
+            json!({"type":"error","in_reply_to":4,"code":11,"text":"x"})
+        );
+    }
+}

@@ -1,0 +1,981 @@
+//! The service: turns requests, dependency results and timers into effects, using the engine.
+//!
+//! `Node` is sans-IO in the same way the engine is: it never reads a clock, never does
+//! I/O and knows nothing of stdin or of the simulator's event queue. A driver feeds it
+//! ([`Node::handle`], [`Node::on_call_result`], [`Node::on_timer`], [`Node::observe_cpu`])
+//! and carries out the [`Effect`]s it drains: write a reply, call a dependency, set a
+//! timer, record an event. Both drivers (the simulator and `brownout node`) run this
+//! same code, so what a scenario shows is what the live node does.
+//!
+//! Call timeouts are the driver's to enforce, through the deadline each [`Call`]
+//! carries: the simulator knows a call's latency when it starts it, so it schedules
+//! either the answer or the timeout, never both, which halves its event traffic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::engine::breaker::{BreakerEvent, BreakerState, CircuitBreaker, Permit};
+use crate::engine::cache::{CacheEvent, Lookup, RefreshTicket, StaleCache, StaleReason};
+use crate::engine::modes::{ModeController, ModeEvent};
+use crate::engine::queue::{Enqueue, QueueEvent, WriteId, WriteQueue};
+use crate::engine::{ConfigError, Span, Time};
+
+use super::config::{NodeConfig, ReadPolicy};
+use super::protocol::{
+    DependencyStatus, ErrorCode, InBandFault, ModeRequest, ProtocolError, Record, ReplyBody,
+    Request, Resource,
+};
+
+/// The driver's handle on one request, echoed on its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RequestId(pub u64);
+
+/// The node's handle on one dependency call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct CallId(pub u64);
+
+/// What a call asks of a dependency.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Read record `key`.
+    Read {
+        /// The record's id.
+        key: u64,
+    },
+    /// Set record `key`'s name.
+    Write {
+        /// The record's id.
+        key: u64,
+        /// The new name.
+        name: Arc<str>,
+    },
+}
+
+/// A call the driver must make to a dependency and answer with [`Node::on_call_result`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// Echo this in the result.
+    pub id: CallId,
+    /// Which dependency ([`Resource::dependency`]).
+    pub dependency: usize,
+    /// What to do.
+    pub op: Op,
+    /// The request said `service_unavailable`: the call must fail as if the service
+    /// were down.
+    pub force_down: bool,
+    /// When the node stops waiting: if the dependency has not answered by then, the
+    /// driver reports [`CallError::Timeout`] at this instant and drops the late answer.
+    pub deadline: Time,
+}
+
+/// Why a dependency call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallError {
+    /// The service is down (connection refused, 503).
+    Unavailable,
+    /// The service answered with an error.
+    Error,
+    /// No answer before the deadline.
+    Timeout,
+}
+
+impl CallError {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallError::Unavailable => "unavailable",
+            CallError::Error => "error",
+            CallError::Timeout => "timeout",
+        }
+    }
+}
+
+/// A dependency's answer to a [`Call`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallResult {
+    /// A read found the record.
+    Found(Record),
+    /// A read found no such record (a healthy answer).
+    NotFound,
+    /// A write was applied.
+    Written,
+    /// The call failed.
+    Failed(CallError),
+}
+
+/// A timer the node asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timer {
+    /// Housekeeping: a breaker may move from open to half-open, a queued write may be due.
+    Wake,
+}
+
+/// How a request was served; the simulator's report counts these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "served", rename_all = "snake_case")]
+pub enum Served {
+    /// Straight from the dependency.
+    Fresh,
+    /// From the cache, within its TTL (the breaker was open, the call failed, or the
+    /// read policy is cache-first).
+    Cached {
+        /// Age of the entry.
+        age: Span,
+    },
+    /// From the cache, past its TTL (stale-if-error or stale-while-revalidate).
+    Stale {
+        /// Age of the entry.
+        age: Span,
+    },
+    /// A feature disabled by the current mode answered with its fallback.
+    Fallback,
+    /// A write applied now.
+    Applied,
+    /// A write accepted into the queue.
+    Queued {
+        /// Queue depth after it.
+        depth: usize,
+    },
+    /// A write shed because the queue is full.
+    Rejected,
+    /// An error reply.
+    Error {
+        /// The Maelstrom code.
+        code: u16,
+    },
+    /// A control message (`init`, `set_mode`, `status`).
+    Control,
+}
+
+impl Served {
+    /// Whether the client got what it asked for (data, possibly stale or degraded, or an
+    /// accepted write): the numerator of availability.
+    pub fn is_available(self) -> bool {
+        !matches!(self, Served::Rejected | Served::Error { .. })
+    }
+}
+
+/// An engine event, tagged with the dependency it concerns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum NodeEvent {
+    /// A breaker transition.
+    Breaker {
+        /// The dependency's name.
+        dependency: &'static str,
+        /// What happened.
+        event: BreakerEvent,
+    },
+    /// A cache event (stale serve, eviction, ...).
+    Cache {
+        /// The dependency's name.
+        dependency: &'static str,
+        /// What happened.
+        event: CacheEvent<u64>,
+    },
+    /// A write-queue event.
+    Queue {
+        /// The dependency's name.
+        dependency: &'static str,
+        /// What happened.
+        event: QueueEvent,
+    },
+    /// A mode change.
+    Mode {
+        /// What happened.
+        event: ModeEvent,
+    },
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send a reply to the request `to`.
+    Reply {
+        /// The request answered.
+        to: RequestId,
+        /// The reply body.
+        body: ReplyBody,
+        /// How the request was served.
+        served: Served,
+    },
+    /// Make a dependency call.
+    Call(Call),
+    /// Call [`Node::on_timer`] at `at` (timers are never cancelled; a late or redundant
+    /// one is harmless).
+    Timer {
+        /// When.
+        at: Time,
+        /// Which.
+        timer: Timer,
+    },
+    /// Record a state transition.
+    Event(NodeEvent),
+}
+
+/// A write waiting in a dependency's queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedWrite {
+    /// The record's id.
+    pub key: u64,
+    /// The name to set.
+    pub name: Arc<str>,
+}
+
+/// Why a call is outstanding.
+#[derive(Debug, Clone)]
+enum Purpose {
+    /// A client read; answer it.
+    Read { to: RequestId, msg_id: Option<u64> },
+    /// A background refresh (stale-while-revalidate); nobody waits for it.
+    Refresh { ticket: RefreshTicket<u64> },
+    /// A health probe sent on behalf of a waiting queue while the breaker is half-open.
+    Probe,
+    /// A client write; answer it.
+    Write {
+        to: RequestId,
+        msg_id: Option<u64>,
+        name: Arc<str>,
+    },
+    /// A queued write being drained.
+    Drain { write: WriteId, name: Arc<str> },
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    dependency: usize,
+    key: u64,
+    permit: Permit,
+    purpose: Purpose,
+}
+
+/// One dependency's engine state.
+struct Dependency {
+    resource: Resource,
+    timeout: Span,
+    read_policy: ReadPolicy,
+    breaker: CircuitBreaker,
+    cache: StaleCache<u64, Record>,
+    queue: WriteQueue<QueuedWrite>,
+}
+
+/// Counters the node keeps about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NodeStats {
+    /// Dependency calls started.
+    pub calls: u64,
+    /// Forced failures recorded through a breaker (`force_failures`).
+    pub forced_failures: u64,
+    /// Background refreshes started.
+    pub refreshes: u64,
+    /// Health probes started for a waiting queue.
+    pub probes: u64,
+}
+
+/// The service: one breaker, cache and write queue per dependency, one mode controller.
+pub struct Node {
+    deps: Vec<Dependency>,
+    modes: ModeController,
+    rng: ChaCha8Rng,
+    pending: HashMap<CallId, Pending>,
+    next_call: u64,
+    effects: Vec<Effect>,
+    /// The earliest wake already asked of the driver and not yet fired, so that the
+    /// node does not flood the driver's timer queue with duplicates.
+    next_wake: Option<Time>,
+    stats: NodeStats,
+}
+
+impl Node {
+    /// A node with `config`, its caches preloaded with `warm` at time 0, drawing jitter
+    /// from `rng` (owned by the driver's seeding scheme).
+    pub fn new(
+        config: &NodeConfig,
+        warm: impl IntoIterator<Item = (Resource, Record)>,
+        rng: ChaCha8Rng,
+    ) -> Result<Node, ConfigError> {
+        config.validate()?;
+        let mut deps = Vec::with_capacity(2);
+        for resource in Resource::ALL {
+            let c = config.dependency(resource);
+            deps.push(Dependency {
+                resource,
+                timeout: c.timeout,
+                read_policy: c.read_policy,
+                breaker: CircuitBreaker::new(c.breaker.clone())?,
+                cache: StaleCache::new(c.cache.clone())?,
+                queue: WriteQueue::new(c.queue.clone())?,
+            });
+        }
+        for (resource, record) in warm {
+            deps[resource.dependency()].cache.insert(record.id, record, 0);
+        }
+        let mut node = Node {
+            deps,
+            modes: ModeController::new(config.modes.clone())?,
+            rng,
+            pending: HashMap::new(),
+            next_call: 0,
+            effects: Vec::new(),
+            next_wake: None,
+            stats: NodeStats::default(),
+        };
+        // Warming may have evicted; those events are part of the run's record.
+        node.collect_events();
+        Ok(node)
+    }
+
+    /// The effects produced since the last drain, in the order they happened.
+    pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        self.effects.drain(..)
+    }
+
+    /// Handles one request at `now`. `msg_id` is echoed as `in_reply_to`.
+    pub fn handle(&mut self, now: Time, to: RequestId, msg_id: Option<u64>, request: Request) {
+        match request {
+            Request::Init { .. } => self.reply(
+                to,
+                ReplyBody::InitOk {
+                    in_reply_to: msg_id,
+                },
+                Served::Control,
+            ),
+            Request::Read {
+                resource,
+                key,
+                fault,
+            } => self.read(now, to, msg_id, resource, key, fault),
+            Request::Write {
+                resource,
+                key,
+                name,
+                fault,
+            } => self.write(now, to, msg_id, resource, key, name, fault),
+            Request::SetMode { mode, cpu_usage } => {
+                // A mode pins the controller (a manual override); without one, the
+                // thresholds decide, so any earlier pin is released first.
+                match mode {
+                    Some(ModeRequest::Manual(mode)) => {
+                        self.modes.set_manual(mode, now);
+                    }
+                    Some(ModeRequest::Auto) | None => {
+                        self.modes.clear_manual(now);
+                    }
+                }
+                if let Some(cpu) = cpu_usage {
+                    // The parser only lets finite percentages through.
+                    let _ = self.modes.sample(cpu, now);
+                }
+                let body = ReplyBody::ModeChanged {
+                    in_reply_to: msg_id,
+                    mode: self.modes.mode().as_str(),
+                    disabled_features: self.modes.disabled_features().to_vec(),
+                };
+                self.reply(to, body, Served::Control);
+            }
+            Request::Recommendations { user_id } => {
+                let enabled = self.modes.is_enabled("recommendations");
+                let recommendations = if enabled {
+                    // A stand-in for a recommender: deterministic, cheap, plausible.
+                    (1..=3).map(|k| (user_id * 31 + k * 7) % 1000 + 1).collect()
+                } else {
+                    Vec::new()
+                };
+                let served = if enabled {
+                    Served::Fresh
+                } else {
+                    Served::Fallback
+                };
+                let body = ReplyBody::RecommendationsResponse {
+                    in_reply_to: msg_id,
+                    user_id,
+                    recommendations,
+                    degraded: !enabled,
+                };
+                self.reply(to, body, served);
+            }
+            Request::Search { query } => {
+                let enabled = self.modes.is_enabled("search");
+                let results = if enabled {
+                    let seed = query
+                        .bytes()
+                        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                    (0..3).map(|k| (seed + k * 13) % 1000 + 1).collect()
+                } else {
+                    Vec::new()
+                };
+                let served = if enabled {
+                    Served::Fresh
+                } else {
+                    Served::Fallback
+                };
+                let body = ReplyBody::SearchResponse {
+                    in_reply_to: msg_id,
+                    query,
+                    results,
+                    degraded: !enabled,
+                };
+                self.reply(to, body, served);
+            }
+            Request::Status => {
+                let body = self.status(msg_id);
+                self.reply(to, body, Served::Control);
+            }
+        }
+        self.after(now);
+    }
+
+    /// Answers a request that could not be parsed or is not supported.
+    pub fn refuse(&mut self, to: RequestId, msg_id: Option<u64>, error: ProtocolError) {
+        let code = error.code.code();
+        self.reply(to, ReplyBody::error(msg_id, error), Served::Error { code });
+    }
+
+    /// Feeds a CPU sample (percent) to the mode controller.
+    pub fn observe_cpu(&mut self, now: Time, cpu: f64) {
+        // A sample the controller refuses (NaN, negative) changes nothing; the load
+        // curves that feed this are clamped, so it does not happen in practice.
+        let _ = self.modes.sample(cpu, now);
+        self.after(now);
+    }
+
+    /// Handles a timer set earlier.
+    pub fn on_timer(&mut self, now: Time, timer: Timer) {
+        match timer {
+            Timer::Wake => {
+                if self.next_wake.is_some_and(|at| at <= now) {
+                    self.next_wake = None;
+                }
+            }
+        }
+        self.after(now);
+    }
+
+    /// Handles a dependency's answer (or the driver's timeout) to call `id`. Answers to
+    /// unknown calls are ignored.
+    pub fn on_call_result(&mut self, now: Time, id: CallId, result: CallResult) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        let Pending {
+            dependency,
+            key,
+            permit,
+            purpose,
+        } = pending;
+        let dep = &mut self.deps[dependency];
+        let failure = match result {
+            CallResult::Failed(error) => {
+                dep.breaker.on_failure(permit, now, &mut self.rng);
+                Some(error)
+            }
+            _ => {
+                dep.breaker.on_success(permit, now, &mut self.rng);
+                None
+            }
+        };
+        let why = failure.map_or("error", CallError::as_str);
+        match purpose {
+            Purpose::Read { to, msg_id } => match result {
+                CallResult::Found(record) => {
+                    dep.cache.insert(key, record.clone(), now);
+                    let body = self.record_reply(dependency, msg_id, record, false);
+                    self.reply(to, body, Served::Fresh);
+                }
+                CallResult::NotFound => {
+                    let resource = dep.resource;
+                    self.refuse_with(
+                        to,
+                        msg_id,
+                        ErrorCode::KeyDoesNotExist,
+                        format!("{} {key} does not exist", resource.noun()),
+                    );
+                }
+                CallResult::Written | CallResult::Failed(_) => {
+                    let reason = format!("{} service failed ({why})", dep.resource.as_str());
+                    let stale = StaleReason::DependencyFailed;
+                    self.serve_from_cache(now, to, msg_id, dependency, key, stale, &reason);
+                }
+            },
+            Purpose::Refresh { ticket } => {
+                let value = match result {
+                    CallResult::Found(record) => Some(record),
+                    _ => None,
+                };
+                dep.cache.end_refresh(ticket, now, value);
+            }
+            Purpose::Probe => {}
+            Purpose::Write { to, msg_id, name } => {
+                if failure.is_some() {
+                    self.enqueue_write(now, to, msg_id, dependency, key, name);
+                } else {
+                    let dep = &mut self.deps[dependency];
+                    dep.cache.insert(key, Record { id: key, name }, now);
+                    let body = ReplyBody::WriteOk {
+                        in_reply_to: msg_id,
+                        resource: dep.resource,
+                        id: key,
+                        queued: false,
+                        queue_depth: dep.queue.depth(),
+                    };
+                    self.reply(to, body, Served::Applied);
+                }
+            }
+            Purpose::Drain { write, name } => {
+                if failure.is_some() {
+                    dep.queue.on_failed(write, why, now, &mut self.rng);
+                } else {
+                    dep.queue.on_applied(write, now);
+                    dep.cache.insert(key, Record { id: key, name }, now);
+                }
+            }
+        }
+        self.after(now);
+    }
+
+    /// Whether the node still has work of its own: calls outstanding or writes queued.
+    pub fn is_busy(&self) -> bool {
+        !self.pending.is_empty() || self.deps.iter().any(|d| !d.queue.is_empty())
+    }
+
+    /// The node's counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// The mode controller (read-only), for reports.
+    pub fn modes(&self) -> &ModeController {
+        &self.modes
+    }
+
+    /// The breaker of dependency `index`, for reports.
+    pub fn breaker(&self, index: usize) -> &CircuitBreaker {
+        &self.deps[index].breaker
+    }
+
+    /// The cache of dependency `index`, for reports.
+    pub fn cache(&self, index: usize) -> &StaleCache<u64, Record> {
+        &self.deps[index].cache
+    }
+
+    /// The write queue of dependency `index`, for reports.
+    pub fn queue(&self, index: usize) -> &WriteQueue<QueuedWrite> {
+        &self.deps[index].queue
+    }
+
+    fn read(
+        &mut self,
+        now: Time,
+        to: RequestId,
+        msg_id: Option<u64>,
+        resource: Resource,
+        key: u64,
+        fault: InBandFault,
+    ) {
+        let index = resource.dependency();
+        self.force_failures(now, index, fault.force_failures);
+        let dep = &mut self.deps[index];
+        if dep.read_policy == ReadPolicy::CacheFirst {
+            match dep.cache.lookup(key, now) {
+                Lookup::Fresh { value, age } => {
+                    let record = value.clone();
+                    let body = self.record_reply(index, msg_id, record, true);
+                    self.reply(to, body, Served::Cached { age });
+                    return;
+                }
+                Lookup::Stale {
+                    may_revalidate: true,
+                    ..
+                } => {
+                    if let Some(ticket) = dep.cache.begin_refresh(key, now) {
+                        self.stats.refreshes += 1;
+                        self.start_refresh(now, index, key, ticket);
+                    }
+                    let reason = "stale-while-revalidate";
+                    let stale = StaleReason::Revalidating;
+                    self.serve_from_cache(now, to, msg_id, index, key, stale, reason);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        let dep = &mut self.deps[index];
+        match dep.breaker.try_acquire(now, &mut self.rng) {
+            Ok(permit) => self.start_call(
+                now,
+                index,
+                key,
+                permit,
+                Op::Read { key },
+                fault.service_unavailable,
+                Purpose::Read { to, msg_id },
+            ),
+            Err(_) => {
+                let reason = format!("{} service unavailable (circuit open)", resource.as_str());
+                let stale = StaleReason::BreakerOpen;
+                self.serve_from_cache(now, to, msg_id, index, key, stale, &reason);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &mut self,
+        now: Time,
+        to: RequestId,
+        msg_id: Option<u64>,
+        resource: Resource,
+        key: u64,
+        name: Arc<str>,
+        fault: InBandFault,
+    ) {
+        let index = resource.dependency();
+        self.force_failures(now, index, fault.force_failures);
+        let dep = &mut self.deps[index];
+        // Writes already waiting go first: a newer write must never overtake an older
+        // one to the same record.
+        if !dep.queue.is_empty() {
+            self.enqueue_write(now, to, msg_id, index, key, name);
+            return;
+        }
+        match dep.breaker.try_acquire(now, &mut self.rng) {
+            Ok(permit) => {
+                let op = Op::Write {
+                    key,
+                    name: name.clone(),
+                };
+                let purpose = Purpose::Write { to, msg_id, name };
+                self.start_call(
+                    now,
+                    index,
+                    key,
+                    permit,
+                    op,
+                    fault.service_unavailable,
+                    purpose,
+                );
+            }
+            Err(_) => self.enqueue_write(now, to, msg_id, index, key, name),
+        }
+    }
+
+    /// The seed task's in-band fault: `count` calls that each fail, recorded through the
+    /// breaker as real failures; a call the breaker refuses is not made, so not counted.
+    fn force_failures(&mut self, now: Time, index: usize, count: u32) {
+        let dep = &mut self.deps[index];
+        for _ in 0..count {
+            let Ok(permit) = dep.breaker.try_acquire(now, &mut self.rng) else {
+                break;
+            };
+            dep.breaker.on_failure(permit, now, &mut self.rng);
+            self.stats.forced_failures += 1;
+        }
+    }
+
+    fn enqueue_write(
+        &mut self,
+        now: Time,
+        to: RequestId,
+        msg_id: Option<u64>,
+        index: usize,
+        key: u64,
+        name: Arc<str>,
+    ) {
+        let dep = &mut self.deps[index];
+        let resource = dep.resource;
+        match dep.queue.enqueue(QueuedWrite { key, name }, now) {
+            Enqueue::Accepted { .. } => {
+                let depth = dep.queue.depth();
+                let body = ReplyBody::WriteOk {
+                    in_reply_to: msg_id,
+                    resource,
+                    id: key,
+                    queued: true,
+                    queue_depth: depth,
+                };
+                self.reply(to, body, Served::Queued { depth });
+            }
+            Enqueue::Rejected { depth } => {
+                let body = ReplyBody::error(
+                    msg_id,
+                    ProtocolError {
+                        code: ErrorCode::TemporarilyUnavailable,
+                        text: format!(
+                            "{} service is unavailable and its write queue is full ({depth} writes \
+                             waiting); the write to {} {key} was not accepted, retry later",
+                            resource.as_str(),
+                            resource.noun()
+                        ),
+                    },
+                );
+                self.reply(to, body, Served::Rejected);
+            }
+        }
+    }
+
+    /// Serves a read from the cache because the dependency could not (`reason`), or
+    /// answers with an informative error when the cache has nothing servable.
+    #[allow(clippy::too_many_arguments)]
+    fn serve_from_cache(
+        &mut self,
+        now: Time,
+        to: RequestId,
+        msg_id: Option<u64>,
+        index: usize,
+        key: u64,
+        stale: StaleReason,
+        reason: &str,
+    ) {
+        let dep = &mut self.deps[index];
+        let resource = dep.resource;
+        match dep.cache.serve_stale(key, now, stale) {
+            Ok(hit) => {
+                let served = if hit.stale {
+                    Served::Stale { age: hit.age }
+                } else {
+                    Served::Cached { age: hit.age }
+                };
+                let record = hit.value.clone();
+                let body = self.record_reply(index, msg_id, record, true);
+                self.reply(to, body, served);
+            }
+            Err(refusal) => {
+                let text = format!(
+                    "{reason}; {} {key}: {refusal}",
+                    resource.noun(),
+                );
+                self.refuse_with(to, msg_id, ErrorCode::TemporarilyUnavailable, text);
+            }
+        }
+    }
+
+    fn record_reply(
+        &self,
+        index: usize,
+        msg_id: Option<u64>,
+        record: Record,
+        from_cache: bool,
+    ) -> ReplyBody {
+        let dep = &self.deps[index];
+        match dep.resource {
+            Resource::Users => ReplyBody::UserResponse {
+                in_reply_to: msg_id,
+                user: record,
+                circuit_state: dep.breaker.state().as_str(),
+                from_cache,
+            },
+            Resource::Products => ReplyBody::ProductResponse {
+                in_reply_to: msg_id,
+                product: record,
+                cached: from_cache,
+            },
+        }
+    }
+
+    fn status(&self, msg_id: Option<u64>) -> ReplyBody {
+        ReplyBody::StatusOk {
+            in_reply_to: msg_id,
+            mode: self.modes.mode().as_str(),
+            manual_mode: self.modes.is_manual(),
+            disabled_features: self.modes.disabled_features().to_vec(),
+            dependencies: self
+                .deps
+                .iter()
+                .map(|d| DependencyStatus {
+                    name: d.resource.as_str().to_owned(),
+                    circuit_state: d.breaker.state().as_str(),
+                    cache_entries: d.cache.len(),
+                    stale_serves: d.cache.stats().stale_serves,
+                    queue_depth: d.queue.depth(),
+                    dead_letters: d.queue.stats().dead_lettered,
+                })
+                .collect(),
+        }
+    }
+
+    /// Starts a background refresh if the breaker admits it; otherwise gives the ticket
+    /// back so the next reader may try.
+    fn start_refresh(&mut self, now: Time, index: usize, key: u64, ticket: RefreshTicket<u64>) {
+        let dep = &mut self.deps[index];
+        match dep.breaker.try_acquire(now, &mut self.rng) {
+            Ok(permit) => {
+                let purpose = Purpose::Refresh { ticket };
+                self.start_call(now, index, key, permit, Op::Read { key }, false, purpose);
+            }
+            Err(_) => {
+                dep.cache.end_refresh(ticket, now, None);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_call(
+        &mut self,
+        now: Time,
+        index: usize,
+        key: u64,
+        permit: Permit,
+        op: Op,
+        force_down: bool,
+        purpose: Purpose,
+    ) {
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        self.stats.calls += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                dependency: index,
+                key,
+                permit,
+                purpose,
+            },
+        );
+        self.effects.push(Effect::Call(Call {
+            id,
+            dependency: index,
+            op,
+            force_down,
+            deadline: now + self.deps[index].timeout,
+        }));
+    }
+
+    fn reply(&mut self, to: RequestId, body: ReplyBody, served: Served) {
+        self.collect_events();
+        self.effects.push(Effect::Reply { to, body, served });
+    }
+
+    fn refuse_with(&mut self, to: RequestId, msg_id: Option<u64>, code: ErrorCode, text: String) {
+        self.refuse(to, msg_id, ProtocolError { code, text });
+    }
+
+    /// Housekeeping after every input: move breakers whose open time has elapsed, drain
+    /// queues that can drain, then ask for a wake at the next instant anything is due.
+    fn after(&mut self, now: Time) {
+        for index in 0..self.deps.len() {
+            if self.deps[index]
+                .breaker
+                .poll_timeout()
+                .is_some_and(|at| at <= now)
+            {
+                self.deps[index].breaker.handle_timeout(now, &mut self.rng);
+            }
+            self.pump_queue(now, index);
+        }
+        self.collect_events();
+        let mut due: Option<Time> = None;
+        for dep in &self.deps {
+            let breaker = dep.breaker.poll_timeout();
+            let queue = if dep.queue.is_empty() {
+                None
+            } else {
+                dep.queue.poll_timeout(now)
+            };
+            for at in [breaker, queue].into_iter().flatten() {
+                let at = at.max(now + 1);
+                due = Some(due.map_or(at, |d| d.min(at)));
+            }
+        }
+        if let Some(at) = due {
+            if self.next_wake.is_none_or(|w| at < w) {
+                self.next_wake = Some(at);
+                self.effects.push(Effect::Timer {
+                    at,
+                    timer: Timer::Wake,
+                });
+            }
+        }
+    }
+
+    /// Sends queued writes on while the dependency is healthy. A closed breaker drains at
+    /// the queue's rate; a half-open one first gets a health probe (a read of the head
+    /// write's record), so that a queue never burns its retries on a service that is
+    /// still down, and a node with no read traffic still notices recovery.
+    fn pump_queue(&mut self, now: Time, index: usize) {
+        loop {
+            let dep = &mut self.deps[index];
+            if dep.queue.is_empty() {
+                return;
+            }
+            match dep.breaker.state() {
+                BreakerState::Open => return,
+                BreakerState::HalfOpen => {
+                    let Some(key) = dep.queue.front().map(|w| w.key) else {
+                        return;
+                    };
+                    if let Ok(permit) = dep.breaker.try_acquire(now, &mut self.rng) {
+                        self.stats.probes += 1;
+                        let op = Op::Read { key };
+                        self.start_call(now, index, key, permit, op, false, Purpose::Probe);
+                    }
+                    return;
+                }
+                BreakerState::Closed => {
+                    if !dep.queue.poll_timeout(now).is_some_and(|at| at <= now) {
+                        return;
+                    }
+                    let Ok(permit) = dep.breaker.try_acquire(now, &mut self.rng) else {
+                        return;
+                    };
+                    let Some(dispatch) = dep.queue.poll_dispatch(now) else {
+                        unreachable!("the queue said a dispatch is due now");
+                    };
+                    let (write, key, name) =
+                        (dispatch.id, dispatch.write.key, dispatch.write.name.clone());
+                    let op = Op::Write {
+                        key,
+                        name: name.clone(),
+                    };
+                    let purpose = Purpose::Drain { write, name };
+                    self.start_call(now, index, key, permit, op, false, purpose);
+                }
+            }
+        }
+    }
+
+    /// Moves every engine event into the effect list, tagged with its dependency.
+    fn collect_events(&mut self) {
+        for dep in &mut self.deps {
+            let name = dep.resource.as_str();
+            for event in dep.breaker.drain_events() {
+                self.effects.push(Effect::Event(NodeEvent::Breaker {
+                    dependency: name,
+                    event,
+                }));
+            }
+            for event in dep.cache.drain_events() {
+                self.effects.push(Effect::Event(NodeEvent::Cache {
+                    dependency: name,
+                    event,
+                }));
+            }
+            for event in dep.queue.drain_events() {
+                self.effects.push(Effect::Event(NodeEvent::Queue {
+                    dependency: name,
+                    event,
+                }));
+            }
+        }
+        for event in self.modes.drain_events() {
+            self.effects.push(Effect::Event(NodeEvent::Mode { event }));
+        }
+    }
+}
+
+/// A span as a short human string (`250ms`, `3.5s`, `6m 30s`).
+pub fn human(span: Span) -> String {
+    let ms = span / 1_000;
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1_000.0)
+    } else {
+        let s = ms / 1_000;
+        format!("{}m {}s", s / 60, s % 60)
+    }
+}
