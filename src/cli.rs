@@ -1,8 +1,254 @@
 //! The command line (clap): file I/O and exit codes live here and in the drivers only.
+//!
+//! Exit codes: 0 the run went through and every expectation held; 1 an expectation
+//! failed (each failure printed with the command that replays it); 2 bad input
+//! (unreadable or invalid scenario, bad flags).
 
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
-/// Runs the command line and maps the outcome to an exit code.
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::live::{self, LiveOptions};
+use crate::node::{DataSet, NodeConfig};
+use crate::scenario::{self, Scenario};
+use crate::sim::{self, Report, RunOptions};
+
+/// Deterministic simulator and test bench for graceful degradation.
+///
+/// Run a scenario: `brownout scenarios/outage.toml`. Replay a seed exactly:
+/// `brownout scenarios/outage.toml --seed 4821`.
+#[derive(Debug, Parser)]
+#[command(name = "brownout", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the live node: Maelstrom JSON lines on stdin and stdout.
+    Node(NodeArgs),
+    /// Validate scenario files without running them.
+    Check {
+        /// The scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Output format of a run's summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A summary for people.
+    Text,
+    /// The full report as JSON.
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The scenario file to run.
+    scenario: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write every event as JSON Lines to FILE (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Summary format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Print wall time, events per second and the speed-up to stderr.
+    #[arg(long)]
+    stats: bool,
+    /// Run twice and compare trace digests; on a mismatch, print the first differing event.
+    #[arg(long)]
+    self_check: bool,
+}
+
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// Take the engine configuration and the data set from this scenario file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Write every engine event to stderr as a JSON line.
+    #[arg(long)]
+    log_events: bool,
+}
+
+/// Bad input: printed, exit 2.
+struct BadInput(String);
+
+impl From<scenario::ScenarioError> for BadInput {
+    fn from(e: scenario::ScenarioError) -> Self {
+        BadInput(e.to_string())
+    }
+}
+
+/// Parses the command line, runs it and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Node(args)) => node(args),
+        Some(Command::Check { files }) => check(&files),
+        None => run(cli.run),
+    };
+    match result {
+        Ok(code) => code,
+        Err(BadInput(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Scenario, BadInput> {
+    Ok(scenario::load(path)?)
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
+    let Some(path) = args.scenario else {
+        return Err(BadInput(
+            "no scenario given; try `brownout scenarios/outage.toml` (see --help)".into(),
+        ));
+    };
+    let scenario = load(&path)?;
+    let seed = args.seed.unwrap_or(scenario.seed);
+    if args.self_check {
+        return self_check(&scenario, seed);
+    }
+    let started = Instant::now();
+    let report = match args.trace.as_deref() {
+        None => simulate(&scenario, seed, None),
+        Some(p) if p == Path::new("-") => {
+            let stdout = io::stdout();
+            let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+            simulate(&scenario, seed, Some(&mut out))
+        }
+        Some(p) => {
+            let file = File::create(p)
+                .map_err(|e| BadInput(format!("cannot create trace file {}: {e}", p.display())))?;
+            let mut out = BufWriter::with_capacity(1 << 16, file);
+            simulate(&scenario, seed, Some(&mut out))
+        }
+    }?;
+    let wall = started.elapsed();
+    if args.stats {
+        let secs = wall.as_secs_f64().max(1e-9);
+        eprintln!(
+            "wall {:.3}s, {} events, {:.0} events/s, speed-up {:.0}x (simulated / wall)",
+            secs,
+            report.events,
+            report.events as f64 / secs,
+            report.duration as f64 / 1e6 / secs
+        );
+    }
+    // With the trace on stdout, the summary goes to stderr so the trace stays parseable.
+    let summary = match args.format {
+        Format::Text => report.render_text(),
+        Format::Json => {
+            serde_json::to_string_pretty(&report).expect("reports serialize") + "\n"
+        }
+    };
+    if args.trace.as_deref() == Some(Path::new("-")) {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    Ok(verdict(&report))
+}
+
+fn simulate(
+    scenario: &Scenario,
+    seed: u64,
+    trace: Option<&mut dyn Write>,
+) -> Result<Report, BadInput> {
+    sim::run(
+        scenario,
+        RunOptions {
+            seed,
+            trace,
+            digest: false,
+        },
+    )
+    .map_err(|e| BadInput(format!("{}: {e}", scenario.path.display())))
+}
+
+/// Exit 1 with every failed expectation and the replay command, or 0.
+fn verdict(report: &Report) -> ExitCode {
+    if report.passed() {
+        return ExitCode::SUCCESS;
+    }
+    for e in report.expectations.iter().filter(|e| !e.pass) {
+        eprintln!(
+            "expectation failed: {}: expected {}, measured {}",
+            e.name, e.expected, e.measured
+        );
+    }
+    eprintln!("replay: {}", report.replay_command());
+    ExitCode::from(1)
+}
+
+fn self_check(scenario: &Scenario, seed: u64) -> Result<ExitCode, BadInput> {
+    match sim::check_determinism(scenario, seed) {
+        Ok(digest) => {
+            println!("deterministic: two runs of seed {seed} gave trace digest {digest}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(sim::Divergence::Io(e)) => Err(BadInput(e.to_string())),
+        Err(divergence) => {
+            eprintln!("{divergence}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn check(files: &[PathBuf]) -> Result<ExitCode, BadInput> {
+    let mut bad = 0;
+    for path in files {
+        match scenario::load(path) {
+            Ok(s) => println!("ok: {} ({})", path.display(), s.name),
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad += 1;
+            }
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn node(args: NodeArgs) -> Result<ExitCode, BadInput> {
+    let (config, data) = match &args.config {
+        Some(path) => {
+            let s = load(path)?;
+            (s.node, s.data)
+        }
+        None => (NodeConfig::default(), DataSet::default()),
+    };
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let options = LiveOptions {
+        log_events: args.log_events,
+    };
+    live::run(
+        &config,
+        &data,
+        io::BufReader::new(stdin),
+        out,
+        io::stderr(),
+        options,
+    )
+    .map_err(|e| BadInput(format!("node: {e}")))?;
+    Ok(ExitCode::SUCCESS)
 }

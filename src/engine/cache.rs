@@ -25,7 +25,7 @@ use std::hash::{BuildHasherDefault, Hash};
 
 use serde::Serialize;
 
-use super::{ConfigError, Span, Time, MILLISECOND, SECOND};
+use super::{ConfigError, HumanSpan, Span, Time, SECOND};
 
 /// Default [`CacheConfig::ttl`]: 30 s of freshness.
 pub const DEFAULT_TTL: Span = 30 * SECOND;
@@ -105,8 +105,8 @@ impl CacheConfig {
                     "cache.stale_while_revalidate",
                     format!(
                         "{} exceeds max_stale {}: nothing older than max_stale is ever served",
-                        SpanDisplay(window),
-                        SpanDisplay(self.max_stale)
+                        HumanSpan(window),
+                        HumanSpan(self.max_stale)
                     ),
                 ));
             }
@@ -289,8 +289,8 @@ impl fmt::Display for Refusal {
             Refusal::TooOld { age, limit } => write!(
                 f,
                 "cached value is {} old, past the {} limit for stale data",
-                SpanDisplay(*age),
-                SpanDisplay(*limit)
+                HumanSpan(*age),
+                HumanSpan(*limit)
             ),
             Refusal::RevalidateDisabled => f.write_str("stale-while-revalidate is disabled"),
         }
@@ -674,23 +674,6 @@ where
     /// Takes the events pushed since the last drain, oldest first.
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, CacheEvent<K>> {
         self.events.drain(..)
-    }
-}
-
-/// Formats a span exactly, in the largest unit that divides it (`30s`, `250ms`, `7us`),
-/// so that messages are readable and free of float rounding.
-struct SpanDisplay(Span);
-
-impl fmt::Display for SpanDisplay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let span = self.0;
-        if span != 0 && span % SECOND == 0 {
-            write!(f, "{}s", span / SECOND)
-        } else if span != 0 && span % MILLISECOND == 0 {
-            write!(f, "{}ms", span / MILLISECOND)
-        } else {
-            write!(f, "{span}us")
-        }
     }
 }
 

@@ -28,6 +28,65 @@ pub const MILLISECOND: Span = 1_000;
 /// One second, as a [`Span`].
 pub const SECOND: Span = 1_000_000;
 
+/// Displays a [`Span`] exactly, in the units a person reads: `0s`, `750us`, `12.5ms`,
+/// `4.25s`, `2m 30s`, `1h 5m`. Integer arithmetic only, so the text is the same on every
+/// machine (it ends up in snapshots and error messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanSpan(pub Span);
+
+impl fmt::Display for HumanSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// `value` followed by the fraction `frac / 10^digits`, trailing zeros dropped.
+        fn decimal(f: &mut fmt::Formatter<'_>, value: u64, frac: u64, digits: usize) -> fmt::Result {
+            write!(f, "{value}")?;
+            if frac != 0 {
+                let text = format!("{frac:0digits$}");
+                write!(f, ".{}", text.trim_end_matches('0'))?;
+            }
+            Ok(())
+        }
+        let span = self.0;
+        if span == 0 {
+            return f.write_str("0s");
+        }
+        if span < MILLISECOND {
+            return write!(f, "{span}us");
+        }
+        if span < SECOND {
+            decimal(f, span / MILLISECOND, span % MILLISECOND, 3)?;
+            return f.write_str("ms");
+        }
+        if span < 60 * SECOND {
+            decimal(f, span / SECOND, span % SECOND, 6)?;
+            return f.write_str("s");
+        }
+        let hours = span / (3600 * SECOND);
+        let minutes = span / (60 * SECOND) % 60;
+        let rest = span % (60 * SECOND);
+        let mut parts = Vec::new();
+        if hours > 0 {
+            parts.push(format!("{hours}h"));
+        }
+        if minutes > 0 {
+            parts.push(format!("{minutes}m"));
+        }
+        if rest > 0 {
+            let mut s = String::new();
+            use fmt::Write as _;
+            let secs = rest / SECOND;
+            let frac = rest % SECOND;
+            write!(s, "{secs}").expect("writing to a String");
+            if frac != 0 {
+                let text = format!("{frac:06}");
+                write!(s, ".{}", text.trim_end_matches('0')).expect("writing to a String");
+            }
+            s.push('s');
+            parts.push(s);
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
 /// A configuration value that the engine refuses, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -54,3 +113,27 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_spans_are_exact_and_readable() {
+        let cases = [
+            (0, "0s"),
+            (7, "7us"),
+            (250 * MILLISECOND, "250ms"),
+            (12_500, "12.5ms"),
+            (4_250_000, "4.25s"),
+            (30 * SECOND, "30s"),
+            (150 * SECOND, "2m 30s"),
+            (180 * SECOND, "3m"),
+            (3600 * SECOND + 300 * SECOND, "1h 5m"),
+            (3600 * SECOND + 1_500_000, "1h 1.5s"),
+        ];
+        for (span, text) in cases {
+            assert_eq!(HumanSpan(span).to_string(), text, "{span}");
+        }
+    }
+}

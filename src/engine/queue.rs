@@ -391,6 +391,14 @@ impl<W> WriteQueue<W> {
 
     /// Accepts `write` at the back of the line, or refuses it if the queue is full.
     pub fn enqueue(&mut self, write: W, now: Time) -> Enqueue {
+        self.enqueue_not_before(write, now, 0)
+    }
+
+    /// Like [`enqueue`](Self::enqueue), but the write is not dispatched before
+    /// `not_before`: for a write whose direct call just failed, where trying again at
+    /// once would most likely meet the same failure. The direct call does not count
+    /// against `max_attempts`.
+    pub fn enqueue_not_before(&mut self, write: W, now: Time, not_before: Time) -> Enqueue {
         let depth = self.entries.len();
         if depth >= self.config.capacity {
             self.stats.rejected += 1;
@@ -405,7 +413,7 @@ impl<W> WriteQueue<W> {
             enqueued_at: now,
             attempts: 0,
             in_flight: false,
-            not_before: 0,
+            not_before,
         });
         let position = depth + 1;
         self.stats.accepted += 1;

@@ -412,6 +412,70 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
+impl Request {
+    /// The request as a wire body (what a client would send), for traces.
+    pub fn to_body(&self, msg_id: Option<u64>) -> Value {
+        let mut body = Map::new();
+        body.insert("type".into(), Value::from(self.type_name()));
+        if let Some(id) = msg_id {
+            body.insert("msg_id".into(), Value::from(id));
+        }
+        let fault = |body: &mut Map<String, Value>, fault: &InBandFault| {
+            if fault.force_failures > 0 {
+                body.insert("force_failures".into(), Value::from(fault.force_failures));
+            }
+            if fault.service_unavailable {
+                body.insert("service_unavailable".into(), Value::from(true));
+            }
+        };
+        match self {
+            Request::Init { node_id } => {
+                body.insert("node_id".into(), Value::from(node_id.as_str()));
+            }
+            Request::Read {
+                resource,
+                key,
+                fault: f,
+            } => {
+                body.insert(resource.id_field().into(), Value::from(*key));
+                fault(&mut body, f);
+            }
+            Request::Write {
+                resource,
+                key,
+                name,
+                fault: f,
+            } => {
+                body.insert(resource.id_field().into(), Value::from(*key));
+                body.insert("name".into(), Value::from(name.as_ref()));
+                fault(&mut body, f);
+            }
+            Request::SetMode { mode, cpu_usage } => {
+                match mode {
+                    Some(ModeRequest::Manual(m)) => {
+                        body.insert("mode".into(), Value::from(m.as_str()));
+                    }
+                    Some(ModeRequest::Auto) => {
+                        body.insert("mode".into(), Value::from("auto"));
+                    }
+                    None => {}
+                }
+                if let Some(cpu) = cpu_usage {
+                    body.insert("cpu_usage".into(), Value::from(*cpu));
+                }
+            }
+            Request::Recommendations { user_id } => {
+                body.insert("user_id".into(), Value::from(*user_id));
+            }
+            Request::Search { query } => {
+                body.insert("query".into(), Value::from(query.as_ref()));
+            }
+            Request::Status => {}
+        }
+        Value::Object(body)
+    }
+}
+
 /// A record of the data set: what `user` and `product` hold in replies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Record {

@@ -512,7 +512,11 @@ impl Node {
             Purpose::Probe => {}
             Purpose::Write { to, msg_id, name } => {
                 if failure.is_some() {
-                    self.enqueue_write(now, to, msg_id, dependency, key, name);
+                    // The call just failed: hold the write for one backoff step rather
+                    // than retrying into the same failure at once.
+                    let dep = &mut self.deps[dependency];
+                    let not_before = now + dep.queue.config().backoff(1, &mut self.rng);
+                    self.enqueue_write(now, to, msg_id, dependency, key, name, not_before);
                 } else {
                     let dep = &mut self.deps[dependency];
                     dep.cache.insert(key, Record { id: key, name }, now);
@@ -640,7 +644,7 @@ impl Node {
         // Writes already waiting go first: a newer write must never overtake an older
         // one to the same record.
         if !dep.queue.is_empty() {
-            self.enqueue_write(now, to, msg_id, index, key, name);
+            self.enqueue_write(now, to, msg_id, index, key, name, now);
             return;
         }
         match dep.breaker.try_acquire(now, &mut self.rng) {
@@ -660,7 +664,7 @@ impl Node {
                     purpose,
                 );
             }
-            Err(_) => self.enqueue_write(now, to, msg_id, index, key, name),
+            Err(_) => self.enqueue_write(now, to, msg_id, index, key, name, now),
         }
     }
 
@@ -677,6 +681,7 @@ impl Node {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn enqueue_write(
         &mut self,
         now: Time,
@@ -685,10 +690,14 @@ impl Node {
         index: usize,
         key: u64,
         name: Arc<str>,
+        not_before: Time,
     ) {
         let dep = &mut self.deps[index];
         let resource = dep.resource;
-        match dep.queue.enqueue(QueuedWrite { key, name }, now) {
+        match dep
+            .queue
+            .enqueue_not_before(QueuedWrite { key, name }, now, not_before)
+        {
             Enqueue::Accepted { .. } => {
                 let depth = dep.queue.depth();
                 let body = ReplyBody::WriteOk {
@@ -964,18 +973,5 @@ impl Node {
         for event in self.modes.drain_events() {
             self.effects.push(Effect::Event(NodeEvent::Mode { event }));
         }
-    }
-}
-
-/// A span as a short human string (`250ms`, `3.5s`, `6m 30s`).
-pub fn human(span: Span) -> String {
-    let ms = span / 1_000;
-    if ms < 1_000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1_000.0)
-    } else {
-        let s = ms / 1_000;
-        format!("{}m {}s", s / 60, s % 60)
     }
 }

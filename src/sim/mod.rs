@@ -11,11 +11,22 @@
 //! - [`dist`]: latency distributions of simulated dependencies;
 //! - [`load`]: the scripted CPU load curve;
 //! - [`faults`]: the fault schedule and each dependency's condition at an instant;
-//! - [`workload`]: open-loop arrivals, request mix and key popularity.
+//! - [`workload`]: open-loop arrivals, request mix and key popularity;
+//! - [`run`]: the event loop that drives the node with all of the above;
+//! - [`trace`]: the streamed JSON Lines trace and its digest;
+//! - [`report`]: what a run measured, and the scenario's expectations checked.
 
+pub mod check;
 pub mod dist;
 pub mod faults;
 pub mod load;
 pub mod queue;
+pub mod report;
 pub mod rng;
+pub mod run;
+pub mod trace;
 pub mod workload;
+
+pub use check::{check_determinism, Divergence};
+pub use report::Report;
+pub use run::{run, RunOptions};

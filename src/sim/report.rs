@@ -1,0 +1,988 @@
+//! What a run measured: outcome counts, latency, per-dependency breaker, cache and queue
+//! figures, time in each mode, the timeline of transitions, scripted exchanges, and the
+//! scenario's expectations checked against all of it.
+//!
+//! [`Metrics`] accumulates in constant memory while the run goes (counters and a latency
+//! histogram; nothing per request is kept once it is answered); [`Report`] is the
+//! finished, serializable result, rendered as text for people or JSON for machines.
+//! Floats are rounded to a fixed precision before they are stored, so a report is the
+//! same bytes on every machine.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::breaker::{BreakerReason, BreakerState};
+use crate::engine::modes::ModeReason;
+use crate::engine::queue::QueueEvent;
+use crate::engine::{HumanSpan, Span, Time};
+use crate::node::{CallError, CallResult, Node, NodeEvent, ReplyBody, Resource, Served};
+use crate::scenario::Scenario;
+
+use super::faults::{Fault, FaultEdge, FaultKind, FaultPlan};
+
+/// At most this many timeline entries are kept; the rest are counted. Keeps reports and
+/// snapshots reviewable when a scenario flaps for an hour.
+pub const MAX_TIMELINE: usize = 400;
+
+/// Rounds to 6 decimals, so that floats print the same everywhere.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// Replies of one request type, by how they were served.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    /// The request type (`get_user`, ...; `invalid` for unparseable scripted messages).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Replies in all.
+    pub total: u64,
+    /// Straight from the dependency (or a feature that is on).
+    pub fresh: u64,
+    /// From the cache within its TTL.
+    pub cached: u64,
+    /// From the cache past its TTL.
+    pub stale: u64,
+    /// A disabled feature's fallback.
+    pub fallback: u64,
+    /// Writes applied at once.
+    pub applied: u64,
+    /// Writes queued for later.
+    pub queued: u64,
+    /// Writes shed (queue full).
+    pub rejected: u64,
+    /// Error replies.
+    pub error: u64,
+    /// Control messages answered.
+    pub control: u64,
+}
+
+impl Outcomes {
+    fn add(&mut self, served: Served) {
+        self.total += 1;
+        match served {
+            Served::Fresh => self.fresh += 1,
+            Served::Cached { .. } => self.cached += 1,
+            Served::Stale { .. } => self.stale += 1,
+            Served::Fallback => self.fallback += 1,
+            Served::Applied => self.applied += 1,
+            Served::Queued { .. } => self.queued += 1,
+            Served::Rejected => self.rejected += 1,
+            Served::Error { .. } => self.error += 1,
+            Served::Control => self.control += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &Outcomes) {
+        self.total += other.total;
+        self.fresh += other.fresh;
+        self.cached += other.cached;
+        self.stale += other.stale;
+        self.fallback += other.fallback;
+        self.applied += other.applied;
+        self.queued += other.queued;
+        self.rejected += other.rejected;
+        self.error += other.error;
+        self.control += other.control;
+    }
+}
+
+/// Client-visible reply latency, in microseconds of simulated time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LatencySummary {
+    /// Median.
+    pub p50: Span,
+    /// 90th percentile.
+    pub p90: Span,
+    /// 99th percentile.
+    pub p99: Span,
+    /// Slowest.
+    pub max: Span,
+}
+
+/// One dependency's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DependencyReport {
+    /// `users` or `products`.
+    pub name: String,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed (refused or errored).
+    pub failures: u64,
+    /// Calls that timed out.
+    pub timeouts: u64,
+    /// Times the breaker opened.
+    pub breaker_trips: u64,
+    /// Time the breaker spent open or half-open.
+    pub time_open: Span,
+    /// Breaker state at the end of the run.
+    pub final_state: &'static str,
+    /// Replies served stale from this dependency's cache.
+    pub stale_serves: u64,
+    /// Oldest stale value served.
+    pub max_stale_age: Span,
+    /// Reads refused because the cached value was past the stale limit.
+    pub expired_refusals: u64,
+    /// Writes accepted into the queue.
+    pub queue_accepted: u64,
+    /// Queued writes applied.
+    pub queue_applied: u64,
+    /// Queued writes that exhausted their retries.
+    pub queue_dead_lettered: u64,
+    /// Writes shed because the queue was full.
+    pub queue_rejected: u64,
+    /// Writes still queued at the end.
+    pub queue_at_end: u64,
+    /// Deepest the queue got.
+    pub queue_max_depth: u64,
+    /// When the queue last became empty after holding writes (none if it never held any
+    /// or is not empty at the end).
+    pub queue_drained_at: Option<Time>,
+    /// Accepted writes neither applied nor still queued (dead letters and anything
+    /// unaccounted for).
+    pub writes_lost: u64,
+    /// What broke `accepted = applied + dead-lettered + queued`, if anything did.
+    pub conservation_error: Option<String>,
+}
+
+/// Time in each mode and how often it changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModeReport {
+    /// Time in normal mode.
+    pub normal: Span,
+    /// Time in degraded mode.
+    pub degraded: Span,
+    /// Time in critical mode.
+    pub critical: Span,
+    /// Mode changes (automatic and manual).
+    pub changes: u64,
+    /// The mode at the end.
+    pub final_mode: &'static str,
+}
+
+/// One line of the timeline: a transition worth reading in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// When.
+    pub t: Time,
+    /// What (`fault`, `breaker`, `mode`, `queue`).
+    pub what: &'static str,
+    /// The transition, in words.
+    pub text: String,
+}
+
+/// A scripted message and the reply it got.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScriptedExchange {
+    /// When it was sent.
+    pub at: Time,
+    /// The body sent.
+    pub request: Value,
+    /// When the reply came (none if the run ended first).
+    pub replied_at: Option<Time>,
+    /// The reply body.
+    pub reply: Option<Value>,
+    /// How it was served.
+    pub served: Option<Served>,
+}
+
+/// One expectation's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectationResult {
+    /// The expectation's key in the scenario file (or `conservation`).
+    pub name: &'static str,
+    /// What was expected, in words.
+    pub expected: String,
+    /// What was measured, in words.
+    pub measured: String,
+    /// Whether it held.
+    pub pass: bool,
+}
+
+/// A finished run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its description.
+    pub description: String,
+    /// The file it came from.
+    pub path: String,
+    /// The seed the run used.
+    pub seed: u64,
+    /// Simulated duration.
+    pub duration: Span,
+    /// Outcomes per request type, in a fixed order, then the total.
+    pub requests: Vec<Outcomes>,
+    /// Share of non-control requests answered with data or accepted, 6 decimals.
+    pub availability: f64,
+    /// Reply latency percentiles.
+    pub latency: LatencySummary,
+    /// Per dependency.
+    pub dependencies: Vec<DependencyReport>,
+    /// Modes.
+    pub modes: ModeReport,
+    /// Transitions in time order (at most [`MAX_TIMELINE`]).
+    pub timeline: Vec<TimelineEntry>,
+    /// Timeline entries left out past [`MAX_TIMELINE`].
+    pub timeline_omitted: u64,
+    /// Scripted exchanges in full.
+    pub scripted: Vec<ScriptedExchange>,
+    /// Expectations, in file order, then the conservation check.
+    pub expectations: Vec<ExpectationResult>,
+    /// Events the simulator processed.
+    pub events: u64,
+    /// Digest of the full trace, when one was kept.
+    pub trace_digest: Option<String>,
+}
+
+impl Report {
+    /// Whether every expectation held.
+    pub fn passed(&self) -> bool {
+        self.expectations.iter().all(|e| e.pass)
+    }
+
+    /// The command that replays this run exactly.
+    pub fn replay_command(&self) -> String {
+        format!("brownout {} --seed {}", self.path, self.seed)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DepMetrics {
+    calls: u64,
+    failures: u64,
+    timeouts: u64,
+    state: BreakerState,
+    /// When the breaker last left `Closed` (while it is not closed).
+    left_closed_at: Option<Time>,
+    time_open: Span,
+    trips: u64,
+    /// Every breaker transition `(at, to)`, for the recovery expectations.
+    transitions: Vec<(Time, BreakerState)>,
+    queue_nonempty: bool,
+    drained_at: Option<Time>,
+}
+
+impl Default for DepMetrics {
+    fn default() -> Self {
+        DepMetrics {
+            calls: 0,
+            failures: 0,
+            timeouts: 0,
+            state: BreakerState::Closed,
+            left_closed_at: None,
+            time_open: 0,
+            trips: 0,
+            transitions: Vec::new(),
+            queue_nonempty: false,
+            drained_at: None,
+        }
+    }
+}
+
+impl DepMetrics {
+    /// The breaker's state at instant `t` (after any transition at `t`).
+    fn state_at(&self, t: Time) -> BreakerState {
+        self.transitions
+            .iter()
+            .take_while(|&&(at, _)| at <= t)
+            .last()
+            .map_or(BreakerState::Closed, |&(_, s)| s)
+    }
+}
+
+/// A fault whose every call fails, so the breaker is expected to react to it.
+#[derive(Debug, Clone, Copy)]
+struct HardFault {
+    dependency: usize,
+    start: Time,
+    end: Time,
+}
+
+/// Accumulates a run's figures as it goes.
+pub struct Metrics {
+    by_kind: BTreeMap<&'static str, Outcomes>,
+    latency: Histogram<u64>,
+    deps: [DepMetrics; 2],
+    hard_faults: Vec<HardFault>,
+    timeline: Vec<TimelineEntry>,
+    timeline_omitted: u64,
+    scripted: Vec<ScriptedExchange>,
+    mode_changes: u64,
+}
+
+impl Metrics {
+    /// Empty metrics for a run of `scenario` under the fault plan `faults`.
+    pub fn new(scenario: &Scenario, faults: &FaultPlan) -> Self {
+        let hard_faults = faults
+            .faults()
+            .iter()
+            .filter(|f| matches!(f.kind, FaultKind::Outage | FaultKind::Hang))
+            .map(|f| HardFault {
+                dependency: f.dependency,
+                start: f.start,
+                end: f.end.min(scenario.duration),
+            })
+            .collect();
+        Metrics {
+            by_kind: BTreeMap::new(),
+            // 3 significant digits up to an hour: enough for percentiles, constant memory.
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            deps: Default::default(),
+            hard_faults,
+            timeline: Vec::new(),
+            timeline_omitted: 0,
+            scripted: Vec::with_capacity(scenario.script.len()),
+            mode_changes: 0,
+        }
+    }
+
+    fn note(&mut self, t: Time, what: &'static str, text: String) {
+        if self.timeline.len() < MAX_TIMELINE {
+            self.timeline.push(TimelineEntry { t, what, text });
+        } else {
+            self.timeline_omitted += 1;
+        }
+    }
+
+    /// A CPU sample was fed to the node.
+    pub fn cpu_sample(&mut self, _cpu: f64) {}
+
+    /// A fault started or ended.
+    pub fn fault_edge(&mut self, t: Time, edge: &FaultEdge, fault: &Fault) {
+        let dep = Resource::ALL[edge.dependency].as_str();
+        let what = describe_fault(&fault.kind);
+        let text = if edge.started {
+            format!("{dep}: {what} begins (until {})", HumanSpan(fault.end))
+        } else {
+            format!("{dep}: {what} ends")
+        };
+        self.note(t, "fault", text);
+    }
+
+    /// A scripted message was sent.
+    pub fn script_request(&mut self, index: u32, at: Time, body: &Value) {
+        debug_assert_eq!(index as usize, self.scripted.len());
+        self.scripted.push(ScriptedExchange {
+            at,
+            request: body.clone(),
+            replied_at: None,
+            reply: None,
+            served: None,
+        });
+    }
+
+    /// A reply went out.
+    pub fn reply(
+        &mut self,
+        kind: &'static str,
+        served: Served,
+        latency: Span,
+        script: Option<u32>,
+        now: Time,
+        body: &ReplyBody,
+    ) {
+        self.by_kind
+            .entry(kind)
+            .or_insert_with(|| Outcomes {
+                kind: kind.to_owned(),
+                ..Outcomes::default()
+            })
+            .add(served);
+        if served != Served::Control {
+            self.latency.saturating_record(latency.max(1));
+        }
+        if let Some(i) = script {
+            let exchange = &mut self.scripted[i as usize];
+            exchange.replied_at = Some(now);
+            exchange.reply = Some(serde_json::to_value(body).expect("replies serialize"));
+            exchange.served = Some(served);
+        }
+    }
+
+    /// A dependency call was started with this (already decided) result.
+    pub fn call(&mut self, dependency: usize, result: &CallResult) {
+        let dep = &mut self.deps[dependency];
+        dep.calls += 1;
+        match result {
+            CallResult::Failed(CallError::Timeout) => dep.timeouts += 1,
+            CallResult::Failed(_) => dep.failures += 1,
+            _ => {}
+        }
+    }
+
+    /// The node recorded an engine event.
+    pub fn event(&mut self, now: Time, event: &NodeEvent, node: &Node) {
+        match event {
+            NodeEvent::Breaker { dependency, event } => {
+                let index = dependency_index(dependency);
+                let dep = &mut self.deps[index];
+                if event.from == BreakerState::Closed && event.to != BreakerState::Closed {
+                    dep.left_closed_at = Some(event.at);
+                }
+                if event.to == BreakerState::Closed {
+                    if let Some(since) = dep.left_closed_at.take() {
+                        dep.time_open += event.at.saturating_sub(since);
+                    }
+                }
+                if event.to == BreakerState::Open && event.from != BreakerState::Open {
+                    dep.trips += 1;
+                }
+                dep.state = event.to;
+                dep.transitions.push((event.at, event.to));
+                let text = format!(
+                    "{dependency}: breaker {} -> {} ({})",
+                    event.from.as_str(),
+                    event.to.as_str(),
+                    describe_breaker_reason(&event.reason, event.open_until, event.at)
+                );
+                self.note(now, "breaker", text);
+            }
+            NodeEvent::Mode { event } => {
+                if event.from != event.to {
+                    self.mode_changes += 1;
+                }
+                let why = match event.reason {
+                    ModeReason::Cpu { cpu, threshold } => {
+                        let cmp = if event.to > event.from { ">=" } else { "<" };
+                        format!("cpu {cpu:.1}% {cmp} {threshold:.1}%")
+                    }
+                    ModeReason::Manual => "set_mode".to_owned(),
+                    ModeReason::ManualCleared => "manual override released".to_owned(),
+                };
+                let text = format!("mode {} -> {} ({why})", event.from, event.to);
+                self.note(now, "mode", text);
+            }
+            NodeEvent::Queue { dependency, event } => {
+                let index = dependency_index(dependency);
+                let depth = node.queue(index).depth();
+                let dep = &mut self.deps[index];
+                if depth > 0 {
+                    dep.queue_nonempty = true;
+                    dep.drained_at = None;
+                } else if dep.queue_nonempty {
+                    dep.queue_nonempty = false;
+                    dep.drained_at = Some(now);
+                    self.note(now, "queue", format!("{dependency}: write queue drained"));
+                }
+                if let QueueEvent::DeadLettered { id, attempts, .. } = event {
+                    let text =
+                        format!("{dependency}: write {id} dead-lettered after {attempts} attempts");
+                    self.note(now, "queue", text);
+                }
+            }
+            NodeEvent::Cache { .. } => {}
+        }
+    }
+
+    /// The finished report.
+    pub fn report(
+        mut self,
+        scenario: &Scenario,
+        seed: u64,
+        node: &Node,
+        end: Time,
+        events: u64,
+        trace_digest: Option<String>,
+    ) -> Report {
+        for dep in &mut self.deps {
+            if let Some(since) = dep.left_closed_at {
+                dep.time_open += end.saturating_sub(since);
+            }
+        }
+        let mut total = Outcomes {
+            kind: "total".to_owned(),
+            ..Outcomes::default()
+        };
+        let mut requests = Vec::new();
+        for kind in KIND_ORDER {
+            if let Some(o) = self.by_kind.get(kind) {
+                total.merge(o);
+                requests.push(o.clone());
+            }
+        }
+        for (kind, o) in &self.by_kind {
+            if !KIND_ORDER.contains(kind) {
+                total.merge(o);
+                requests.push(o.clone());
+            }
+        }
+        let answered = total.total - total.control;
+        let unavailable = total.rejected + total.error;
+        let availability = if answered == 0 {
+            1.0
+        } else {
+            round6((answered - unavailable) as f64 / answered as f64)
+        };
+        requests.push(total);
+        let latency = if self.latency.is_empty() {
+            LatencySummary::default()
+        } else {
+            LatencySummary {
+                p50: self.latency.value_at_quantile(0.50),
+                p90: self.latency.value_at_quantile(0.90),
+                p99: self.latency.value_at_quantile(0.99),
+                max: self.latency.max(),
+            }
+        };
+        let dependencies: Vec<DependencyReport> = Resource::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, resource)| {
+                let m = &self.deps[i];
+                let cache = node.cache(i).stats();
+                let queue = node.queue(i).stats();
+                DependencyReport {
+                    name: resource.as_str().to_owned(),
+                    calls: m.calls,
+                    failures: m.failures,
+                    timeouts: m.timeouts,
+                    breaker_trips: m.trips,
+                    time_open: m.time_open,
+                    final_state: node.breaker(i).state().as_str(),
+                    stale_serves: cache.stale_serves,
+                    max_stale_age: cache.max_stale_age_served,
+                    expired_refusals: cache.expired_refusals,
+                    queue_accepted: queue.accepted,
+                    queue_applied: queue.applied,
+                    queue_dead_lettered: queue.dead_lettered,
+                    queue_rejected: queue.rejected,
+                    queue_at_end: queue.queued,
+                    queue_max_depth: queue.max_depth,
+                    queue_drained_at: if queue.queued == 0 { m.drained_at } else { None },
+                    writes_lost: queue.accepted.saturating_sub(queue.applied + queue.queued),
+                    conservation_error: node.queue(i).check_conservation().err(),
+                }
+            })
+            .collect();
+        let time_in_mode = node.modes().time_in_mode(end);
+        let modes = ModeReport {
+            normal: time_in_mode.normal,
+            degraded: time_in_mode.degraded,
+            critical: time_in_mode.critical,
+            changes: self.mode_changes,
+            final_mode: node.modes().mode().as_str(),
+        };
+        let mut report = Report {
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            path: scenario.path.display().to_string(),
+            seed,
+            duration: end,
+            requests,
+            availability,
+            latency,
+            dependencies,
+            modes,
+            timeline: std::mem::take(&mut self.timeline),
+            timeline_omitted: self.timeline_omitted,
+            scripted: std::mem::take(&mut self.scripted),
+            expectations: Vec::new(),
+            events,
+            trace_digest,
+        };
+        report.expectations = self.check(scenario, &report);
+        report
+    }
+
+    fn check(&self, scenario: &Scenario, report: &Report) -> Vec<ExpectationResult> {
+        let expect = &scenario.expect;
+        let mut results = Vec::new();
+        let mut push = |name, expected: String, measured: String, pass| {
+            results.push(ExpectationResult {
+                name,
+                expected,
+                measured,
+                pass,
+            })
+        };
+        if let Some(min) = expect.min_availability {
+            push(
+                "min_availability",
+                format!(">= {}", percent(min)),
+                percent(report.availability),
+                report.availability >= min,
+            );
+        }
+        if let Some(max) = expect.max_stale_age {
+            let worst = report
+                .dependencies
+                .iter()
+                .map(|d| d.max_stale_age)
+                .max()
+                .unwrap_or(0);
+            push(
+                "max_stale_age",
+                format!("<= {}", HumanSpan(max)),
+                HumanSpan(worst).to_string(),
+                worst <= max,
+            );
+        }
+        if let Some(within) = expect.breaker_opens_within {
+            let (worst, text) = self.worst_delay(|f| {
+                let dep = &self.deps[f.dependency];
+                if dep.state_at(f.start) != BreakerState::Closed {
+                    return Some(0);
+                }
+                dep.transitions
+                    .iter()
+                    .find(|&&(at, to)| at >= f.start && to == BreakerState::Open)
+                    .map(|&(at, _)| at - f.start)
+            });
+            push(
+                "breaker_opens_within",
+                format!("<= {} after each outage or hang starts", HumanSpan(within)),
+                text,
+                worst.is_some_and(|w| w <= within),
+            );
+        }
+        if let Some(within) = expect.breaker_closes_within {
+            let (worst, text) = self.worst_delay(|f| {
+                let dep = &self.deps[f.dependency];
+                if dep.state_at(f.end) == BreakerState::Closed {
+                    return Some(0);
+                }
+                dep.transitions
+                    .iter()
+                    .find(|&&(at, to)| at >= f.end && to == BreakerState::Closed)
+                    .map(|&(at, _)| at - f.end)
+            });
+            push(
+                "breaker_closes_within",
+                format!("<= {} after each outage or hang ends", HumanSpan(within)),
+                text,
+                worst.is_some_and(|w| w <= within),
+            );
+        }
+        if let Some(max) = expect.max_breaker_trips {
+            let trips: u64 = report.dependencies.iter().map(|d| d.breaker_trips).sum();
+            push(
+                "max_breaker_trips",
+                format!("<= {max}"),
+                trips.to_string(),
+                trips <= max,
+            );
+        }
+        if let Some(max) = expect.max_mode_changes {
+            let changes = report.modes.changes;
+            push(
+                "max_mode_changes",
+                format!("<= {max}"),
+                changes.to_string(),
+                changes <= max,
+            );
+        }
+        if let Some(max) = expect.max_writes_lost {
+            let lost: u64 = report.dependencies.iter().map(|d| d.writes_lost).sum();
+            push(
+                "max_writes_lost",
+                format!("<= {max}"),
+                lost.to_string(),
+                lost <= max,
+            );
+        }
+        if let Some(max) = expect.max_writes_rejected {
+            let rejected: u64 = report.dependencies.iter().map(|d| d.queue_rejected).sum();
+            push(
+                "max_writes_rejected",
+                format!("<= {max}"),
+                rejected.to_string(),
+                rejected <= max,
+            );
+        }
+        if let Some(by) = expect.queue_drained_by {
+            let waiting: u64 = report.dependencies.iter().map(|d| d.queue_at_end).sum();
+            let drained = report
+                .dependencies
+                .iter()
+                .filter_map(|d| d.queue_drained_at)
+                .max();
+            let (measured, pass) = if waiting > 0 {
+                (format!("{waiting} writes still queued at the end"), false)
+            } else {
+                match drained {
+                    Some(at) => (format!("drained at {}", HumanSpan(at)), at <= by),
+                    None => ("no write was ever queued".to_owned(), true),
+                }
+            };
+            push(
+                "queue_drained_by",
+                format!("empty by {}", HumanSpan(by)),
+                measured,
+                pass,
+            );
+        }
+        // Not optional: a run that loses track of a write is wrong whatever the file says.
+        let broken: Vec<String> = report
+            .dependencies
+            .iter()
+            .filter_map(|d| {
+                d.conservation_error
+                    .as_ref()
+                    .map(|e| format!("{}: {e}", d.name))
+            })
+            .collect();
+        push(
+            "conservation",
+            "accepted = applied + dead-lettered + queued".to_owned(),
+            if broken.is_empty() {
+                "holds for every queue".to_owned()
+            } else {
+                broken.join("; ")
+            },
+            broken.is_empty(),
+        );
+        results
+    }
+
+    /// The worst delay over the hard faults, as `(Some(worst) if every fault got one,
+    /// text)`.
+    fn worst_delay(&self, delay: impl Fn(&HardFault) -> Option<Span>) -> (Option<Span>, String) {
+        if self.hard_faults.is_empty() {
+            return (Some(0), "no outage or hang in this run".to_owned());
+        }
+        let mut worst = Some(0);
+        let mut missing = Vec::new();
+        for f in &self.hard_faults {
+            match delay(f) {
+                Some(d) => worst = worst.map(|w: Span| w.max(d)),
+                None => {
+                    worst = None;
+                    missing.push(format!(
+                        "{} fault at {}",
+                        Resource::ALL[f.dependency].as_str(),
+                        HumanSpan(f.start)
+                    ));
+                }
+            }
+        }
+        match worst {
+            Some(w) => (Some(w), format!("worst {}", HumanSpan(w))),
+            None => (None, format!("never, for the {}", missing.join(", "))),
+        }
+    }
+}
+
+const KIND_ORDER: [&str; 11] = [
+    "get_user",
+    "get_product",
+    "update_user",
+    "update_product",
+    "get_recommendations",
+    "search",
+    "set_mode",
+    "status",
+    "init",
+    "invalid",
+    "total",
+];
+
+fn dependency_index(name: &str) -> usize {
+    Resource::ALL
+        .iter()
+        .position(|r| r.as_str() == name)
+        .expect("events name known dependencies")
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+fn describe_fault(kind: &FaultKind) -> String {
+    match kind {
+        FaultKind::Outage => "outage".to_owned(),
+        FaultKind::ErrorRate(p) => format!("error rate {}", percent(*p)),
+        FaultKind::AddedLatency(d) => format!("latency +{}", HumanSpan(*d)),
+        FaultKind::Hang => "hang (calls never answer)".to_owned(),
+        FaultKind::Flapping { period, down } => format!(
+            "flapping (down {} of every {})",
+            HumanSpan(*down),
+            HumanSpan(*period)
+        ),
+    }
+}
+
+fn describe_breaker_reason(reason: &BreakerReason, open_until: Option<Time>, at: Time) -> String {
+    let base = match reason {
+        BreakerReason::ConsecutiveFailures { count } => format!("{count} consecutive failures"),
+        BreakerReason::FailureRate { failures, calls } => {
+            format!("{failures} of the last {calls} calls failed")
+        }
+        BreakerReason::SlowCalls { failures, calls } => {
+            format!("{failures} of the last {calls} calls failed or were slow")
+        }
+        BreakerReason::OpenElapsed => "open time elapsed".to_owned(),
+        BreakerReason::ProbeSucceeded { successes } => {
+            format!("{successes} probe(s) succeeded")
+        }
+        BreakerReason::ProbeFailed { slow: false } => "probe failed".to_owned(),
+        BreakerReason::ProbeFailed { slow: true } => "probe too slow".to_owned(),
+        BreakerReason::ProbeTimeout => "probe never answered".to_owned(),
+        BreakerReason::Manual { op } => format!("manual {op:?}"),
+    };
+    match open_until {
+        Some(until) => format!("{base}; open for {}", HumanSpan(until.saturating_sub(at))),
+        None => base,
+    }
+}
+
+impl Report {
+    /// The human summary: reads like an incident review.
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let w = &mut s;
+        let _ = writeln!(
+            w,
+            "brownout: {} (seed {}), {} simulated",
+            self.scenario,
+            self.seed,
+            HumanSpan(self.duration)
+        );
+        for line in self.description.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = writeln!(w, "  {}", line.trim());
+        }
+        let total = self.requests.last().map_or(0, |t| t.total);
+        let _ = writeln!(w);
+        let _ = writeln!(w, "Requests: {total}");
+        let _ = writeln!(
+            w,
+            "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7}",
+            "type",
+            "total",
+            "fresh",
+            "cached",
+            "stale",
+            "fallback",
+            "applied",
+            "queued",
+            "rejected",
+            "error"
+        );
+        for o in &self.requests {
+            let _ = writeln!(
+                w,
+                "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7}",
+                o.kind,
+                o.total,
+                o.fresh,
+                o.cached,
+                o.stale,
+                o.fallback,
+                o.applied,
+                o.queued,
+                o.rejected,
+                o.error
+            );
+        }
+        let _ = writeln!(
+            w,
+            "  availability {} (answered with data, a fallback, or an accepted write)",
+            percent(self.availability)
+        );
+        let l = &self.latency;
+        let _ = writeln!(
+            w,
+            "  latency p50 {}, p90 {}, p99 {}, max {}",
+            HumanSpan(l.p50),
+            HumanSpan(l.p90),
+            HumanSpan(l.p99),
+            HumanSpan(l.max)
+        );
+        let _ = writeln!(w);
+        let _ = writeln!(w, "Dependencies");
+        for d in &self.dependencies {
+            let _ = writeln!(
+                w,
+                "  {}: {} calls, {} failed, {} timed out",
+                d.name, d.calls, d.failures, d.timeouts
+            );
+            let _ = writeln!(
+                w,
+                "    breaker: {} trip(s), open {} in all, {} at the end",
+                d.breaker_trips,
+                HumanSpan(d.time_open),
+                d.final_state
+            );
+            let _ = writeln!(
+                w,
+                "    cache: {} stale serve(s), oldest {}; {} refused as too old",
+                d.stale_serves,
+                HumanSpan(d.max_stale_age),
+                d.expired_refusals
+            );
+            let drained = match (d.queue_accepted, d.queue_drained_at) {
+                (0, _) => "never used".to_owned(),
+                (_, Some(at)) => format!("drained at {}", HumanSpan(at)),
+                (_, None) => format!("{} still queued at the end", d.queue_at_end),
+            };
+            let _ = writeln!(
+                w,
+                "    write queue: {} accepted, {} applied, {} dead-lettered, {} shed; max depth {}; {}",
+                d.queue_accepted,
+                d.queue_applied,
+                d.queue_dead_lettered,
+                d.queue_rejected,
+                d.queue_max_depth,
+                drained
+            );
+        }
+        let m = &self.modes;
+        let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "Modes: normal {}, degraded {}, critical {}; {} change(s), {} at the end",
+            HumanSpan(m.normal),
+            HumanSpan(m.degraded),
+            HumanSpan(m.critical),
+            m.changes,
+            m.final_mode
+        );
+        if !self.timeline.is_empty() {
+            let _ = writeln!(w);
+            let _ = writeln!(w, "Timeline");
+            for e in &self.timeline {
+                let _ = writeln!(w, "  {:>12}  {:<7}  {}", HumanSpan(e.t), e.what, e.text);
+            }
+            if self.timeline_omitted > 0 {
+                let _ = writeln!(w, "  ... and {} more", self.timeline_omitted);
+            }
+        }
+        if !self.scripted.is_empty() {
+            let _ = writeln!(w);
+            let _ = writeln!(w, "Scripted messages");
+            for x in &self.scripted {
+                let _ = writeln!(w, "  {:>12}  -> {}", HumanSpan(x.at), x.request);
+                match (&x.reply, x.replied_at) {
+                    (Some(reply), Some(at)) => {
+                        let _ = writeln!(w, "  {:>12}  <- {reply}", HumanSpan(at));
+                    }
+                    _ => {
+                        let _ = writeln!(w, "  {:>12}  <- (no reply before the end)", "");
+                    }
+                }
+            }
+        }
+        let _ = writeln!(w);
+        let _ = writeln!(w, "Expectations");
+        for e in &self.expectations {
+            let _ = writeln!(
+                w,
+                "  {} {}: expected {}, measured {}",
+                if e.pass { "PASS" } else { "FAIL" },
+                e.name,
+                e.expected,
+                e.measured
+            );
+        }
+        if let Some(d) = &self.trace_digest {
+            let _ = writeln!(w);
+            let _ = writeln!(w, "trace digest {d}");
+        }
+        s
+    }
+}

@@ -1,0 +1,555 @@
+//! One simulated run: the event loop that drives the [`Node`] with virtual time.
+//!
+//! The loop pops `(time, seq)`-ordered events — workload arrivals, scripted messages,
+//! dependency answers, the node's timers, CPU samples and fault edges — feeds each to
+//! the node, and turns the node's effects back into events. Every component draws from
+//! its own random stream ([`rng::stream`]), so adding a workload stream does not move
+//! the fault draws, and the same scenario and seed give the same bytes on any machine.
+//!
+//! A dependency call's outcome is decided when the call starts (latency, error, fault
+//! condition at that instant), and exactly one event is scheduled for it: the answer,
+//! or the timeout at the call's deadline when the answer would come later or never.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::Time;
+use crate::node::{
+    parse_body, Call, CallError, CallId, CallResult, Effect, InBandFault, Node, Op, Request,
+    RequestId, Resource, Served, Store, Timer,
+};
+use crate::scenario::{RequestKind, Scenario};
+
+use super::dist::LatencySampler;
+use super::faults::{FaultEdge, FaultPlan};
+use super::load::CpuCurve;
+use super::queue::EventQueue;
+use super::report::{Metrics, Report};
+use super::rng::{stream, Stream};
+use super::trace::Trace;
+use super::workload::{Arrivals, KeySampler, Mix};
+
+/// Queries a `search` request can carry: a fixed set so that the hot loop allocates nothing.
+const QUERIES: [&str; 8] = [
+    "shoes", "laptop", "coffee", "tent", "headphones", "desk", "bicycle", "kettle",
+];
+
+/// What a run should produce besides its report.
+pub struct RunOptions<'w> {
+    /// The master seed (the scenario's own unless overridden).
+    pub seed: u64,
+    /// Where to stream the trace, if anywhere.
+    pub trace: Option<&'w mut dyn Write>,
+    /// Keep a digest of the full trace (needed for snapshots and self-checks).
+    pub digest: bool,
+}
+
+/// Simulates `scenario` with `options` and returns its report.
+pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> io::Result<Report> {
+    let trace = Trace::new(options.trace, options.digest);
+    let mut sim = Simulation::new(scenario, options.seed, trace)?;
+    sim.run()?;
+    sim.finish()
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Arrival(u32),
+    Script(u32),
+    Answer(CallId, CallResult),
+    Timer(Timer),
+    Cpu,
+    Fault(u32),
+}
+
+struct DependencySim {
+    latency: LatencySampler,
+    error_rate: f64,
+    down_latency: u64,
+    store: Store,
+    rng: ChaCha8Rng,
+}
+
+struct StreamSim {
+    arrivals: Arrivals,
+    mix: Mix,
+    kinds: Vec<RequestKind>,
+    users: KeySampler,
+    products: KeySampler,
+    rng: ChaCha8Rng,
+    writes: u64,
+}
+
+/// A request waiting for its reply.
+struct InFlight {
+    at: Time,
+    kind: &'static str,
+    script: Option<u32>,
+}
+
+struct Simulation<'s, 'w> {
+    scenario: &'s Scenario,
+    seed: u64,
+    events: EventQueue<Ev>,
+    node: Node,
+    deps: Vec<DependencySim>,
+    faults: FaultPlan,
+    edges: Vec<FaultEdge>,
+    cpu: Option<(CpuCurve, ChaCha8Rng)>,
+    streams: Vec<StreamSim>,
+    in_flight: HashMap<RequestId, InFlight>,
+    next_request: u64,
+    effects: Vec<Effect>,
+    trace: Trace<'w>,
+    metrics: Metrics,
+    processed: u64,
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+impl<'s, 'w> Simulation<'s, 'w> {
+    fn new(scenario: &'s Scenario, seed: u64, trace: Trace<'w>) -> io::Result<Self> {
+        let node = Node::new(
+            &scenario.node,
+            scenario.data.warm_records(),
+            stream(seed, Stream::Engine),
+        )
+        .map_err(invalid)?;
+        let deps = Resource::ALL
+            .iter()
+            .zip(&scenario.dependencies)
+            .enumerate()
+            .map(|(i, (&resource, dep))| {
+                Ok(DependencySim {
+                    latency: dep.latency.sampler().map_err(invalid)?,
+                    error_rate: dep.error_rate,
+                    down_latency: dep.down_latency,
+                    store: Store::new(resource, scenario.data.collection(resource)),
+                    rng: stream(seed, Stream::Dependency(i as u32)),
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let faults = FaultPlan::with_random(
+            Resource::ALL.len(),
+            scenario.faults.clone(),
+            &scenario.random_faults,
+            scenario.duration,
+            &mut stream(seed, Stream::Faults),
+        )
+        .map_err(invalid)?;
+        let edges = faults.edges();
+        let cpu = match &scenario.cpu {
+            Some(config) => Some((
+                CpuCurve::new(config.clone()).map_err(invalid)?,
+                stream(seed, Stream::Cpu),
+            )),
+            None => None,
+        };
+        let streams = scenario
+            .workload
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let weights: Vec<f64> = w.mix.iter().map(|&(_, weight)| weight).collect();
+                Ok(StreamSim {
+                    arrivals: Arrivals::new(&w.rate).map_err(invalid)?,
+                    mix: Mix::new(&weights).map_err(invalid)?,
+                    kinds: w.mix.iter().map(|&(kind, _)| kind).collect(),
+                    users: w.user_keys.sampler().map_err(invalid)?,
+                    products: w.product_keys.sampler().map_err(invalid)?,
+                    rng: stream(seed, Stream::Workload(i as u32)),
+                    writes: 0,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let metrics = Metrics::new(scenario, &faults);
+        Ok(Simulation {
+            scenario,
+            seed,
+            events: EventQueue::with_capacity(1024),
+            node,
+            deps,
+            faults,
+            edges,
+            cpu,
+            streams,
+            in_flight: HashMap::new(),
+            next_request: 0,
+            effects: Vec::new(),
+            trace,
+            metrics,
+            processed: 0,
+        })
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        // Events the node produced while warming its cache (evictions) belong at t=0.
+        self.apply_effects(0)?;
+        for (i, edge) in self.edges.iter().enumerate() {
+            self.events.push(edge.at, Ev::Fault(i as u32));
+        }
+        for (i, message) in self.scenario.script.iter().enumerate() {
+            self.events.push(message.at, Ev::Script(i as u32));
+        }
+        if self.cpu.is_some() {
+            self.events.push(0, Ev::Cpu);
+        }
+        for i in 0..self.streams.len() {
+            self.schedule_arrival(i);
+        }
+        let end = self.scenario.duration;
+        while let Some((now, event)) = self.events.pop() {
+            if now > end {
+                break;
+            }
+            self.processed += 1;
+            match event {
+                Ev::Arrival(i) => {
+                    self.arrival(now, i as usize)?;
+                    self.schedule_arrival(i as usize);
+                }
+                Ev::Script(i) => self.script(now, i)?,
+                Ev::Answer(id, result) => {
+                    if self.trace.enabled() {
+                        self.trace.record(
+                            now,
+                            &AnswerLine {
+                                kind: "answer",
+                                call: id.0,
+                                result: result_name(&result),
+                            },
+                        )?;
+                    }
+                    self.node.on_call_result(now, id, result);
+                }
+                Ev::Timer(timer) => self.node.on_timer(now, timer),
+                Ev::Cpu => {
+                    let (curve, rng) = self.cpu.as_mut().expect("cpu events need a curve");
+                    let cpu = curve.sample(now, rng);
+                    let next = now + curve.every();
+                    self.node.observe_cpu(now, cpu);
+                    self.metrics.cpu_sample(cpu);
+                    if next <= end {
+                        self.events.push(next, Ev::Cpu);
+                    }
+                }
+                Ev::Fault(i) => {
+                    let edge = &self.edges[i as usize];
+                    let fault = &self.faults.faults()[edge.fault_index];
+                    let line = FaultLine {
+                        kind: if edge.started {
+                            "fault_start"
+                        } else {
+                            "fault_end"
+                        },
+                        dependency: Resource::ALL[edge.dependency].as_str(),
+                        fault: fault.kind.as_str(),
+                        index: edge.fault_index,
+                    };
+                    self.metrics.fault_edge(now, edge, fault);
+                    self.trace.record(now, &line)?;
+                }
+            }
+            self.apply_effects(now)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<Report> {
+        self.trace.flush()?;
+        let end = self.scenario.duration;
+        Ok(self.metrics.report(
+            self.scenario,
+            self.seed,
+            &self.node,
+            end,
+            self.processed,
+            self.trace.digest().map(|d| d.hex()),
+        ))
+    }
+
+    fn schedule_arrival(&mut self, i: usize) {
+        let s = &mut self.streams[i];
+        if let Some(at) = s.arrivals.next(&mut s.rng) {
+            if at <= self.scenario.duration {
+                self.events.push(at, Ev::Arrival(i as u32));
+            }
+        }
+    }
+
+    fn arrival(&mut self, now: Time, i: usize) -> io::Result<()> {
+        let s = &mut self.streams[i];
+        let kind = s.kinds[s.mix.pick(&mut s.rng)];
+        let request = match kind {
+            RequestKind::GetUser => Request::Read {
+                resource: Resource::Users,
+                key: s.users.pick(&mut s.rng),
+                fault: InBandFault::default(),
+            },
+            RequestKind::GetProduct => Request::Read {
+                resource: Resource::Products,
+                key: s.products.pick(&mut s.rng),
+                fault: InBandFault::default(),
+            },
+            RequestKind::UpdateUser | RequestKind::UpdateProduct => {
+                let (resource, keys) = if kind == RequestKind::UpdateUser {
+                    (Resource::Users, &s.users)
+                } else {
+                    (Resource::Products, &s.products)
+                };
+                let key = keys.pick(&mut s.rng);
+                s.writes += 1;
+                Request::Write {
+                    resource,
+                    key,
+                    name: Arc::from(format!("{} {key} rev {}", resource.noun(), s.writes)),
+                    fault: InBandFault::default(),
+                }
+            }
+            RequestKind::GetRecommendations => Request::Recommendations {
+                user_id: s.users.pick(&mut s.rng),
+            },
+            RequestKind::Search => Request::Search {
+                query: Arc::from(QUERIES[s.rng.random_range(0..QUERIES.len())]),
+            },
+        };
+        let to = self.new_request(now, kind.as_str(), None);
+        let msg_id = Some(to.0);
+        if self.trace.enabled() {
+            let name = &self.scenario.workload[i].name;
+            self.trace.record(
+                now,
+                &RequestLine {
+                    kind: "request",
+                    id: to.0,
+                    source: name,
+                    body: request.to_body(msg_id),
+                },
+            )?;
+        }
+        self.node.handle(now, to, msg_id, request);
+        Ok(())
+    }
+
+    fn script(&mut self, now: Time, index: u32) -> io::Result<()> {
+        let message = &self.scenario.script[index as usize];
+        let parsed = parse_body(&message.body);
+        let kind = match &parsed.request {
+            Ok(request) => request.type_name(),
+            Err(_) => "invalid",
+        };
+        let to = self.new_request(now, kind, Some(index));
+        self.metrics.script_request(index, now, &message.body);
+        self.trace.record(
+            now,
+            &RequestLine {
+                kind: "request",
+                id: to.0,
+                source: "script",
+                body: message.body.clone(),
+            },
+        )?;
+        match parsed.request {
+            Ok(request) => self.node.handle(now, to, parsed.msg_id, request),
+            Err(error) => self.node.refuse(to, parsed.msg_id, error),
+        }
+        Ok(())
+    }
+
+    fn new_request(&mut self, now: Time, kind: &'static str, script: Option<u32>) -> RequestId {
+        let to = RequestId(self.next_request);
+        self.next_request += 1;
+        self.in_flight.insert(
+            to,
+            InFlight {
+                at: now,
+                kind,
+                script,
+            },
+        );
+        to
+    }
+
+    fn apply_effects(&mut self, now: Time) -> io::Result<()> {
+        self.effects.extend(self.node.drain_effects());
+        let mut effects = std::mem::take(&mut self.effects);
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Reply { to, body, served } => {
+                    let Some(request) = self.in_flight.remove(&to) else {
+                        continue;
+                    };
+                    let latency = now - request.at;
+                    self.metrics
+                        .reply(request.kind, served, latency, request.script, now, &body);
+                    if self.trace.enabled() {
+                        self.trace.record(
+                            now,
+                            &ReplyLine {
+                                kind: "reply",
+                                id: to.0,
+                                latency,
+                                served,
+                                body: &body,
+                            },
+                        )?;
+                    }
+                }
+                Effect::Call(call) => {
+                    if self.trace.enabled() {
+                        self.trace.record(
+                            now,
+                            &CallLine {
+                                kind: "call",
+                                call: call.id.0,
+                                dependency: Resource::ALL[call.dependency].as_str(),
+                                op: &call.op,
+                                force_down: call.force_down,
+                                deadline: call.deadline,
+                            },
+                        )?;
+                    }
+                    let (at, result) = self.dependency_answer(now, &call);
+                    self.metrics.call(call.dependency, &result);
+                    self.events.push(at, Ev::Answer(call.id, result));
+                }
+                Effect::Timer { at, timer } => self.events.push(at, Ev::Timer(timer)),
+                Effect::Event(event) => {
+                    self.metrics.event(now, &event, &self.node);
+                    if self.trace.enabled() {
+                        self.trace.record(
+                            now,
+                            &EventLine {
+                                kind: "event",
+                                event: &event,
+                            },
+                        )?;
+                    }
+                }
+            }
+        }
+        self.effects = effects;
+        Ok(())
+    }
+
+    /// Decides a call's outcome now and when it is delivered: a down service refuses
+    /// fast, a hang or an answer slower than the deadline becomes a timeout at the
+    /// deadline, otherwise the answer (or an injected error) arrives after the latency.
+    fn dependency_answer(&mut self, now: Time, call: &Call) -> (Time, CallResult) {
+        let condition = self.faults.condition(call.dependency, now);
+        let dep = &mut self.deps[call.dependency];
+        if call.force_down || condition.down {
+            let at = (now + dep.down_latency).min(call.deadline);
+            let result = if at == call.deadline {
+                CallResult::Failed(CallError::Timeout)
+            } else {
+                CallResult::Failed(CallError::Unavailable)
+            };
+            return (at, result);
+        }
+        if condition.hang {
+            return (call.deadline, CallResult::Failed(CallError::Timeout));
+        }
+        let latency = dep.latency.sample(&mut dep.rng) + condition.added_latency;
+        let error_rate = 1.0 - (1.0 - dep.error_rate) * (1.0 - condition.extra_error_rate);
+        let failed = error_rate > 0.0 && dep.rng.random::<f64>() < error_rate;
+        let at = now + latency;
+        if failed {
+            if at >= call.deadline {
+                return (call.deadline, CallResult::Failed(CallError::Timeout));
+            }
+            return (at, CallResult::Failed(CallError::Error));
+        }
+        // The service does the work even when the client has stopped waiting: a write
+        // that times out may still be applied (and a retry then applies it again).
+        let result = match &call.op {
+            Op::Read { key } => match dep.store.read(*key) {
+                Some(record) => CallResult::Found(record),
+                None => CallResult::NotFound,
+            },
+            Op::Write { key, name } => {
+                dep.store.write(*key, name.clone());
+                CallResult::Written
+            }
+        };
+        if at >= call.deadline {
+            (call.deadline, CallResult::Failed(CallError::Timeout))
+        } else {
+            (at, result)
+        }
+    }
+}
+
+fn result_name(result: &CallResult) -> &'static str {
+    match result {
+        CallResult::Found(_) => "found",
+        CallResult::NotFound => "not_found",
+        CallResult::Written => "written",
+        CallResult::Failed(CallError::Unavailable) => "unavailable",
+        CallResult::Failed(CallError::Error) => "error",
+        CallResult::Failed(CallError::Timeout) => "timeout",
+    }
+}
+
+#[derive(Serialize)]
+struct RequestLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u64,
+    source: &'a str,
+    body: Value,
+}
+
+#[derive(Serialize)]
+struct ReplyLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u64,
+    latency: u64,
+    served: Served,
+    body: &'a crate::node::ReplyBody,
+}
+
+#[derive(Serialize)]
+struct CallLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    call: u64,
+    dependency: &'static str,
+    op: &'a Op,
+    force_down: bool,
+    deadline: Time,
+}
+
+#[derive(Serialize)]
+struct AnswerLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    call: u64,
+    result: &'static str,
+}
+
+#[derive(Serialize)]
+struct EventLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    event: &'a crate::node::NodeEvent,
+}
+
+#[derive(Serialize)]
+struct FaultLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    dependency: &'static str,
+    fault: &'static str,
+    index: usize,
+}
