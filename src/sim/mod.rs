@@ -30,3 +30,5 @@ pub mod workload;
 pub use check::{check_determinism, Divergence};
 pub use report::Report;
 pub use run::{run, RunOptions};
+#[cfg(test)]
+mod tests;
