@@ -1,8 +1,60 @@
-//! The TOML scenario format (being written).
+//! The TOML scenario format: serde types that mirror the file, and [`parse`]/[`load`].
+//!
+//! Reading is two steps. First toml deserializes the text into the types below, which
+//! mirror the file exactly: unknown keys are refused everywhere
+//! (`deny_unknown_fields`), and values with their own syntax or range (durations,
+//! probabilities, percentages, rates) are checked while deserializing, so toml's error
+//! carries the offending value's span. Then [`build`] validates the whole into the
+//! domain [`Scenario`], filling defaults (the named constants below, or the engine's
+//! `DEFAULT_*`) and re-using every engine and simulator `validate()`, so that a scenario
+//! that parses is guaranteed to build. Errors of that second step name a dotted key
+//! path, which [`locate`] finds in the document to report its line and column.
+//!
+//! `scenarios/README.md` is the reference of the format; keep it in step.
 
 use std::path::Path;
 
+use serde::Deserialize;
+
 use super::{Scenario, ScenarioError};
+use crate::engine::{Span, MILLISECOND};
+
+mod build;
+mod locate;
+mod values;
+
+use values::{Dur, NonNegative, Percent, Probability, Rate};
+
+/// Default master seed.
+pub const DEFAULT_SEED: u64 = 1;
+/// Default number of generated records per service (ids `1..=count`).
+pub const DEFAULT_DATA_COUNT: u64 = 1_000;
+/// Largest `count` accepted: generated records are named and held in memory, so this
+/// keeps a typo from exhausting it.
+pub const MAX_DATA_COUNT: u64 = 10_000_000;
+/// Default: the node's cache starts with every record of the service.
+pub const DEFAULT_WARM: bool = true;
+/// Default median latency of a healthy dependency (log-normal).
+pub const DEFAULT_LATENCY_P50: Span = 10 * MILLISECOND;
+/// Default 99th-percentile latency of a healthy dependency (log-normal).
+pub const DEFAULT_LATENCY_P99: Span = 80 * MILLISECOND;
+/// Default probability that a healthy dependency's call fails anyway.
+pub const DEFAULT_ERROR_RATE: f64 = 0.0;
+/// Default latency of a call refused because the dependency is down: connection
+/// refused is fast, which is what lets a breaker see an outage quickly.
+pub const DEFAULT_DOWN_LATENCY: Span = MILLISECOND;
+/// Default count window of the `count_window` breaker policy, in calls.
+pub const DEFAULT_WINDOW_CALLS: u32 = 20;
+/// Default minimum calls in the window before a windowed breaker policy trusts its rate.
+pub const DEFAULT_MIN_CALLS: u32 = 10;
+/// Default failure fraction that trips a windowed breaker policy.
+pub const DEFAULT_FAILURE_RATE: f64 = 0.5;
+/// Default window of the `time_window` breaker policy.
+pub const DEFAULT_WINDOW: Span = 60 * crate::engine::SECOND;
+/// Default bucket (expiry granularity) of the `time_window` breaker policy.
+pub const DEFAULT_BUCKET: Span = crate::engine::SECOND;
+/// Default Zipf exponent (classic Zipf).
+pub const DEFAULT_ZIPF_S: f64 = 1.0;
 
 /// Reads and validates the scenario at `path`.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -14,11 +66,1129 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     parse(&text, path)
 }
 
-/// Validates scenario `text`, read from `path` (used in messages).
-pub fn parse(_text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
-    Err(ScenarioError {
+/// Validates scenario `text`, read from `path` (used in messages and as
+/// [`Scenario::path`]).
+pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| ScenarioError {
         path: path.to_owned(),
-        position: None,
-        message: "scenario parsing is not written yet".into(),
+        position: Some(locate::line_column(
+            text,
+            e.span().map_or(0, |span| span.start),
+        )),
+        message: toml_message(e.message()),
+    })?;
+    build::build(file, path).map_err(|invalid| ScenarioError {
+        path: path.to_owned(),
+        position: Some(locate::line_column(
+            text,
+            locate::locate(text, &invalid.path).start,
+        )),
+        message: format!("invalid {}: {}", invalid.path, invalid.reason),
     })
+}
+
+/// toml's and serde's message, in the file's vocabulary: TOML has keys, not fields,
+/// and integers, not `u32`s.
+fn toml_message(message: &str) -> String {
+    let mut message = message.trim_end().to_owned();
+    for (from, to) in [
+        ("unknown field", "unknown key"),
+        ("missing field", "missing key"),
+        ("unknown variant", "unknown value"),
+    ] {
+        if let Some(rest) = message.strip_prefix(from) {
+            message = format!("{to}{rest}");
+        }
+    }
+    for (from, to) in [
+        ("expected u32", "expected an integer in 0..=4294967295"),
+        ("expected u64", "expected an integer >= 0"),
+        ("expected usize", "expected an integer >= 0"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected an array"),
+    ] {
+        if let Some(head) = message.strip_suffix(from) {
+            message = format!("{head}{to}");
+        }
+    }
+    message
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a scenario document")]
+struct ScenarioFile {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    seed: Option<u64>,
+    duration: Dur,
+    #[serde(default)]
+    data: DataFile,
+    #[serde(default)]
+    modes: ModesFile,
+    #[serde(default)]
+    dependencies: DependenciesFile,
+    #[serde(default)]
+    workload: Vec<WorkloadFile>,
+    #[serde(default)]
+    fault: Vec<FaultFile>,
+    #[serde(default)]
+    random_fault: Vec<RandomFaultFile>,
+    cpu: Option<CpuFile>,
+    #[serde(default)]
+    script: Vec<ScriptFile>,
+    #[serde(default)]
+    expect: ExpectFile,
+}
+
+/// `[data]`: one collection per service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table with `users` and `products`")]
+struct DataFile {
+    users: Option<CollectionFile>,
+    products: Option<CollectionFile>,
+}
+
+/// `[data.users]`, `[data.products]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { count = 1000, warm = true }"
+)]
+struct CollectionFile {
+    count: Option<u64>,
+    warm: Option<bool>,
+    #[serde(default)]
+    records: Vec<RecordFile>,
+}
+
+/// One explicit record.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a record such as { id = 123, name = \"John Doe\" }"
+)]
+struct RecordFile {
+    id: u64,
+    name: String,
+}
+
+/// `[modes]`: the mode controller.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of mode settings")]
+struct ModesFile {
+    degraded_enter: Option<Percent>,
+    degraded_leave: Option<Percent>,
+    critical_enter: Option<Percent>,
+    critical_leave: Option<Percent>,
+    min_dwell: Option<Dur>,
+    disabled: Option<DisabledFile>,
+    critical_features: Option<Vec<String>>,
+}
+
+/// `[modes.disabled]`: features each mode disables; a mode left out keeps its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { degraded = [\"recommendations\", \"search\"] }"
+)]
+struct DisabledFile {
+    normal: Option<Vec<String>>,
+    degraded: Option<Vec<String>>,
+    critical: Option<Vec<String>>,
+}
+
+/// `[dependencies]`: only the two services the node knows.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table with `users` and `products`")]
+struct DependenciesFile {
+    users: Option<DependencyFile>,
+    products: Option<DependencyFile>,
+}
+
+/// `[dependencies.users]`, `[dependencies.products]`: the simulated service and the
+/// node's engine in front of it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of dependency settings")]
+struct DependencyFile {
+    latency: Option<LatencyFile>,
+    error_rate: Option<Probability>,
+    down_latency: Option<Dur>,
+    timeout: Option<Dur>,
+    read_policy: Option<ReadPolicyFile>,
+    #[serde(default)]
+    breaker: BreakerFile,
+    #[serde(default)]
+    cache: CacheFile,
+    #[serde(default)]
+    queue: QueueFile,
+}
+
+/// `read_policy`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ReadPolicyFile {
+    DependencyFirst,
+    CacheFirst,
+}
+
+/// `latency = { dist = ..., ... }`; which keys apply depends on `dist`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a latency such as { dist = \"lognormal\", p50 = \"10ms\", p99 = \"80ms\" }"
+)]
+struct LatencyFile {
+    dist: LatencyDist,
+    value: Option<Dur>,
+    min: Option<Dur>,
+    max: Option<Dur>,
+    mean: Option<Dur>,
+    p50: Option<Dur>,
+    p99: Option<Dur>,
+}
+
+/// `latency.dist`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LatencyDist {
+    Constant,
+    Uniform,
+    Exponential,
+    Lognormal,
+}
+
+/// `[dependencies.X.breaker]`; which window keys apply depends on `policy`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of breaker settings")]
+struct BreakerFile {
+    policy: Option<BreakerPolicy>,
+    failure_threshold: Option<u32>,
+    window_calls: Option<u32>,
+    min_calls: Option<u32>,
+    failure_rate: Option<Probability>,
+    window: Option<Dur>,
+    bucket: Option<Dur>,
+    slow_call_threshold: Option<Dur>,
+    open_duration: Option<Dur>,
+    open_duration_multiplier: Option<f64>,
+    max_open_duration: Option<Dur>,
+    open_duration_jitter: Option<Probability>,
+    half_open_max_probes: Option<u32>,
+    half_open_successes: Option<u32>,
+    half_open_timeout: Option<Dur>,
+}
+
+/// `breaker.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BreakerPolicy {
+    Consecutive,
+    CountWindow,
+    TimeWindow,
+}
+
+/// `[dependencies.X.cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of cache settings")]
+struct CacheFile {
+    ttl: Option<Dur>,
+    max_stale: Option<Dur>,
+    stale_while_revalidate: Option<Dur>,
+    refresh_timeout: Option<Dur>,
+    capacity: Option<usize>,
+}
+
+/// `[dependencies.X.queue]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of queue settings")]
+struct QueueFile {
+    capacity: Option<usize>,
+    drain_rate: Option<u32>,
+    burst: Option<u32>,
+    max_in_flight: Option<usize>,
+    max_attempts: Option<u32>,
+    backoff_base: Option<Dur>,
+    backoff_max: Option<Dur>,
+    jitter: Option<Probability>,
+}
+
+/// `[[workload]]`: one open-loop stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a workload stream table")]
+struct WorkloadFile {
+    name: Option<String>,
+    rate: RateFile,
+    mix: MixFile,
+    users: Option<KeysFile>,
+    products: Option<KeysFile>,
+}
+
+/// `rate`: a number (constant over the whole run) or a list of phases.
+#[derive(Debug)]
+enum RateFile {
+    Constant(Rate),
+    Phases(Vec<PhaseFile>),
+}
+
+impl<'de> Deserialize<'de> for RateFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::value::{F64Deserializer, I64Deserializer, U64Deserializer};
+        use serde::de::{Error, SeqAccess, Visitor};
+
+        struct RateVisitor;
+
+        impl<'de> Visitor<'de> for RateVisitor {
+            type Value = RateFile;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "requests per second (such as 300) or an array of phases \
+                     (such as [{ from = \"0s\", to = \"1m\", rps = 300 }])",
+                )
+            }
+
+            fn visit_i64<E: Error>(self, v: i64) -> Result<RateFile, E> {
+                Rate::deserialize(I64Deserializer::<E>::new(v)).map(RateFile::Constant)
+            }
+
+            fn visit_u64<E: Error>(self, v: u64) -> Result<RateFile, E> {
+                Rate::deserialize(U64Deserializer::<E>::new(v)).map(RateFile::Constant)
+            }
+
+            fn visit_f64<E: Error>(self, v: f64) -> Result<RateFile, E> {
+                Rate::deserialize(F64Deserializer::<E>::new(v)).map(RateFile::Constant)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RateFile, A::Error> {
+                let mut phases = Vec::new();
+                while let Some(phase) = seq.next_element()? {
+                    phases.push(phase);
+                }
+                Ok(RateFile::Phases(phases))
+            }
+        }
+
+        deserializer.deserialize_any(RateVisitor)
+    }
+}
+
+/// One rate phase: `rps` (constant) or `rps_from` and `rps_to` (ramp).
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a phase such as { from = \"0s\", to = \"1m\", rps = 300 }"
+)]
+struct PhaseFile {
+    from: Dur,
+    to: Dur,
+    rps: Option<Rate>,
+    rps_from: Option<Rate>,
+    rps_to: Option<Rate>,
+}
+
+/// `mix`: a weight per request kind.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of weights such as { get_user = 3, get_product = 1 }"
+)]
+struct MixFile {
+    get_user: Option<NonNegative>,
+    get_product: Option<NonNegative>,
+    update_user: Option<NonNegative>,
+    update_product: Option<NonNegative>,
+    get_recommendations: Option<NonNegative>,
+    search: Option<NonNegative>,
+}
+
+/// `users`, `products` of a stream: key popularity.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a key distribution such as { dist = \"zipf\", s = 1.1 }"
+)]
+struct KeysFile {
+    dist: KeysDist,
+    s: Option<f64>,
+    n: Option<u64>,
+}
+
+/// `dist` of a key distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KeysDist {
+    Uniform,
+    Zipf,
+}
+
+/// `dependency` of a fault.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DependencyName {
+    Users,
+    Products,
+}
+
+/// `kind` of a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FaultKindName {
+    Outage,
+    ErrorRate,
+    Latency,
+    Hang,
+    Flapping,
+}
+
+/// `[[fault]]`: one scheduled window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a fault table")]
+struct FaultFile {
+    dependency: DependencyName,
+    kind: FaultKindName,
+    start: Dur,
+    end: Option<Dur>,
+    rate: Option<Probability>,
+    added: Option<Dur>,
+    period: Option<Dur>,
+    down: Option<Dur>,
+}
+
+/// `[[random_fault]]`: seeded random windows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a random fault table")]
+struct RandomFaultFile {
+    dependency: DependencyName,
+    kind: FaultKindName,
+    mtbf: Dur,
+    mttr: Dur,
+    rate: Option<Probability>,
+    added: Option<Dur>,
+    period: Option<Dur>,
+    down: Option<Dur>,
+}
+
+/// `[cpu]`: the CPU load curve.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of cpu settings")]
+struct CpuFile {
+    initial: Option<Percent>,
+    every: Option<Dur>,
+    noise: Option<NonNegative>,
+    #[serde(default)]
+    points: Vec<CpuPointFile>,
+}
+
+/// One CPU point: a step (`at`, `cpu`) or a ramp (`from`, `to`, `cpu_from`, `cpu_to`).
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a point such as { at = \"1m\", cpu = 85 }"
+)]
+struct CpuPointFile {
+    at: Option<Dur>,
+    cpu: Option<Percent>,
+    from: Option<Dur>,
+    to: Option<Dur>,
+    cpu_from: Option<Percent>,
+    cpu_to: Option<Percent>,
+}
+
+/// `[[script]]`: one message at a fixed time.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { at = \"30s\", body = { type = \"get_user\", msg_id = 1, user_id = 123 } }"
+)]
+struct ScriptFile {
+    at: Dur,
+    body: toml::Value,
+}
+
+/// `[expect]`: end-of-run checks, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of expectations")]
+struct ExpectFile {
+    min_availability: Option<Probability>,
+    max_stale_age: Option<Dur>,
+    breaker_opens_within: Option<Dur>,
+    breaker_closes_within: Option<Dur>,
+    max_breaker_trips: Option<u64>,
+    max_mode_changes: Option<u64>,
+    max_writes_lost: Option<u64>,
+    max_writes_rejected: Option<u64>,
+    queue_drained_by: Option<Dur>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::breaker::{BreakerConfig, TripPolicy};
+    use crate::engine::modes::Mode;
+    use crate::engine::SECOND;
+    use crate::node::{NodeConfig, ReadPolicy};
+    use crate::scenario::RequestKind;
+    use crate::sim::dist::Latency;
+    use crate::sim::faults::FaultKind;
+    use crate::sim::load::CpuSegment;
+    use crate::sim::workload::{Keys, RatePhase};
+    use serde_json::json;
+
+    const MS: Span = MILLISECOND;
+    const MIN: Span = 60 * SECOND;
+
+    fn ok(text: &str) -> Scenario {
+        parse(text, Path::new("scenarios/test.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `(line, column, message)` of the error `text` gives.
+    fn err(text: &str) -> (usize, usize, String) {
+        let e = parse(text, Path::new("t.toml")).expect_err("should be refused");
+        let (line, column) = e.position.expect("errors carry a position");
+        (line, column, e.message)
+    }
+
+    /// The full example of `scenarios/README.md`.
+    fn readme_example() -> &'static str {
+        let readme = include_str!("../../scenarios/README.md");
+        let start = readme.find("```toml\n").expect("the README has an example") + 8;
+        let len = readme[start..].find("```").expect("the example ends");
+        &readme[start..start + len]
+    }
+
+    const FULL: &str = r#"
+name = "outage"
+description = "users down for 3 minutes at peak"
+seed = 42
+duration = "12m"
+
+[data.users]
+count = 10000
+warm = true
+records = [{ id = 123, name = "John Doe" }]
+
+[data.products]
+count = 500
+warm = false
+
+[modes]
+degraded_enter = 75.0
+degraded_leave = 65
+critical_enter = 92.5
+critical_leave = 85.0
+min_dwell = "20s"
+disabled = { degraded = ["recommendations"], critical = ["recommendations", "search"] }
+critical_features = ["checkout"]
+
+[dependencies.users]
+latency = { dist = "lognormal", p50 = "20ms", p99 = "150ms" }
+error_rate = 0.001
+down_latency = "2ms"
+timeout = "500ms"
+read_policy = "cache_first"
+
+[dependencies.users.breaker]
+policy = "consecutive"
+failure_threshold = 6
+slow_call_threshold = "1s"
+open_duration = "15s"
+open_duration_multiplier = 1.5
+max_open_duration = "2m"
+open_duration_jitter = 0.0
+half_open_max_probes = 2
+half_open_successes = 3
+half_open_timeout = "4s"
+
+[dependencies.users.cache]
+ttl = "1m"
+max_stale = "10m"
+stale_while_revalidate = "30s"
+refresh_timeout = "5s"
+capacity = 20000
+
+[dependencies.users.queue]
+capacity = 500
+drain_rate = 20
+burst = 5
+max_in_flight = 2
+max_attempts = 8
+backoff_base = "200ms"
+backoff_max = "20s"
+jitter = 0.5
+
+[dependencies.products]
+latency = { dist = "constant", value = "5ms" }
+breaker = { policy = "time_window", window = "30s", bucket = "5s", min_calls = 4, failure_rate = 0.25 }
+
+[[workload]]
+name = "web"
+rate = [
+  { from = "0s", to = "10m", rps = 300 },
+  { from = "10m", to = "12m", rps_from = 300, rps_to = 0 },
+]
+mix = { get_user = 50, get_product = 30, update_user = 5, update_product = 2, get_recommendations = 8, search = 0 }
+users = { dist = "zipf", s = 1.1 }
+products = { dist = "uniform", n = 50 }
+
+[[workload]]
+rate = 2.5
+mix = { search = 1 }
+
+[[fault]]
+dependency = "users"
+kind = "outage"
+start = "2m"
+end = "5m"
+
+[[fault]]
+dependency = "products"
+kind = "flapping"
+period = "10s"
+down = "2s"
+start = "6m"
+
+[[fault]]
+dependency = "products"
+kind = "error_rate"
+rate = 0.3
+start = "1m"
+end = "90s"
+
+[[random_fault]]
+dependency = "products"
+kind = "latency"
+added = "300ms"
+mtbf = "10m"
+mttr = "20s"
+
+[cpu]
+initial = 30.0
+every = "2s"
+noise = 2.0
+points = [ { at = "1m", cpu = 85 }, { from = "4m", to = "5m", cpu_from = 85, cpu_to = 40 } ]
+
+[[script]]
+at = "30s"
+body = { type = "get_user", msg_id = 1, user_id = 123, force_failures = 6, weight = 0.5, tags = ["a", 2] }
+
+[[script]]
+at = "31s"
+body = { type = "set_mode", mode = "nonsense" }
+
+[expect]
+min_availability = 0.99
+max_stale_age = "5m"
+breaker_opens_within = "5s"
+breaker_closes_within = "1m"
+max_breaker_trips = 10
+max_mode_changes = 4
+max_writes_lost = 0
+max_writes_rejected = 0
+queue_drained_by = "9m"
+"#;
+
+    #[test]
+    fn full_example_parses_into_the_domain() {
+        let s = ok(FULL);
+        assert_eq!(s.name, "outage");
+        assert_eq!(s.description, "users down for 3 minutes at peak");
+        assert_eq!(s.path, Path::new("scenarios/test.toml"));
+        assert_eq!(s.seed, 42);
+        assert_eq!(s.duration, 12 * MIN);
+
+        let users = &s.data.collections[0];
+        assert_eq!((users.count, users.warm), (10_000, true));
+        assert_eq!(users.records.get(&123).map(|n| &**n), Some("John Doe"));
+        let products = &s.data.collections[1];
+        assert_eq!((products.count, products.warm), (500, false));
+        assert!(products.records.is_empty());
+
+        let modes = &s.node.modes;
+        assert_eq!(modes.degraded_enter, 75.0);
+        assert_eq!(modes.degraded_leave, 65.0);
+        assert_eq!(modes.critical_enter, 92.5);
+        assert_eq!(modes.min_dwell, 20 * SECOND);
+        assert_eq!(
+            modes.disabled_features[&Mode::Degraded],
+            ["recommendations"]
+        );
+        assert_eq!(
+            modes.disabled_features[&Mode::Critical],
+            ["recommendations", "search"]
+        );
+        // Left out of `disabled`: keeps its default.
+        assert!(modes.disabled_features[&Mode::Normal].is_empty());
+        assert_eq!(modes.critical_features, ["checkout"]);
+
+        let sim_users = &s.dependencies[0];
+        assert_eq!(
+            sim_users.latency,
+            Latency::LogNormal {
+                p50: 20 * MS,
+                p99: 150 * MS
+            }
+        );
+        assert_eq!(sim_users.error_rate, 0.001);
+        assert_eq!(sim_users.down_latency, 2 * MS);
+        assert_eq!(s.dependencies[1].latency, Latency::Constant(5 * MS));
+        assert_eq!(s.dependencies[1].error_rate, 0.0);
+
+        let u = &s.node.dependencies[0];
+        assert_eq!(u.timeout, 500 * MS);
+        assert_eq!(u.read_policy, ReadPolicy::CacheFirst);
+        assert_eq!(
+            u.breaker,
+            BreakerConfig {
+                trip_policy: TripPolicy::ConsecutiveFailures {
+                    failure_threshold: 6
+                },
+                slow_call_threshold: Some(SECOND),
+                open_duration: 15 * SECOND,
+                open_duration_multiplier: 1.5,
+                max_open_duration: 2 * MIN,
+                open_duration_jitter: 0.0,
+                half_open_max_probes: 2,
+                half_open_successes: 3,
+                half_open_timeout: 4 * SECOND,
+            }
+        );
+        assert_eq!(u.cache.ttl, MIN);
+        assert_eq!(u.cache.max_stale, 10 * MIN);
+        assert_eq!(u.cache.stale_while_revalidate, Some(30 * SECOND));
+        assert_eq!(u.cache.refresh_timeout, 5 * SECOND);
+        assert_eq!(u.cache.capacity, 20_000);
+        assert_eq!(u.queue.capacity, 500);
+        assert_eq!(u.queue.drain_rate, 20);
+        assert_eq!(u.queue.burst, 5);
+        assert_eq!(u.queue.max_in_flight, 2);
+        assert_eq!(u.queue.max_attempts, 8);
+        assert_eq!(u.queue.backoff_base, 200 * MS);
+        assert_eq!(u.queue.backoff_max, 20 * SECOND);
+        assert_eq!(u.queue.jitter, 0.5);
+        let p = &s.node.dependencies[1];
+        assert_eq!(
+            p.breaker.trip_policy,
+            TripPolicy::TimeWindow {
+                window: 30 * SECOND,
+                bucket: 5 * SECOND,
+                min_calls: 4,
+                failure_rate: 0.25
+            }
+        );
+        assert_eq!(p.read_policy, ReadPolicy::DependencyFirst);
+
+        assert_eq!(s.workload.len(), 2);
+        let web = &s.workload[0];
+        assert_eq!(web.name, "web");
+        assert_eq!(
+            web.rate.phases,
+            vec![
+                RatePhase::Constant {
+                    from: 0,
+                    to: 10 * MIN,
+                    rate_per_sec: 300.0
+                },
+                RatePhase::Ramp {
+                    from: 10 * MIN,
+                    to: 12 * MIN,
+                    rate_from: 300.0,
+                    rate_to: 0.0
+                },
+            ]
+        );
+        // Kind order, zero weights dropped.
+        assert_eq!(
+            web.mix,
+            vec![
+                (RequestKind::GetUser, 50.0),
+                (RequestKind::GetProduct, 30.0),
+                (RequestKind::UpdateUser, 5.0),
+                (RequestKind::UpdateProduct, 2.0),
+                (RequestKind::GetRecommendations, 8.0),
+            ]
+        );
+        assert_eq!(web.user_keys, Keys::Zipf { n: 10_000, s: 1.1 });
+        assert_eq!(web.product_keys, Keys::Uniform { n: 50 });
+        let second = &s.workload[1];
+        assert_eq!(second.name, "stream-2");
+        assert_eq!(
+            second.rate.phases,
+            vec![RatePhase::Constant {
+                from: 0,
+                to: 12 * MIN,
+                rate_per_sec: 2.5
+            }]
+        );
+        assert_eq!(second.mix, vec![(RequestKind::Search, 1.0)]);
+        assert_eq!(second.product_keys, Keys::Uniform { n: 500 });
+
+        assert_eq!(s.faults.len(), 3);
+        assert_eq!(
+            (s.faults[0].dependency, &s.faults[0].kind),
+            (0, &FaultKind::Outage)
+        );
+        assert_eq!((s.faults[0].start, s.faults[0].end), (2 * MIN, 5 * MIN));
+        assert_eq!(
+            s.faults[1].kind,
+            FaultKind::Flapping {
+                period: 10 * SECOND,
+                down: 2 * SECOND
+            }
+        );
+        assert_eq!((s.faults[1].dependency, s.faults[1].end), (1, 12 * MIN));
+        assert_eq!(s.faults[2].kind, FaultKind::ErrorRate(0.3));
+        assert_eq!(s.faults[2].end, 90 * SECOND);
+        let random = &s.random_faults[0];
+        assert_eq!(random.dependency, 1);
+        assert_eq!(random.kind, FaultKind::AddedLatency(300 * MS));
+        assert_eq!((random.mtbf, random.mttr), (10 * MIN, 20 * SECOND));
+
+        let cpu = s.cpu.as_ref().unwrap();
+        assert_eq!(cpu.initial, 30.0);
+        assert_eq!(cpu.every, 2 * SECOND);
+        assert_eq!(cpu.noise_stddev, 2.0);
+        assert_eq!(
+            cpu.segments,
+            vec![
+                CpuSegment::Step { at: MIN, cpu: 85.0 },
+                CpuSegment::Ramp {
+                    from: 4 * MIN,
+                    to: 5 * MIN,
+                    cpu_from: 85.0,
+                    cpu_to: 40.0
+                },
+            ]
+        );
+
+        assert_eq!(s.script.len(), 2);
+        assert_eq!(s.script[0].at, 30 * SECOND);
+        let body = &s.script[0].body;
+        assert_eq!(
+            *body,
+            json!({"type": "get_user", "msg_id": 1, "user_id": 123, "force_failures": 6,
+                   "weight": 0.5, "tags": ["a", 2]})
+        );
+        assert!(body["msg_id"].is_i64() && body["weight"].is_f64());
+        // Malformed messages are allowed: the node answers them with an error reply.
+        assert_eq!(s.script[1].body["mode"], "nonsense");
+
+        let e = &s.expect;
+        assert_eq!(e.min_availability, Some(0.99));
+        assert_eq!(e.max_stale_age, Some(5 * MIN));
+        assert_eq!(e.breaker_opens_within, Some(5 * SECOND));
+        assert_eq!(e.breaker_closes_within, Some(MIN));
+        assert_eq!(e.max_breaker_trips, Some(10));
+        assert_eq!(e.max_mode_changes, Some(4));
+        assert_eq!(e.max_writes_lost, Some(0));
+        assert_eq!(e.max_writes_rejected, Some(0));
+        assert_eq!(e.queue_drained_by, Some(9 * MIN));
+
+        s.node.validate().unwrap();
+    }
+
+    #[test]
+    fn minimal_file_gets_every_default() {
+        let s = parse("duration = \"1m\"\n", Path::new("dir/calm.toml")).unwrap();
+        assert_eq!(s.name, "calm");
+        assert_eq!(s.description, "");
+        assert_eq!(s.seed, DEFAULT_SEED);
+        assert_eq!(s.duration, MIN);
+        assert_eq!(s.node, NodeConfig::default());
+        for c in &s.data.collections {
+            assert_eq!(c.count, DEFAULT_DATA_COUNT);
+            assert_eq!(c.warm, DEFAULT_WARM);
+            assert!(c.records.is_empty());
+        }
+        for d in &s.dependencies {
+            assert_eq!(
+                d.latency,
+                Latency::LogNormal {
+                    p50: DEFAULT_LATENCY_P50,
+                    p99: DEFAULT_LATENCY_P99
+                }
+            );
+            assert_eq!(d.error_rate, DEFAULT_ERROR_RATE);
+            assert_eq!(d.down_latency, DEFAULT_DOWN_LATENCY);
+        }
+        assert!(s.faults.is_empty() && s.random_faults.is_empty());
+        assert!(s.workload.is_empty() && s.script.is_empty());
+        assert_eq!(s.cpu, None);
+        assert_eq!(s.expect, Default::default());
+    }
+
+    #[test]
+    fn readme_example_parses() {
+        let s = ok(readme_example());
+        assert!(!s.workload.is_empty() && !s.faults.is_empty() && !s.script.is_empty());
+    }
+
+    #[test]
+    fn defaults_follow_a_longer_base() {
+        let s = ok(r#"
+duration = "1m"
+[dependencies.users.breaker]
+open_duration = "5m"
+[dependencies.users.queue]
+backoff_base = "30s"
+[dependencies.products.breaker]
+policy = "count_window"
+"#);
+        let users = &s.node.dependencies[0];
+        assert_eq!(users.breaker.max_open_duration, 5 * MIN);
+        assert_eq!(users.queue.backoff_max, 30 * SECOND);
+        assert_eq!(
+            s.node.dependencies[1].breaker.trip_policy,
+            TripPolicy::CountWindow {
+                window_calls: DEFAULT_WINDOW_CALLS,
+                min_calls: DEFAULT_MIN_CALLS,
+                failure_rate: DEFAULT_FAILURE_RATE
+            }
+        );
+    }
+
+    #[test]
+    fn display_names_file_line_and_column() {
+        let e = parse("duration = \"1m\"\nbogus = 1\n", Path::new("s/x.toml")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "s/x.toml:2:1: unknown key `bogus`, expected one of `name`, `description`, \
+             `seed`, `duration`, `data`, `modes`, `dependencies`, `workload`, `fault`, \
+             `random_fault`, `cpu`, `script`, `expect`"
+        );
+        let e = load(Path::new("/nonexistent/brownout.toml")).unwrap_err();
+        assert_eq!(e.position, None);
+        assert!(e
+            .to_string()
+            .starts_with("/nonexistent/brownout.toml: cannot read the file"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_at_every_level() {
+        let (l, c, m) =
+            err("duration = \"1m\"\n[dependencies.users.cache]\nttl = \"1s\"\nttl_max = \"2s\"\n");
+        assert_eq!((l, c), (4, 1));
+        assert!(
+            m.starts_with("unknown key `ttl_max`, expected one of `ttl`"),
+            "{m}"
+        );
+        let (l, c, m) = err(
+            "duration = \"1m\"\n[[workload]]\nrate = 1\nmix = { get_user = 1, get_users = 2 }\n",
+        );
+        assert_eq!((l, c), (4, 23));
+        assert!(
+            m.starts_with("unknown key `get_users`, expected one of `get_user`"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_and_missing_key() {
+        let (l, c, m) = err("duration = \"1m\"\nseed = \"42\"\n");
+        assert_eq!((l, c), (2, 8));
+        assert_eq!(m, "invalid type: string \"42\", expected an integer >= 0");
+        let (l, c, m) = err("seed = 1\n");
+        assert_eq!((l, c), (1, 1));
+        assert_eq!(m, "missing key `duration`");
+    }
+
+    #[test]
+    fn durations_must_be_strings_with_units() {
+        let (l, c, m) = err("duration = \"1m\"\n[modes]\nmin_dwell = \"10 parsecs\"\n");
+        assert_eq!((l, c), (3, 13));
+        assert!(
+            m.starts_with("expected a duration such as \"250ms\" or \"3m\", got \"10 parsecs\" (unknown time unit \"parsecs\""),
+            "{m}"
+        );
+        let (l, c, m) = err("duration = 5\n");
+        assert_eq!((l, c), (1, 12));
+        assert_eq!(m, "expected a duration such as \"250ms\" or \"3m\", got 5");
+    }
+
+    #[test]
+    fn numbers_out_of_range() {
+        let (l, c, m) = err("duration = \"1m\"\n[[workload]]\nrate = [{ from = \"0s\", to = \"1m\", rps = -5 }]\nmix = { get_user = 1 }\n");
+        assert_eq!((l, c), (3, 41));
+        assert_eq!(m, "expected a rate of requests per second >= 0, got -5");
+        let (l, c, m) = err("duration = \"1m\"\n[dependencies.products]\nerror_rate = 1.5\n");
+        assert_eq!((l, c), (3, 14));
+        assert_eq!(m, "expected a probability between 0 and 1, got 1.5");
+        let (l, c, m) = err("duration = \"1m\"\n[cpu]\ninitial = nan\n");
+        assert_eq!((l, c), (3, 11));
+        assert_eq!(m, "expected a percentage between 0 and 100, got NaN");
+    }
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        let (l, c, m) = err("duration = \"1m\"\n[dependencies.orders]\ntimeout = \"1s\"\n");
+        assert_eq!((l, c), (2, 15));
+        assert_eq!(m, "unknown key `orders`, expected `users` or `products`");
+        let (l, c, m) = err("duration = \"1m\"\n[[fault]]\ndependency = \"users\"\nkind = \"meltdown\"\nstart = \"1s\"\n");
+        assert_eq!((l, c), (4, 8));
+        assert_eq!(
+            m,
+            "unknown value `meltdown`, expected one of `outage`, `error_rate`, `latency`, \
+             `hang`, `flapping`"
+        );
+    }
+
+    #[test]
+    fn engine_errors_point_at_the_key() {
+        let (l, c, m) =
+            err("duration = \"1m\"\n[modes]\ndegraded_enter = 50\ndegraded_leave = 55\n");
+        assert_eq!((l, c), (4, 1));
+        assert!(
+            m.starts_with(
+                "invalid modes.degraded_leave: must not exceed modes.degraded_enter (50)"
+            ),
+            "{m}"
+        );
+        let (l, c, m) =
+            err("duration = \"1m\"\n[dependencies.users.breaker]\nfailure_threshold = 0\n");
+        assert_eq!((l, c), (3, 1));
+        assert_eq!(
+            m,
+            "invalid dependencies.users.breaker.failure_threshold: must be at least 1"
+        );
+        // Inline and dotted forms are located the same way.
+        let (l, c, _) =
+            err("duration = \"1m\"\ndependencies.products.breaker = { failure_threshold = 0 }\n");
+        assert_eq!((l, c), (2, 35));
+        // A defaulted key is located at its nearest written parent.
+        let (l, c, m) = err("duration = \"1m\"\n[dependencies.users.cache]\nmax_stale = \"1s\"\nstale_while_revalidate = \"2s\"\n");
+        assert_eq!((l, c), (4, 1));
+        assert!(
+            m.starts_with("invalid dependencies.users.cache.stale_while_revalidate: 2s exceeds"),
+            "{m}"
+        );
+        let (l, c, m) = err(
+            "duration = \"1m\"\n[dependencies.users.cache]\nstale_while_revalidate = \"10m\"\n",
+        );
+        assert_eq!((l, c), (3, 1));
+        assert!(m.contains("exceeds max_stale"), "{m}");
+    }
+
+    #[test]
+    fn variant_keys_must_match_the_variant() {
+        let (l, c, m) = err("duration = \"1m\"\n[dependencies.users.breaker]\nwindow_calls = 10\n");
+        assert_eq!((l, c), (3, 1));
+        assert_eq!(
+            m,
+            "invalid dependencies.users.breaker.window_calls: does not apply to policy = \
+             \"consecutive\", which takes failure_threshold"
+        );
+        let (l, c, m) = err("duration = \"1m\"\n[dependencies.users]\nlatency = { dist = \"uniform\", min = \"1ms\" }\n");
+        assert_eq!((l, c), (3, 1));
+        assert_eq!(
+            m,
+            "invalid dependencies.users.latency.max: is required by dist = \"uniform\""
+        );
+        let (l, c, m) = err("duration = \"1m\"\n[[fault]]\ndependency = \"users\"\nkind = \"outage\"\nrate = 0.5\nstart = \"1s\"\n");
+        assert_eq!((l, c), (5, 1));
+        assert_eq!(
+            m,
+            "invalid fault[0].rate: does not apply to kind = \"outage\", which takes none of them"
+        );
+    }
+
+    #[test]
+    fn times_past_the_end_are_refused() {
+        let text = "duration = \"10m\"\n\n[[fault]]\ndependency = \"users\"\nkind = \"hang\"\nstart = \"8m\"\nend = \"12m\"\n";
+        let (l, c, m) = err(text);
+        assert_eq!((l, c), (7, 1));
+        assert_eq!(
+            m,
+            "invalid fault[0].end: 12m is past the end of the run (duration = \"10m\")"
+        );
+        let (l, c, m) =
+            err("duration = \"1m\"\n[[script]]\nat = \"2m\"\nbody = { type = \"get_user\" }\n");
+        assert_eq!((l, c), (3, 1));
+        assert!(
+            m.starts_with("invalid script[0].at: 2m is past the end"),
+            "{m}"
+        );
+        let (l, c, m) = err("duration = \"1m\"\n[cpu]\npoints = [{ at = \"1s\", cpu = 5 }, { from = \"2s\", to = \"61s\", cpu_from = 1, cpu_to = 2 }]\n");
+        assert_eq!((l, c), (3, 50));
+        assert!(
+            m.starts_with("invalid cpu.points[1].to: 1m 1s is past the end"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn workload_checks() {
+        let (l, c, m) = err("duration = \"1m\"\n[data.users]\ncount = 0\n[[workload]]\nrate = 1\nmix = { get_user = 1 }\n");
+        assert_eq!((l, c), (4, 1));
+        assert_eq!(
+            m,
+            "invalid workload[0].users.n: is required: data.users.count is 0, so there is no \
+             default key range"
+        );
+        let (l, c, m) = err("duration = \"1m\"\n[[workload]]\nrate = 1\nmix = { get_user = 0 }\nusers = { dist = \"zipf\", n = 0 }\n");
+        assert_eq!((l, c), (4, 1));
+        assert!(
+            m.starts_with("invalid workload[0].mix: needs at least one request kind"),
+            "{m}"
+        );
+        let (l, c, m) = err("duration = \"1m\"\n[[workload]]\nrate = 1\nmix = { get_user = 1 }\nusers = { dist = \"zipf\", n = 0 }\n");
+        assert_eq!((l, c), (5, 26));
+        assert_eq!(m, "invalid workload[0].users.n: must be positive");
+        let (l, c, m) = err("duration = \"1m\"\n[[workload]]\nrate = [{ from = \"0s\", to = \"30s\", rps = 1 }, { from = \"20s\", to = \"40s\", rps_from = 1 }]\nmix = { search = 1 }\n");
+        assert_eq!((l, c), (3, 47));
+        assert_eq!(
+            m,
+            "invalid workload[0].rate[1].rps_to: is required: a ramp needs both rps_from and rps_to"
+        );
+        let (l, c, m) = err("duration = \"1m\"\n[[workload]]\nrate = [{ from = \"0s\", to = \"30s\", rps = 1 }, { from = \"20s\", to = \"40s\", rps = 1 }]\nmix = { search = 1 }\n");
+        assert_eq!((l, c), (3, 49));
+        assert!(
+            m.starts_with("invalid workload[0].rate[1].from: phases must be sorted"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn script_bodies() {
+        let (l, c, m) = err("duration = \"1m\"\n[[script]]\nat = \"1s\"\nbody = { msg_id = 1 }\n");
+        assert_eq!((l, c), (4, 1));
+        assert!(
+            m.starts_with("invalid script[0].body.type: is required"),
+            "{m}"
+        );
+        let (l, c, m) = err("duration = \"1m\"\n[[script]]\nat = \"1s\"\nbody = { type = \"x\", when = 1979-05-27T07:32:00Z }\n");
+        assert_eq!((l, c), (4, 22));
+        assert!(
+            m.starts_with("invalid script[0].body.when: a TOML datetime has no JSON form"),
+            "{m}"
+        );
+        let (_, _, m) = err("duration = \"1m\"\n[[script]]\nat = \"1s\"\nbody = \"get_user\"\n");
+        assert!(
+            m.starts_with("invalid script[0].body: must be a table"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn data_records_and_count() {
+        let (l, c, m) = err("duration = \"1m\"\n[data.users]\nrecords = [{ id = 1, name = \"a\" }, { id = 1, name = \"b\" }]\n");
+        assert_eq!((l, c), (3, 38));
+        assert_eq!(
+            m,
+            "invalid data.users.records[1].id: record 1 is listed twice"
+        );
+        let (l, c, m) = err("duration = \"1m\"\n[data.products]\ncount = 20_000_000\n");
+        assert_eq!((l, c), (3, 1));
+        assert!(
+            m.starts_with("invalid data.products.count: must be at most 10000000"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let (l, c, m) = err("duration = \"1m\"\n[modes\nmin_dwell = \"1s\"\n");
+        assert_eq!((l, c), (2, 7));
+        assert!(m.contains("expected `]`"), "{m}");
+    }
 }

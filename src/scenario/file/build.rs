@@ -1,0 +1,919 @@
+//! From the file's types to the domain [`Scenario`]: defaults, cross-field checks and
+//! every engine and simulator `validate()`.
+//!
+//! Errors name the offending key as a dotted path in the file's own vocabulary
+//! (`dependencies.users.breaker.failure_threshold`, `workload[0].rate[1].to`), which
+//! the caller locates in the document. Engine errors name the engine's fields
+//! (`breaker.trip_policy.failure_threshold`); they are renamed here, next to the call.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::values::{format_span, humanize_micros, Dur};
+use super::*;
+use crate::engine::breaker::{self, BreakerConfig, TripPolicy};
+use crate::engine::cache::{self, CacheConfig};
+use crate::engine::modes::{self, Mode, ModeConfig};
+use crate::engine::queue::{self, QueueConfig};
+use crate::engine::{ConfigError, Span, Time};
+use crate::node::config::DEFAULT_CALL_TIMEOUT;
+use crate::node::{Collection, DataSet, DependencyConfig, NodeConfig, ReadPolicy, Resource};
+use crate::scenario::{
+    Expectations, RequestKind, Scenario, ScriptedMessage, SimDependency, WorkloadStream,
+};
+use crate::sim::dist::Latency;
+use crate::sim::faults::{Fault, FaultKind, RandomFaults};
+use crate::sim::load::{CpuCurveConfig, CpuSegment, DEFAULT_INITIAL_CPU, DEFAULT_SAMPLE_EVERY};
+use crate::sim::workload::{Keys, RatePhase, RatePlan};
+
+/// A refused value: the dotted path of its key in the file, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Invalid {
+    /// The key, e.g. `dependencies.users.breaker.failure_threshold`.
+    pub path: String,
+    /// Why, lowercase, no trailing period.
+    pub reason: String,
+}
+
+type Result<T> = std::result::Result<T, Invalid>;
+
+fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Turns an engine error into one about the file: `renames` (applied in order) map the
+/// engine's field names onto the file's keys, then `prefix` says where they live.
+fn engine<'a>(
+    prefix: &'a str,
+    renames: &'a [(&'a str, &'a str)],
+) -> impl Fn(ConfigError) -> Invalid + 'a {
+    move |e: ConfigError| {
+        let mut field = e.field;
+        for (from, to) in renames {
+            field = field.replace(from, to);
+        }
+        invalid(format!("{prefix}{field}"), humanize_micros(&e.reason))
+    }
+}
+
+/// Checks that the keys written in a table with variants (`dist`, `policy`, `kind`)
+/// are the ones the chosen variant takes. `present` lists every variant-specific key
+/// and whether it is written; `allowed` are the chosen variant's keys, of which
+/// `required` must be written.
+fn check_variant_keys(
+    prefix: &str,
+    chosen: &str,
+    present: &[(&str, bool)],
+    allowed: &[&str],
+    required: &[&str],
+) -> Result<()> {
+    let takes = if allowed.is_empty() {
+        "which takes none of them".to_owned()
+    } else {
+        format!("which takes {}", allowed.join(", "))
+    };
+    for &(key, written) in present {
+        if written && !allowed.contains(&key) {
+            return Err(invalid(
+                format!("{prefix}.{key}"),
+                format!("does not apply to {chosen}, {takes}"),
+            ));
+        }
+    }
+    for &key in required {
+        if !present.iter().any(|&(k, written)| k == key && written) {
+            return Err(invalid(
+                format!("{prefix}.{key}"),
+                format!("is required by {chosen}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an instant after the end of the run.
+fn within_run(path: impl Into<String>, at: Time, duration: Time) -> Result<()> {
+    if at > duration {
+        return Err(invalid(
+            path,
+            format!(
+                "{} is past the end of the run (duration = \"{}\")",
+                format_span(at),
+                format_span(duration)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a window that does not end after it starts.
+fn forward(path: impl Into<String>, start: Time, end: Time, start_key: &str) -> Result<()> {
+    if end <= start {
+        return Err(invalid(
+            path,
+            format!(
+                "must be after {start_key} ({}), got {}",
+                format_span(start),
+                format_span(end)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn span(d: Option<Dur>, default: Span) -> Span {
+    d.map_or(default, |d| d.0)
+}
+
+/// The whole scenario.
+pub(super) fn build(file: ScenarioFile, path: &Path) -> Result<Scenario> {
+    let name = match file.name {
+        Some(name) if name.trim().is_empty() => {
+            return Err(invalid("name", "must not be empty"));
+        }
+        Some(name) => name,
+        None => path.file_stem().map_or_else(
+            || "scenario".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        ),
+    };
+    let duration = file.duration.0;
+    if duration == 0 {
+        return Err(invalid("duration", "must be longer than zero"));
+    }
+    let data = build_data(&file.data)?;
+    let modes = build_modes(&file.modes)?;
+
+    let dependency_files = [&file.dependencies.users, &file.dependencies.products];
+    let mut node = NodeConfig {
+        dependencies: Default::default(),
+        modes,
+    };
+    let mut dependencies: [SimDependency; 2] = std::array::from_fn(|_| SimDependency {
+        latency: default_latency(),
+        error_rate: DEFAULT_ERROR_RATE,
+        down_latency: DEFAULT_DOWN_LATENCY,
+    });
+    for resource in Resource::ALL {
+        let i = resource.dependency();
+        let default = DependencyFile::default();
+        let dep = dependency_files[i].as_ref().unwrap_or(&default);
+        let prefix = format!("dependencies.{}", resource.as_str());
+        (dependencies[i], node.dependencies[i]) = build_dependency(dep, &prefix)?;
+    }
+    // Every part was checked above with precise paths; this is the guarantee that the
+    // node builds, whatever NodeConfig checks beyond its parts.
+    node.validate()
+        .map_err(engine("dependencies.", &[("trip_policy.", "")]))?;
+
+    let mut workload = Vec::with_capacity(file.workload.len());
+    for (k, stream) in file.workload.iter().enumerate() {
+        let built = build_stream(stream, k, duration, &data)?;
+        if let Some(j) = workload
+            .iter()
+            .position(|w: &WorkloadStream| w.name == built.name)
+        {
+            return Err(invalid(
+                format!("workload[{k}].name"),
+                format!("`{}` is already the name of workload[{j}]", built.name),
+            ));
+        }
+        workload.push(built);
+    }
+
+    let faults = file
+        .fault
+        .iter()
+        .enumerate()
+        .map(|(i, f)| build_fault(f, i, duration))
+        .collect::<Result<Vec<_>>>()?;
+    let random_faults = file
+        .random_fault
+        .iter()
+        .enumerate()
+        .map(|(i, f)| build_random_fault(f, i))
+        .collect::<Result<Vec<_>>>()?;
+    let cpu = file
+        .cpu
+        .as_ref()
+        .map(|cpu| build_cpu(cpu, duration))
+        .transpose()?;
+    let script = file
+        .script
+        .iter()
+        .enumerate()
+        .map(|(i, s)| build_script(s, i, duration))
+        .collect::<Result<Vec<_>>>()?;
+    let expect = build_expect(&file.expect, duration)?;
+
+    Ok(Scenario {
+        name,
+        description: file.description,
+        path: path.to_owned(),
+        seed: file.seed.unwrap_or(DEFAULT_SEED),
+        duration,
+        node,
+        data,
+        dependencies,
+        faults,
+        random_faults,
+        cpu,
+        workload,
+        script,
+        expect,
+    })
+}
+
+fn default_latency() -> Latency {
+    Latency::LogNormal {
+        p50: DEFAULT_LATENCY_P50,
+        p99: DEFAULT_LATENCY_P99,
+    }
+}
+
+fn build_data(file: &DataFile) -> Result<DataSet> {
+    let mut collections: [Collection; 2] = Default::default();
+    for resource in Resource::ALL {
+        let i = resource.dependency();
+        let default = CollectionFile::default();
+        let c = [&file.users, &file.products][i]
+            .as_ref()
+            .unwrap_or(&default);
+        let mut records = BTreeMap::new();
+        for (j, record) in c.records.iter().enumerate() {
+            let name: Arc<str> = Arc::from(record.name.as_str());
+            if records.insert(record.id, name).is_some() {
+                return Err(invalid(
+                    format!("data.{}.records[{j}].id", resource.as_str()),
+                    format!("record {} is listed twice", record.id),
+                ));
+            }
+        }
+        let count = c.count.unwrap_or(DEFAULT_DATA_COUNT);
+        if count > MAX_DATA_COUNT {
+            return Err(invalid(
+                format!("data.{}.count", resource.as_str()),
+                format!(
+                    "must be at most {MAX_DATA_COUNT} (records are generated in memory), \
+                     got {count}"
+                ),
+            ));
+        }
+        collections[i] = Collection {
+            count,
+            records,
+            warm: c.warm.unwrap_or(DEFAULT_WARM),
+        };
+    }
+    Ok(DataSet { collections })
+}
+
+fn build_modes(file: &ModesFile) -> Result<ModeConfig> {
+    let default = ModeConfig::default();
+    let percent = |p: Option<Percent>, d: f64| p.map_or(d, |p| p.0);
+    let mut disabled_features = default.disabled_features.clone();
+    if let Some(disabled) = &file.disabled {
+        for (mode, list) in [
+            (Mode::Normal, &disabled.normal),
+            (Mode::Degraded, &disabled.degraded),
+            (Mode::Critical, &disabled.critical),
+        ] {
+            if let Some(list) = list {
+                disabled_features.insert(mode, list.clone());
+            }
+        }
+    }
+    let config = ModeConfig {
+        degraded_enter: percent(file.degraded_enter, modes::DEFAULT_DEGRADED_ENTER),
+        degraded_leave: percent(file.degraded_leave, modes::DEFAULT_DEGRADED_LEAVE),
+        critical_enter: percent(file.critical_enter, modes::DEFAULT_CRITICAL_ENTER),
+        critical_leave: percent(file.critical_leave, modes::DEFAULT_CRITICAL_LEAVE),
+        min_dwell: span(file.min_dwell, modes::DEFAULT_MIN_DWELL),
+        disabled_features,
+        critical_features: file
+            .critical_features
+            .clone()
+            .unwrap_or(default.critical_features),
+    };
+    config
+        .validate()
+        .map_err(engine("", &[("disabled_features", "disabled")]))?;
+    Ok(config)
+}
+
+fn build_dependency(
+    file: &DependencyFile,
+    prefix: &str,
+) -> Result<(SimDependency, DependencyConfig)> {
+    let latency = match &file.latency {
+        Some(l) => build_latency(l, prefix)?,
+        None => default_latency(),
+    };
+    let sim = SimDependency {
+        latency,
+        error_rate: file.error_rate.map_or(DEFAULT_ERROR_RATE, |p| p.0),
+        down_latency: span(file.down_latency, DEFAULT_DOWN_LATENCY),
+    };
+    let timeout = span(file.timeout, DEFAULT_CALL_TIMEOUT);
+    if timeout == 0 {
+        return Err(invalid(
+            format!("{prefix}.timeout"),
+            "must be longer than zero",
+        ));
+    }
+    let dotted = format!("{prefix}.");
+    let breaker = build_breaker(&file.breaker, prefix)?;
+    breaker
+        .validate()
+        .map_err(engine(&dotted, &[("trip_policy.", "")]))?;
+    let cache = build_cache(&file.cache);
+    cache.validate().map_err(engine(&dotted, &[]))?;
+    let queue = build_queue(&file.queue);
+    queue.validate().map_err(engine(&dotted, &[]))?;
+    let config = DependencyConfig {
+        timeout,
+        read_policy: match file.read_policy {
+            None => ReadPolicy::default(),
+            Some(ReadPolicyFile::DependencyFirst) => ReadPolicy::DependencyFirst,
+            Some(ReadPolicyFile::CacheFirst) => ReadPolicy::CacheFirst,
+        },
+        breaker,
+        cache,
+        queue,
+    };
+    Ok((sim, config))
+}
+
+fn build_latency(file: &LatencyFile, prefix: &str) -> Result<Latency> {
+    let at = format!("{prefix}.latency");
+    let present = [
+        ("value", file.value.is_some()),
+        ("min", file.min.is_some()),
+        ("max", file.max.is_some()),
+        ("mean", file.mean.is_some()),
+        ("p50", file.p50.is_some()),
+        ("p99", file.p99.is_some()),
+    ];
+    let (name, keys): (&str, &[&str]) = match file.dist {
+        LatencyDist::Constant => ("constant", &["value"]),
+        LatencyDist::Uniform => ("uniform", &["min", "max"]),
+        LatencyDist::Exponential => ("exponential", &["mean"]),
+        LatencyDist::Lognormal => ("lognormal", &["p50", "p99"]),
+    };
+    check_variant_keys(&at, &format!("dist = \"{name}\""), &present, keys, keys)?;
+    let get = |d: Option<Dur>| d.map_or(0, |d| d.0);
+    let latency = match file.dist {
+        LatencyDist::Constant => Latency::Constant(get(file.value)),
+        LatencyDist::Uniform => Latency::Uniform {
+            min: get(file.min),
+            max: get(file.max),
+        },
+        LatencyDist::Exponential => Latency::Exponential {
+            mean: get(file.mean),
+        },
+        LatencyDist::Lognormal => Latency::LogNormal {
+            p50: get(file.p50),
+            p99: get(file.p99),
+        },
+    };
+    latency
+        .validate()
+        .map_err(engine(&format!("{prefix}."), &[]))?;
+    Ok(latency)
+}
+
+fn build_breaker(file: &BreakerFile, prefix: &str) -> Result<BreakerConfig> {
+    let policy = file.policy.unwrap_or(BreakerPolicy::Consecutive);
+    let present = [
+        ("failure_threshold", file.failure_threshold.is_some()),
+        ("window_calls", file.window_calls.is_some()),
+        ("min_calls", file.min_calls.is_some()),
+        ("failure_rate", file.failure_rate.is_some()),
+        ("window", file.window.is_some()),
+        ("bucket", file.bucket.is_some()),
+    ];
+    let (name, keys): (&str, &[&str]) = match policy {
+        BreakerPolicy::Consecutive => ("consecutive", &["failure_threshold"]),
+        BreakerPolicy::CountWindow => (
+            "count_window",
+            &["window_calls", "min_calls", "failure_rate"],
+        ),
+        BreakerPolicy::TimeWindow => (
+            "time_window",
+            &["window", "bucket", "min_calls", "failure_rate"],
+        ),
+    };
+    check_variant_keys(
+        &format!("{prefix}.breaker"),
+        &format!("policy = \"{name}\""),
+        &present,
+        keys,
+        &[],
+    )?;
+    let min_calls = file.min_calls.unwrap_or(DEFAULT_MIN_CALLS);
+    let failure_rate = file.failure_rate.map_or(DEFAULT_FAILURE_RATE, |p| p.0);
+    let trip_policy = match policy {
+        BreakerPolicy::Consecutive => TripPolicy::ConsecutiveFailures {
+            failure_threshold: file
+                .failure_threshold
+                .unwrap_or(breaker::DEFAULT_FAILURE_THRESHOLD),
+        },
+        BreakerPolicy::CountWindow => TripPolicy::CountWindow {
+            window_calls: file.window_calls.unwrap_or(DEFAULT_WINDOW_CALLS),
+            min_calls,
+            failure_rate,
+        },
+        BreakerPolicy::TimeWindow => TripPolicy::TimeWindow {
+            window: span(file.window, DEFAULT_WINDOW),
+            bucket: span(file.bucket, DEFAULT_BUCKET),
+            min_calls,
+            failure_rate,
+        },
+    };
+    let open_duration = span(file.open_duration, breaker::DEFAULT_OPEN_DURATION);
+    Ok(BreakerConfig {
+        trip_policy,
+        slow_call_threshold: file.slow_call_threshold.map(|d| d.0),
+        open_duration,
+        open_duration_multiplier: file
+            .open_duration_multiplier
+            .unwrap_or(breaker::DEFAULT_OPEN_DURATION_MULTIPLIER),
+        // A longer open_duration than the default ceiling raises the ceiling with it,
+        // rather than making the default contradict the one value that was given.
+        max_open_duration: span(
+            file.max_open_duration,
+            breaker::DEFAULT_MAX_OPEN_DURATION.max(open_duration),
+        ),
+        open_duration_jitter: file
+            .open_duration_jitter
+            .map_or(breaker::DEFAULT_OPEN_DURATION_JITTER, |p| p.0),
+        half_open_max_probes: file
+            .half_open_max_probes
+            .unwrap_or(breaker::DEFAULT_HALF_OPEN_MAX_PROBES),
+        half_open_successes: file
+            .half_open_successes
+            .unwrap_or(breaker::DEFAULT_HALF_OPEN_SUCCESSES),
+        half_open_timeout: span(file.half_open_timeout, breaker::DEFAULT_HALF_OPEN_TIMEOUT),
+    })
+}
+
+fn build_cache(file: &CacheFile) -> CacheConfig {
+    CacheConfig {
+        ttl: span(file.ttl, cache::DEFAULT_TTL),
+        max_stale: span(file.max_stale, cache::DEFAULT_MAX_STALE),
+        stale_while_revalidate: file
+            .stale_while_revalidate
+            .map(|d| d.0)
+            .or(cache::DEFAULT_STALE_WHILE_REVALIDATE),
+        refresh_timeout: span(file.refresh_timeout, cache::DEFAULT_REFRESH_TIMEOUT),
+        capacity: file.capacity.unwrap_or(cache::DEFAULT_CAPACITY),
+    }
+}
+
+fn build_queue(file: &QueueFile) -> QueueConfig {
+    let backoff_base = span(file.backoff_base, queue::DEFAULT_BACKOFF_BASE);
+    QueueConfig {
+        capacity: file.capacity.unwrap_or(queue::DEFAULT_CAPACITY),
+        drain_rate: file.drain_rate.unwrap_or(queue::DEFAULT_DRAIN_RATE),
+        burst: file.burst.unwrap_or(queue::DEFAULT_BURST),
+        max_in_flight: file.max_in_flight.unwrap_or(queue::DEFAULT_MAX_IN_FLIGHT),
+        max_attempts: file.max_attempts.unwrap_or(queue::DEFAULT_MAX_ATTEMPTS),
+        backoff_base,
+        // As for the breaker's ceiling: a larger base raises the default ceiling.
+        backoff_max: span(
+            file.backoff_max,
+            queue::DEFAULT_BACKOFF_MAX.max(backoff_base),
+        ),
+        jitter: file.jitter.map_or(queue::DEFAULT_JITTER, |p| p.0),
+    }
+}
+
+fn build_stream(
+    file: &WorkloadFile,
+    k: usize,
+    duration: Time,
+    data: &DataSet,
+) -> Result<WorkloadStream> {
+    let at = format!("workload[{k}]");
+    let name = match &file.name {
+        Some(name) if name.trim().is_empty() => {
+            return Err(invalid(format!("{at}.name"), "must not be empty"));
+        }
+        Some(name) => name.clone(),
+        None => format!("stream-{}", k + 1),
+    };
+
+    let phases = match &file.rate {
+        RateFile::Constant(rps) => vec![RatePhase::Constant {
+            from: 0,
+            to: duration,
+            rate_per_sec: rps.0,
+        }],
+        RateFile::Phases(phases) => phases
+            .iter()
+            .enumerate()
+            .map(|(j, p)| build_phase(p, &format!("{at}.rate[{j}]"), duration))
+            .collect::<Result<_>>()?,
+    };
+    let rate = RatePlan { phases };
+    rate.validate().map_err(engine(
+        "",
+        &[
+            ("workload.phases", &format!("{at}.rate")),
+            (".rate_per_sec", ".rps"),
+            (".rate_from", ".rps_from"),
+            (".rate_to", ".rps_to"),
+        ],
+    ))?;
+
+    let m = &file.mix;
+    let weights = [
+        (RequestKind::GetUser, m.get_user),
+        (RequestKind::GetProduct, m.get_product),
+        (RequestKind::UpdateUser, m.update_user),
+        (RequestKind::UpdateProduct, m.update_product),
+        (RequestKind::GetRecommendations, m.get_recommendations),
+        (RequestKind::Search, m.search),
+    ];
+    // Zero weights are dropped: a kind written with weight 0 is switched off, which is
+    // handy when editing a mix, and the generator needs positive weights.
+    let mix: Vec<(RequestKind, f64)> = weights
+        .into_iter()
+        .filter_map(|(kind, w)| w.map(|w| (kind, w.0)))
+        .filter(|&(_, w)| w > 0.0)
+        .collect();
+    if mix.is_empty() {
+        return Err(invalid(
+            format!("{at}.mix"),
+            format!(
+                "needs at least one request kind with a positive weight, such as \
+                 {{ get_user = 1 }} (kinds: {})",
+                RequestKind::ALL.map(RequestKind::as_str).join(", ")
+            ),
+        ));
+    }
+    if !mix.iter().map(|&(_, w)| w).sum::<f64>().is_finite() {
+        return Err(invalid(
+            format!("{at}.mix"),
+            "the weights add up to more than a float can hold",
+        ));
+    }
+
+    let user_keys = build_keys(file.users.as_ref(), &at, Resource::Users, data)?;
+    let product_keys = build_keys(file.products.as_ref(), &at, Resource::Products, data)?;
+    Ok(WorkloadStream {
+        name,
+        rate,
+        mix,
+        user_keys,
+        product_keys,
+    })
+}
+
+fn build_phase(file: &PhaseFile, at: &str, duration: Time) -> Result<RatePhase> {
+    let (from, to) = (file.from.0, file.to.0);
+    within_run(format!("{at}.from"), from, duration)?;
+    within_run(format!("{at}.to"), to, duration)?;
+    forward(format!("{at}.to"), from, to, "from")?;
+    match (file.rps, file.rps_from, file.rps_to) {
+        (Some(rps), None, None) => Ok(RatePhase::Constant {
+            from,
+            to,
+            rate_per_sec: rps.0,
+        }),
+        (None, Some(a), Some(b)) => Ok(RatePhase::Ramp {
+            from,
+            to,
+            rate_from: a.0,
+            rate_to: b.0,
+        }),
+        (Some(_), a, _) => Err(invalid(
+            format!("{at}.{}", if a.is_some() { "rps_from" } else { "rps_to" }),
+            "cannot be combined with rps: a phase is constant (rps) or a ramp \
+             (rps_from and rps_to)",
+        )),
+        (None, None, None) => Err(invalid(
+            at,
+            "needs rps (a constant rate) or rps_from and rps_to (a ramp)",
+        )),
+        (None, a, _) => Err(invalid(
+            format!("{at}.{}", if a.is_some() { "rps_to" } else { "rps_from" }),
+            "is required: a ramp needs both rps_from and rps_to",
+        )),
+    }
+}
+
+fn build_keys(
+    file: Option<&KeysFile>,
+    stream: &str,
+    resource: Resource,
+    data: &DataSet,
+) -> Result<Keys> {
+    let at = format!("{stream}.{}", resource.as_str());
+    let count = data.collection(resource).count;
+    let n = match file.and_then(|f| f.n) {
+        Some(n) => n,
+        None if count == 0 => {
+            return Err(invalid(
+                format!("{at}.n"),
+                format!(
+                    "is required: data.{}.count is 0, so there is no default key range",
+                    resource.as_str()
+                ),
+            ));
+        }
+        None => count,
+    };
+    let keys = match file {
+        None => Keys::Uniform { n },
+        Some(f) => {
+            let (name, keys): (&str, &[&str]) = match f.dist {
+                KeysDist::Uniform => ("uniform", &["n"]),
+                KeysDist::Zipf => ("zipf", &["s", "n"]),
+            };
+            check_variant_keys(
+                &at,
+                &format!("dist = \"{name}\""),
+                &[("s", f.s.is_some()), ("n", f.n.is_some())],
+                keys,
+                &[],
+            )?;
+            match f.dist {
+                KeysDist::Uniform => Keys::Uniform { n },
+                KeysDist::Zipf => Keys::Zipf {
+                    n,
+                    s: f.s.unwrap_or(DEFAULT_ZIPF_S),
+                },
+            }
+        }
+    };
+    keys.validate()
+        .map_err(engine("", &[("workload.keys", at.as_str())]))?;
+    Ok(keys)
+}
+
+fn dependency_index(name: DependencyName) -> usize {
+    match name {
+        DependencyName::Users => Resource::Users.dependency(),
+        DependencyName::Products => Resource::Products.dependency(),
+    }
+}
+
+/// The kind of a fault and its kind-specific keys.
+fn build_fault_kind(
+    at: &str,
+    kind: FaultKindName,
+    rate: Option<Probability>,
+    added: Option<Dur>,
+    period: Option<Dur>,
+    down: Option<Dur>,
+) -> Result<FaultKind> {
+    let present = [
+        ("rate", rate.is_some()),
+        ("added", added.is_some()),
+        ("period", period.is_some()),
+        ("down", down.is_some()),
+    ];
+    let (name, keys): (&str, &[&str]) = match kind {
+        FaultKindName::Outage => ("outage", &[]),
+        FaultKindName::ErrorRate => ("error_rate", &["rate"]),
+        FaultKindName::Latency => ("latency", &["added"]),
+        FaultKindName::Hang => ("hang", &[]),
+        FaultKindName::Flapping => ("flapping", &["period", "down"]),
+    };
+    check_variant_keys(at, &format!("kind = \"{name}\""), &present, keys, keys)?;
+    let get = |d: Option<Dur>| d.map_or(0, |d| d.0);
+    Ok(match kind {
+        FaultKindName::Outage => FaultKind::Outage,
+        FaultKindName::ErrorRate => FaultKind::ErrorRate(rate.map_or(0.0, |p| p.0)),
+        FaultKindName::Latency => FaultKind::AddedLatency(get(added)),
+        FaultKindName::Hang => FaultKind::Hang,
+        FaultKindName::Flapping => FaultKind::Flapping {
+            period: get(period),
+            down: get(down),
+        },
+    })
+}
+
+fn build_fault(file: &FaultFile, i: usize, duration: Time) -> Result<Fault> {
+    let at = format!("fault[{i}]");
+    let kind = build_fault_kind(
+        &at,
+        file.kind,
+        file.rate,
+        file.added,
+        file.period,
+        file.down,
+    )?;
+    let start = file.start.0;
+    let end = file.end.map_or(duration, |d| d.0);
+    within_run(format!("{at}.start"), start, duration)?;
+    within_run(format!("{at}.end"), end, duration)?;
+    forward(format!("{at}.end"), start, end, "start")?;
+    let fault = Fault {
+        dependency: dependency_index(file.dependency),
+        kind,
+        start,
+        end,
+    };
+    fault.validate().map_err(engine(
+        "",
+        &[("fault.", &format!("{at}.")), (".error_rate", ".rate")],
+    ))?;
+    Ok(fault)
+}
+
+fn build_random_fault(file: &RandomFaultFile, i: usize) -> Result<RandomFaults> {
+    let at = format!("random_fault[{i}]");
+    let kind = build_fault_kind(
+        &at,
+        file.kind,
+        file.rate,
+        file.added,
+        file.period,
+        file.down,
+    )?;
+    let faults = RandomFaults {
+        dependency: dependency_index(file.dependency),
+        mtbf: file.mtbf.0,
+        mttr: file.mttr.0,
+        kind,
+    };
+    faults.validate().map_err(engine(
+        "",
+        &[
+            ("random_faults.", &format!("{at}.")),
+            (".error_rate", ".rate"),
+        ],
+    ))?;
+    Ok(faults)
+}
+
+fn build_cpu(file: &CpuFile, duration: Time) -> Result<CpuCurveConfig> {
+    let mut segments = Vec::with_capacity(file.points.len());
+    for (i, p) in file.points.iter().enumerate() {
+        let at = format!("cpu.points[{i}]");
+        let present = [
+            ("at", p.at.is_some()),
+            ("cpu", p.cpu.is_some()),
+            ("from", p.from.is_some()),
+            ("to", p.to.is_some()),
+            ("cpu_from", p.cpu_from.is_some()),
+            ("cpu_to", p.cpu_to.is_some()),
+        ];
+        let is_ramp = p.at.is_none() && (p.from.is_some() || p.to.is_some());
+        if !is_ramp && p.at.is_none() {
+            return Err(invalid(
+                at,
+                "needs at and cpu (a step) or from, to, cpu_from and cpu_to (a ramp)",
+            ));
+        }
+        if is_ramp {
+            let keys = ["from", "to", "cpu_from", "cpu_to"];
+            check_variant_keys(&at, "a ramp (from, to)", &present, &keys, &keys)?;
+        } else {
+            let keys = ["at", "cpu"];
+            check_variant_keys(&at, "a step (at)", &present, &keys, &keys)?;
+        }
+        let get = |d: Option<Dur>| d.map_or(0, |d| d.0);
+        let pct = |p: Option<Percent>| p.map_or(0.0, |p| p.0);
+        let segment = if is_ramp {
+            let (from, to) = (get(p.from), get(p.to));
+            within_run(format!("{at}.from"), from, duration)?;
+            within_run(format!("{at}.to"), to, duration)?;
+            forward(format!("{at}.to"), from, to, "from")?;
+            CpuSegment::Ramp {
+                from,
+                to,
+                cpu_from: pct(p.cpu_from),
+                cpu_to: pct(p.cpu_to),
+            }
+        } else {
+            let t = get(p.at);
+            within_run(format!("{at}.at"), t, duration)?;
+            CpuSegment::Step {
+                at: t,
+                cpu: pct(p.cpu),
+            }
+        };
+        segments.push(segment);
+    }
+    let config = CpuCurveConfig {
+        initial: file.initial.map_or(DEFAULT_INITIAL_CPU, |p| p.0),
+        segments,
+        noise_stddev: file.noise.map_or(0.0, |n| n.0),
+        every: span(file.every, DEFAULT_SAMPLE_EVERY),
+    };
+    config.validate().map_err(engine(
+        "",
+        &[
+            ("cpu.segments", "cpu.points"),
+            ("cpu.noise_stddev", "cpu.noise"),
+        ],
+    ))?;
+    Ok(config)
+}
+
+fn build_script(file: &ScriptFile, i: usize, duration: Time) -> Result<ScriptedMessage> {
+    let at = format!("script[{i}]");
+    within_run(format!("{at}.at"), file.at.0, duration)?;
+    let body_path = format!("{at}.body");
+    let toml::Value::Table(table) = &file.body else {
+        return Err(invalid(
+            body_path,
+            format!(
+                "must be a table such as {{ type = \"get_user\", msg_id = 1, user_id = 123 }}, \
+                 got a {}",
+                file.body.type_str()
+            ),
+        ));
+    };
+    // Only the message type is required: a malformed message is otherwise allowed on
+    // purpose, since scripts test the node's error replies with them.
+    match table.get("type") {
+        Some(toml::Value::String(_)) => {}
+        Some(other) => {
+            return Err(invalid(
+                format!("{body_path}.type"),
+                format!(
+                    "must be a string naming the message type, got a {}",
+                    other.type_str()
+                ),
+            ));
+        }
+        None => {
+            return Err(invalid(
+                format!("{body_path}.type"),
+                "is required: a string naming the message type, such as \"get_user\"",
+            ));
+        }
+    }
+    Ok(ScriptedMessage {
+        at: file.at.0,
+        body: to_json(&file.body, &body_path)?,
+    })
+}
+
+/// A TOML value as JSON: integers stay integers, floats stay floats; datetimes and
+/// non-finite floats have no JSON form and are refused.
+fn to_json(value: &toml::Value, at: &str) -> Result<Value> {
+    Ok(match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => match serde_json::Number::from_f64(*f) {
+            Some(n) => Value::Number(n),
+            None => {
+                return Err(invalid(
+                    at,
+                    format!("{f} has no JSON form; use a finite number"),
+                ));
+            }
+        },
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => {
+            return Err(invalid(
+                at,
+                format!(
+                    "a TOML datetime has no JSON form; write it as a string (\"{d}\") if the \
+                     message should carry it"
+                ),
+            ));
+        }
+        toml::Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| to_json(v, &format!("{at}[{i}]")))
+                .collect::<Result<_>>()?,
+        ),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), to_json(v, &format!("{at}.{k}"))?)))
+                .collect::<Result<_>>()?,
+        ),
+    })
+}
+
+fn build_expect(file: &ExpectFile, duration: Time) -> Result<Expectations> {
+    if let Some(by) = file.queue_drained_by {
+        within_run("expect.queue_drained_by", by.0, duration)?;
+    }
+    Ok(Expectations {
+        min_availability: file.min_availability.map(|p| p.0),
+        max_stale_age: file.max_stale_age.map(|d| d.0),
+        breaker_opens_within: file.breaker_opens_within.map(|d| d.0),
+        breaker_closes_within: file.breaker_closes_within.map(|d| d.0),
+        max_breaker_trips: file.max_breaker_trips,
+        max_mode_changes: file.max_mode_changes,
+        max_writes_lost: file.max_writes_lost,
+        max_writes_rejected: file.max_writes_rejected,
+        queue_drained_by: file.queue_drained_by.map(|d| d.0),
+    })
+}
