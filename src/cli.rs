@@ -152,9 +152,7 @@ fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
     // With the trace on stdout, the summary goes to stderr so the trace stays parseable.
     let summary = match args.format {
         Format::Text => report.render_text(),
-        Format::Json => {
-            serde_json::to_string_pretty(&report).expect("reports serialize") + "\n"
-        }
+        Format::Json => serde_json::to_string_pretty(&report).expect("reports serialize") + "\n",
     };
     if args.trace.as_deref() == Some(Path::new("-")) {
         eprint!("{summary}");

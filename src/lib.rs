@@ -17,9 +17,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+pub mod cli;
 pub mod engine;
-pub mod sim;
 pub mod live;
 pub mod node;
 pub mod scenario;
-pub mod cli;
+pub mod sim;

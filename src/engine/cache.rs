@@ -1196,7 +1196,7 @@ mod tests {
         };
         assert_eq!(
             too_long.validate().unwrap_err().to_string(),
-            "invalid `cache.stale_while_revalidate`: 300000001us exceeds max_stale 300s: \
+            "invalid `cache.stale_while_revalidate`: 5m 0.000001s exceeds max_stale 5m: \
              nothing older than max_stale is ever served"
         );
         assert_eq!(
@@ -1240,7 +1240,7 @@ mod tests {
                 limit: 330 * SECOND
             }
             .to_string(),
-            "cached value is 420s old, past the 330s limit for stale data"
+            "cached value is 7m old, past the 5m 30s limit for stale data"
         );
         assert_eq!(
             Refusal::TooOld {
@@ -1248,7 +1248,7 @@ mod tests {
                 limit: 1_000
             }
             .to_string(),
-            "cached value is 1500us old, past the 1ms limit for stale data"
+            "cached value is 1.5ms old, past the 1ms limit for stale data"
         );
     }
 
@@ -1262,7 +1262,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&event).unwrap(),
-            r#"{"event":"stale_served","at":5,"key":123,"age":3,"reason":"breaker_open"}"#
+            r#"{"kind":"stale_served","at":5,"key":123,"age":3,"reason":"breaker_open"}"#
         );
         let evicted = CacheEvent::Evicted {
             at: 1,
@@ -1272,7 +1272,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&evicted).unwrap(),
-            r#"{"event":"evicted","at":1,"key":2,"age":0,"reason":"capacity"}"#
+            r#"{"kind":"evicted","at":1,"key":2,"age":0,"reason":"capacity"}"#
         );
         for reason in [
             StaleReason::DependencyFailed,
@@ -1445,7 +1445,7 @@ mod proptests {
                     let free = model
                         .refreshing
                         .get(&k)
-                        .map_or(true, |&started| now - started >= config.refresh_timeout);
+                        .is_none_or(|&started| now - started >= config.refresh_timeout);
                     prop_assert_eq!(got.is_some(), free);
                     if let Some(ticket) = got {
                         prop_assert_eq!((ticket.key(), ticket.started_at()), (k, now));

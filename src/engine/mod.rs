@@ -36,55 +36,47 @@ pub struct HumanSpan(pub Span);
 
 impl fmt::Display for HumanSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        /// `value` followed by the fraction `frac / 10^digits`, trailing zeros dropped.
-        fn decimal(f: &mut fmt::Formatter<'_>, value: u64, frac: u64, digits: usize) -> fmt::Result {
-            write!(f, "{value}")?;
-            if frac != 0 {
-                let text = format!("{frac:0digits$}");
-                write!(f, ".{}", text.trim_end_matches('0'))?;
-            }
-            Ok(())
-        }
-        let span = self.0;
-        if span == 0 {
-            return f.write_str("0s");
-        }
-        if span < MILLISECOND {
-            return write!(f, "{span}us");
-        }
-        if span < SECOND {
-            decimal(f, span / MILLISECOND, span % MILLISECOND, 3)?;
-            return f.write_str("ms");
-        }
-        if span < 60 * SECOND {
-            decimal(f, span / SECOND, span % SECOND, 6)?;
-            return f.write_str("s");
-        }
-        let hours = span / (3600 * SECOND);
-        let minutes = span / (60 * SECOND) % 60;
-        let rest = span % (60 * SECOND);
-        let mut parts = Vec::new();
-        if hours > 0 {
-            parts.push(format!("{hours}h"));
-        }
-        if minutes > 0 {
-            parts.push(format!("{minutes}m"));
-        }
-        if rest > 0 {
-            let mut s = String::new();
-            use fmt::Write as _;
-            let secs = rest / SECOND;
-            let frac = rest % SECOND;
-            write!(s, "{secs}").expect("writing to a String");
-            if frac != 0 {
-                let text = format!("{frac:06}");
-                write!(s, ".{}", text.trim_end_matches('0')).expect("writing to a String");
-            }
-            s.push('s');
-            parts.push(s);
-        }
-        f.write_str(&parts.join(" "))
+        // Built as a string first so that width and alignment flags apply to the whole.
+        f.pad(&human_span(self.0))
     }
+}
+
+/// `value` followed by the fraction `frac / 10^digits`, trailing zeros dropped.
+fn decimal(value: u64, frac: u64, digits: usize) -> String {
+    if frac == 0 {
+        return value.to_string();
+    }
+    let text = format!("{frac:0digits$}");
+    format!("{value}.{}", text.trim_end_matches('0'))
+}
+
+fn human_span(span: Span) -> String {
+    if span == 0 {
+        return "0s".to_owned();
+    }
+    if span < MILLISECOND {
+        return format!("{span}us");
+    }
+    if span < SECOND {
+        return decimal(span / MILLISECOND, span % MILLISECOND, 3) + "ms";
+    }
+    if span < 60 * SECOND {
+        return decimal(span / SECOND, span % SECOND, 6) + "s";
+    }
+    let hours = span / (3600 * SECOND);
+    let minutes = span / (60 * SECOND) % 60;
+    let rest = span % (60 * SECOND);
+    let mut parts = Vec::with_capacity(3);
+    if hours > 0 {
+        parts.push(format!("{hours}h"));
+    }
+    if minutes > 0 {
+        parts.push(format!("{minutes}m"));
+    }
+    if rest > 0 {
+        parts.push(decimal(rest / SECOND, rest % SECOND, 6) + "s");
+    }
+    parts.join(" ")
 }
 
 /// A configuration value that the engine refuses, with the reason.
@@ -135,5 +127,6 @@ mod tests {
         for (span, text) in cases {
             assert_eq!(HumanSpan(span).to_string(), text, "{span}");
         }
+        assert_eq!(format!("{:>6}", HumanSpan(SECOND)), "    1s");
     }
 }

@@ -680,7 +680,11 @@ mod tests {
 
         let e = parse(json!({"type":"set_mode","mode":"panic"})).unwrap_err();
         assert_eq!(e.code.code(), 12);
-        assert!(e.text.contains("`mode`") && e.text.contains("panic"), "{}", e.text);
+        assert!(
+            e.text.contains("`mode`") && e.text.contains("panic"),
+            "{}",
+            e.text
+        );
 
         let e = parse(json!({"type":"set_mode","cpu_usage":140})).unwrap_err();
         assert!(e.text.contains("cpu_usage"), "{}", e.text);
@@ -688,8 +692,8 @@ mod tests {
         let e = parse(json!({"type":"set_mode"})).unwrap_err();
         assert!(e.text.contains("mode") && e.text.contains("cpu_usage"));
 
-        let e = parse(json!({"type":"get_user","user_id":1,"service_unavailable":"yes"}))
-            .unwrap_err();
+        let e =
+            parse(json!({"type":"get_user","user_id":1,"service_unavailable":"yes"})).unwrap_err();
         assert!(e.text.contains("service_unavailable"), "{}", e.text);
 
         let e = parse(json!({"type":"teleport","msg_id":9})).unwrap_err();

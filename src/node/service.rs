@@ -313,7 +313,9 @@ impl Node {
             });
         }
         for (resource, record) in warm {
-            deps[resource.dependency()].cache.insert(record.id, record, 0);
+            deps[resource.dependency()]
+                .cache
+                .insert(record.id, record, 0);
         }
         let mut node = Node {
             deps,
@@ -754,10 +756,7 @@ impl Node {
                 self.reply(to, body, served);
             }
             Err(refusal) => {
-                let text = format!(
-                    "{reason}; {} {key}: {refusal}",
-                    resource.noun(),
-                );
+                let text = format!("{reason}; {} {key}: {refusal}", resource.noun(),);
                 self.refuse_with(to, msg_id, ErrorCode::TemporarilyUnavailable, text);
             }
         }
@@ -877,16 +876,24 @@ impl Node {
             self.pump_queue(now, index);
         }
         self.collect_events();
+        // The next instant something of the node's own falls due: a breaker's open time
+        // ending, or (only while the breaker lets writes through) a queued write's
+        // backoff or rate limit expiring. Instants not after `now` are skipped: the pump
+        // above has just done everything it could at `now`, and what it could not do
+        // waits for an input (a call result), not for time.
         let mut due: Option<Time> = None;
         for dep in &self.deps {
             let breaker = dep.breaker.poll_timeout();
-            let queue = if dep.queue.is_empty() {
-                None
-            } else {
+            let queue = if !dep.queue.is_empty() && dep.breaker.state() == BreakerState::Closed {
                 dep.queue.poll_timeout(now)
+            } else {
+                None
             };
-            for at in [breaker, queue].into_iter().flatten() {
-                let at = at.max(now + 1);
+            for at in [breaker, queue]
+                .into_iter()
+                .flatten()
+                .filter(|&at| at > now)
+            {
                 due = Some(due.map_or(at, |d| d.min(at)));
             }
         }
@@ -925,7 +932,7 @@ impl Node {
                     return;
                 }
                 BreakerState::Closed => {
-                    if !dep.queue.poll_timeout(now).is_some_and(|at| at <= now) {
+                    if dep.queue.poll_timeout(now).is_none_or(|at| at > now) {
                         return;
                     }
                     let Ok(permit) = dep.breaker.try_acquire(now, &mut self.rng) else {

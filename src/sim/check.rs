@@ -41,7 +41,8 @@ impl fmt::Display for Divergence {
                 first,
                 second,
             } => {
-                let show = |l: &Option<String>| l.clone().unwrap_or_else(|| "(end of trace)".into());
+                let show =
+                    |l: &Option<String>| l.clone().unwrap_or_else(|| "(end of trace)".into());
                 write!(
                     f,
                     "not deterministic: two runs of seed {seed} diverge at trace line {line}\n  first run:  {}\n  second run: {}",

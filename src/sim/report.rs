@@ -139,8 +139,8 @@ pub struct DependencyReport {
     pub queue_at_end: u64,
     /// Deepest the queue got.
     pub queue_max_depth: u64,
-    /// When the queue last became empty after holding writes (none if it never held any
-    /// or is not empty at the end).
+    /// When the queue first became empty after its deepest point: the backlog drained
+    /// (none if it never held writes, or the backlog had not drained by the end).
     pub queue_drained_at: Option<Time>,
     /// Accepted writes neither applied nor still queued (dead letters and anything
     /// unaccounted for).
@@ -264,8 +264,12 @@ struct DepMetrics {
     trips: u64,
     /// Every breaker transition `(at, to)`, for the recovery expectations.
     transitions: Vec<(Time, BreakerState)>,
-    queue_nonempty: bool,
+    /// Depth of the current queue episode's deepest point, and when the queue emptied
+    /// after it (the backlog drained).
+    backlog: usize,
     drained_at: Option<Time>,
+    /// When the current episode (queue non-empty) began.
+    episode_start: Option<Time>,
 }
 
 impl Default for DepMetrics {
@@ -279,8 +283,9 @@ impl Default for DepMetrics {
             time_open: 0,
             trips: 0,
             transitions: Vec::new(),
-            queue_nonempty: false,
+            backlog: 0,
             drained_at: None,
+            episode_start: None,
         }
     }
 }
@@ -462,13 +467,26 @@ impl Metrics {
                 let index = dependency_index(dependency);
                 let depth = node.queue(index).depth();
                 let dep = &mut self.deps[index];
-                if depth > 0 {
-                    dep.queue_nonempty = true;
+                if depth > 0 && dep.episode_start.is_none() {
+                    dep.episode_start = Some(now);
+                }
+                if depth > dep.backlog {
+                    // A new deepest point: the backlog is not drained until it empties.
+                    dep.backlog = depth;
                     dep.drained_at = None;
-                } else if dep.queue_nonempty {
-                    dep.queue_nonempty = false;
-                    dep.drained_at = Some(now);
-                    self.note(now, "queue", format!("{dependency}: write queue drained"));
+                }
+                if depth == 0 {
+                    if let Some(start) = dep.episode_start.take() {
+                        if dep.drained_at.is_none() {
+                            dep.drained_at = Some(now);
+                            let text = format!(
+                                "{dependency}: write backlog drained (deepest {}, queue held writes since {})",
+                                dep.backlog,
+                                HumanSpan(start)
+                            );
+                            self.note(now, "queue", text);
+                        }
+                    }
                 }
                 if let QueueEvent::DeadLettered { id, attempts, .. } = event {
                     let text =
@@ -554,7 +572,11 @@ impl Metrics {
                     queue_rejected: queue.rejected,
                     queue_at_end: queue.queued,
                     queue_max_depth: queue.max_depth,
-                    queue_drained_at: if queue.queued == 0 { m.drained_at } else { None },
+                    queue_drained_at: if queue.queued == 0 {
+                        m.drained_at
+                    } else {
+                        None
+                    },
                     writes_lost: queue.accepted.saturating_sub(queue.applied + queue.queued),
                     conservation_error: node.queue(i).check_conservation().err(),
                 }
@@ -696,24 +718,35 @@ impl Metrics {
             );
         }
         if let Some(by) = expect.queue_drained_by {
-            let waiting: u64 = report.dependencies.iter().map(|d| d.queue_at_end).sum();
-            let drained = report
-                .dependencies
-                .iter()
-                .filter_map(|d| d.queue_drained_at)
-                .max();
-            let (measured, pass) = if waiting > 0 {
-                (format!("{waiting} writes still queued at the end"), false)
-            } else {
-                match drained {
-                    Some(at) => (format!("drained at {}", HumanSpan(at)), at <= by),
-                    None => ("no write was ever queued".to_owned(), true),
+            let mut pass = true;
+            let mut measured = Vec::new();
+            for d in &report.dependencies {
+                match (d.queue_max_depth, d.queue_drained_at) {
+                    (0, _) => {}
+                    (depth, Some(at)) => {
+                        pass &= at <= by;
+                        measured.push(format!(
+                            "{}: backlog of {depth} drained at {}",
+                            d.name,
+                            HumanSpan(at)
+                        ));
+                    }
+                    (depth, None) => {
+                        pass = false;
+                        measured.push(format!(
+                            "{}: backlog of {depth} not drained by the end",
+                            d.name
+                        ));
+                    }
                 }
-            };
+            }
+            if measured.is_empty() {
+                measured.push("no write was ever queued".to_owned());
+            }
             push(
                 "queue_drained_by",
-                format!("empty by {}", HumanSpan(by)),
-                measured,
+                format!("each queue's deepest backlog drained by {}", HumanSpan(by)),
+                measured.join("; "),
                 pass,
             );
         }
@@ -790,7 +823,7 @@ fn dependency_index(name: &str) -> usize {
 }
 
 fn percent(x: f64) -> String {
-    format!("{:.2}%", x * 100.0)
+    format!("{:.3}%", x * 100.0)
 }
 
 fn describe_fault(kind: &FaultKind) -> String {
@@ -917,8 +950,12 @@ impl Report {
             );
             let drained = match (d.queue_accepted, d.queue_drained_at) {
                 (0, _) => "never used".to_owned(),
-                (_, Some(at)) => format!("drained at {}", HumanSpan(at)),
-                (_, None) => format!("{} still queued at the end", d.queue_at_end),
+                (_, Some(at)) => format!(
+                    "backlog drained at {}, {} queued at the end",
+                    HumanSpan(at),
+                    d.queue_at_end
+                ),
+                (_, None) => format!("backlog not drained, {} queued at the end", d.queue_at_end),
             };
             let _ = writeln!(
                 w,

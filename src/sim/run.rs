@@ -37,7 +37,14 @@ use super::workload::{Arrivals, KeySampler, Mix};
 
 /// Queries a `search` request can carry: a fixed set so that the hot loop allocates nothing.
 const QUERIES: [&str; 8] = [
-    "shoes", "laptop", "coffee", "tent", "headphones", "desk", "bicycle", "kettle",
+    "shoes",
+    "laptop",
+    "coffee",
+    "tent",
+    "headphones",
+    "desk",
+    "bicycle",
+    "kettle",
 ];
 
 /// What a run should produce besides its report.

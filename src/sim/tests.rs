@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use crate::engine::SECOND;
 use crate::node::{Collection, DataSet, NodeConfig};
-use crate::scenario::{
-    Expectations, RequestKind, Scenario, SimDependency, WorkloadStream,
-};
+use crate::scenario::{Expectations, RequestKind, Scenario, SimDependency, WorkloadStream};
 
 use super::dist::Latency;
 use super::faults::{Fault, FaultKind, RandomFaults};
@@ -59,7 +57,8 @@ fn outage() -> Scenario {
         description: "users down 20s..40s".into(),
         path: PathBuf::from("scenarios/outage.toml"),
         seed: 7,
-        duration: 60 * SECOND,
+        // Traffic stops at 60 s; the last 30 s show the write queue draining.
+        duration: 90 * SECOND,
         node: NodeConfig::default(),
         data: DataSet {
             collections: [collection(500), collection(200)],
@@ -158,7 +157,10 @@ fn the_outage_story_holds() {
     let users = &report.dependencies[0];
     assert!(users.breaker_trips >= 1, "{text}");
     assert!(users.stale_serves + report.requests[0].cached > 0, "{text}");
-    assert!(users.queue_accepted > 0, "writes were queued during the outage: {text}");
+    assert!(
+        users.queue_accepted > 0,
+        "writes were queued during the outage: {text}"
+    );
     assert_eq!(users.queue_at_end, 0, "{text}");
     assert_eq!(users.final_state, "closed", "{text}");
     assert!(report.availability > 0.95, "{text}");

@@ -125,7 +125,7 @@ mod tests {
         let digest = trace.digest().unwrap();
         drop(trace);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(text, "{\"t\":5,\"type\":\"x\",\"a\":1}\n{\"t\":1000000}\n");
+        assert_eq!(text, "{\"t\":5,\"a\":1,\"type\":\"x\"}\n{\"t\":1000000}\n");
         let mut expected = Digest::default();
         expected.update(text.as_bytes());
         assert_eq!(digest, expected);

@@ -59,7 +59,7 @@ pub fn humanize_micros(message: &str) -> String {
         };
         let end = j + 2;
         (message.get(j..end) == Some("us")
-            && bytes.get(end).map_or(true, |b| !b.is_ascii_alphanumeric()))
+            && bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric()))
         .then_some(end)
     };
     while i < bytes.len() {
