@@ -880,7 +880,10 @@ impl Node {
         let mut due: Option<Time> = None;
         for dep in &self.deps {
             let breaker = dep.breaker.poll_timeout();
-            let queue = if dep.queue.is_empty() {
+            // Only a closed breaker lets a queued write through (open waits for the
+            // breaker's timer, half-open for its probe), so only then is the queue a reason
+            // to wake; otherwise its due time is "now" and the node would wake every tick.
+            let queue = if dep.queue.is_empty() || dep.breaker.state() != BreakerState::Closed {
                 None
             } else {
                 dep.queue.poll_timeout(now)
@@ -891,7 +894,7 @@ impl Node {
             }
         }
         if let Some(at) = due {
-            if self.next_wake.is_none_or(|w| at < w) {
+            if self.next_wake.map_or(true, |w| at < w) {
                 self.next_wake = Some(at);
                 self.effects.push(Effect::Timer {
                     at,

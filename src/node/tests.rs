@@ -80,7 +80,10 @@ impl Harness {
             replies: BTreeMap::new(),
             next_request: 0,
             now: 0,
-            timeouts: [config.dependencies[0].timeout, config.dependencies[1].timeout],
+            timeouts: [
+                config.dependencies[0].timeout,
+                config.dependencies[1].timeout,
+            ],
         }
     }
 
@@ -185,7 +188,10 @@ impl Harness {
                         }
                     }
                     Effect::Timer { at, timer } => {
-                        assert!(*at > now, "a wake at {at} asked for at {now} is not in the future");
+                        assert!(
+                            *at > now,
+                            "a wake at {at} asked for at {now} is not in the future"
+                        );
                         self.timers.insert((*at, self.timer_seq), *timer);
                         self.timer_seq += 1;
                     }
@@ -211,7 +217,9 @@ impl Harness {
     fn execute(&mut self, call: &Call) -> CallResult {
         let store = &mut self.stores[call.dependency];
         match &call.op {
-            Op::Read { key } => store.read(*key).map_or(CallResult::NotFound, CallResult::Found),
+            Op::Read { key } => store
+                .read(*key)
+                .map_or(CallResult::NotFound, CallResult::Found),
             Op::Write { key, name } => {
                 store.write(*key, name.clone());
                 CallResult::Written
@@ -261,11 +269,10 @@ impl Harness {
             .iter()
             .rev()
             .find_map(|e| match e {
-                Effect::Event(NodeEvent::Breaker { dependency: d, event })
-                    if *d == dependency && event.to == BreakerState::Open =>
-                {
-                    event.open_until
-                }
+                Effect::Event(NodeEvent::Breaker {
+                    dependency: d,
+                    event,
+                }) if *d == dependency && event.to == BreakerState::Open => event.open_until,
                 _ => None,
             })
             .expect("the breaker opened on a timer")
@@ -287,9 +294,11 @@ fn dependency_index(name: &str) -> usize {
 /// The reply to `to` among `effects`, as JSON, and how it was served.
 fn reply_of(effects: &[Effect], to: RequestId) -> Option<(Value, Served)> {
     let mut found = effects.iter().filter_map(|e| match e {
-        Effect::Reply { to: t, body, served } if *t == to => {
-            Some((serde_json::to_value(body).unwrap(), *served))
-        }
+        Effect::Reply {
+            to: t,
+            body,
+            served,
+        } if *t == to => Some((serde_json::to_value(body).unwrap(), *served)),
         _ => None,
     });
     let first = found.next();
@@ -320,10 +329,7 @@ fn breaker_events(effects: &[Effect]) -> Vec<(BreakerState, BreakerState, Breake
 }
 
 fn position(effects: &[Effect], what: impl Fn(&Effect) -> bool) -> usize {
-    effects
-        .iter()
-        .position(what)
-        .expect("the effect is there")
+    effects.iter().position(what).expect("the effect is there")
 }
 
 fn is_reply(e: &Effect) -> bool {
@@ -518,7 +524,10 @@ fn reads_while_a_call_is_outstanding_each_get_their_own_answer() {
     let mut h = Harness::new();
     h.backend[0] = Backend::Hold;
     let (first, effects) = h.send(0, json!({"type":"get_user","msg_id":1,"user_id":123}));
-    assert!(reply_of(&effects, first).is_none(), "answered before its call returned");
+    assert!(
+        reply_of(&effects, first).is_none(),
+        "answered before its call returned"
+    );
     let (second, effects) = h.send(
         MILLISECOND,
         json!({"type":"get_user","msg_id":2,"user_id":123}),
@@ -540,11 +549,7 @@ fn reads_while_a_call_is_outstanding_each_get_their_own_answer() {
     assert_eq!(served, Served::Fresh);
     assert!(reply_of(&effects, first).is_none());
 
-    let effects = h.answer(
-        3 * MILLISECOND,
-        c0.id,
-        CallResult::Failed(CallError::Error),
-    );
+    let effects = h.answer(3 * MILLISECOND, c0.id, CallResult::Failed(CallError::Error));
     let (reply, served) = reply_of(&effects, first).unwrap();
     assert_eq!(reply["in_reply_to"], 1);
     assert_eq!(reply["from_cache"], true);
@@ -720,36 +725,54 @@ fn timed_out_call_serves_the_cache_and_its_late_answer_is_ignored() {
         .is_empty());
 
     h.backend[0] = Backend::Down;
-    let (reply, _) = h.ask(3 * SECOND, json!({"type":"get_user","msg_id":2,"user_id":123}));
-    assert_eq!(reply["user"]["name"], "John Doe", "the late answer reached the cache");
+    let (reply, _) = h.ask(
+        3 * SECOND,
+        json!({"type":"get_user","msg_id":2,"user_id":123}),
+    );
+    assert_eq!(
+        reply["user"]["name"], "John Doe",
+        "the late answer reached the cache"
+    );
 }
 
 #[test]
 fn reads_during_a_half_open_probe_are_served_from_the_cache() {
     let mut h = Harness::new();
-    h.ask(0, json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}));
+    h.ask(
+        0,
+        json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}),
+    );
     let until = h.open_until("users");
     h.backend[0] = Backend::Hold;
     // The first read after the open time is the probe.
-    let (probe_request, effects) = h.send(until, json!({"type":"get_user","msg_id":2,"user_id":123}));
+    let (probe_request, effects) =
+        h.send(until, json!({"type":"get_user","msg_id":2,"user_id":123}));
     assert!(reply_of(&effects, probe_request).is_none());
     assert_eq!(h.held.len(), 1);
     let probe = h.held_call(0);
     // A second read is not let through (one probe at a time) and gets the cache.
-    let (reply, served) = h.ask(until + 1, json!({"type":"get_user","msg_id":3,"user_id":123}));
+    let (reply, served) = h.ask(
+        until + 1,
+        json!({"type":"get_user","msg_id":3,"user_id":123}),
+    );
     assert_eq!(reply["circuit_state"], "half_open");
     assert_eq!(reply["from_cache"], true);
     assert!(matches!(served, Served::Cached { .. }));
     assert_eq!(h.held.len(), 1, "a stampede of probes");
 
-    let effects = h.answer(until + 2, probe.id, CallResult::Found(record(123, "John Doe")));
+    let effects = h.answer(
+        until + 2,
+        probe.id,
+        CallResult::Found(record(123, "John Doe")),
+    );
     let (reply, served) = reply_of(&effects, probe_request).unwrap();
     assert_eq!(reply["circuit_state"], "closed");
     assert_eq!(reply["from_cache"], false);
     assert_eq!(served, Served::Fresh);
-    let closed = position(&effects, |e| {
-        matches!(e, Effect::Event(NodeEvent::Breaker { event, .. }) if event.to == BreakerState::Closed)
-    });
+    let closed = position(
+        &effects,
+        |e| matches!(e, Effect::Event(NodeEvent::Breaker { event, .. }) if event.to == BreakerState::Closed),
+    );
     assert!(closed < position(&effects, is_reply));
     assert_eq!(
         breaker_events(&h.log)
@@ -775,7 +798,10 @@ fn every_breaker_transition_is_an_event_before_the_reply_that_follows_it() {
         matches!(e, Effect::Event(NodeEvent::Breaker { dependency: "users", event })
             if event.to == BreakerState::Open)
     });
-    let replied = position(&effects, |e| matches!(e, Effect::Reply { to: t, .. } if *t == to));
+    let replied = position(
+        &effects,
+        |e| matches!(e, Effect::Reply { to: t, .. } if *t == to),
+    );
     assert!(opened < replied);
 
     // Tripped by a real call's failure: the event still comes before the reply.
@@ -783,11 +809,16 @@ fn every_breaker_transition_is_an_event_before_the_reply_that_follows_it() {
     h.backend[0] = Backend::Down;
     for i in 0..5 {
         let (to, effects) = h.send(i, json!({"type":"get_user","msg_id":i,"user_id":123}));
-        let replied = position(&effects, |e| matches!(e, Effect::Reply { to: t, .. } if *t == to));
+        let replied = position(
+            &effects,
+            |e| matches!(e, Effect::Reply { to: t, .. } if *t == to),
+        );
         if i < 4 {
             assert!(breaker_events(&effects).is_empty());
         } else {
-            let opened = position(&effects, |e| matches!(e, Effect::Event(NodeEvent::Breaker { .. })));
+            let opened = position(&effects, |e| {
+                matches!(e, Effect::Event(NodeEvent::Breaker { .. }))
+            });
             assert!(opened < replied);
             assert_eq!(reply_of(&effects, to).unwrap().0["circuit_state"], "open");
         }
@@ -821,13 +852,19 @@ fn healthy_write_is_applied_and_read_back() {
     // The write refreshed the cache too: with the service down, the new name is served.
     h.backend[0] = Backend::Down;
     let (reply, _) = h.ask(2, json!({"type":"get_user","msg_id":3,"user_id":123}));
-    assert_eq!((reply["user"]["name"].clone(), reply["from_cache"].clone()), (json!("Jane Roe"), json!(true)));
+    assert_eq!(
+        (reply["user"]["name"].clone(), reply["from_cache"].clone()),
+        (json!("Jane Roe"), json!(true))
+    );
 }
 
 #[test]
 fn writes_are_queued_while_the_breaker_is_open() {
     let mut h = Harness::new();
-    h.ask(0, json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}));
+    h.ask(
+        0,
+        json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}),
+    );
     let (reply, served) = h.ask(
         1,
         json!({"type":"update_user","msg_id":2,"user_id":123,"name":"A"}),
@@ -838,12 +875,21 @@ fn writes_are_queued_while_the_breaker_is_open() {
                "queued":true,"queue_depth":1})
     );
     assert_eq!(served, Served::Queued { depth: 1 });
-    let (reply, served) = h.ask(2, json!({"type":"update_user","msg_id":3,"user_id":7,"name":"B"}));
+    let (reply, served) = h.ask(
+        2,
+        json!({"type":"update_user","msg_id":3,"user_id":7,"name":"B"}),
+    );
     assert_eq!(reply["queue_depth"], 2);
     assert_eq!(served, Served::Queued { depth: 2 });
-    assert!(h.calls.is_empty(), "a write went to an open breaker's service");
+    assert!(
+        h.calls.is_empty(),
+        "a write went to an open breaker's service"
+    );
     // The other dependency is not affected.
-    let (reply, served) = h.ask(3, json!({"type":"update_product","msg_id":4,"product_id":1,"name":"P"}));
+    let (reply, served) = h.ask(
+        3,
+        json!({"type":"update_product","msg_id":4,"product_id":1,"name":"P"}),
+    );
     assert_eq!(reply["queued"], false);
     assert_eq!(served, Served::Applied);
 }
@@ -851,9 +897,15 @@ fn writes_are_queued_while_the_breaker_is_open() {
 #[test]
 fn queued_write_behind_an_open_breaker_asks_for_no_wake_before_the_open_time_ends() {
     let mut h = Harness::new();
-    h.ask(0, json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}));
+    h.ask(
+        0,
+        json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}),
+    );
     let until = h.open_until("users");
-    h.ask(1, json!({"type":"update_user","msg_id":2,"user_id":123,"name":"A"}));
+    h.ask(
+        1,
+        json!({"type":"update_user","msg_id":2,"user_id":123,"name":"A"}),
+    );
     let wakes: Vec<Time> = h.timers.keys().map(|&(at, _)| at).collect();
     assert!(
         wakes.iter().all(|&at| at >= until),
@@ -898,11 +950,17 @@ fn write_refused_by_the_service_is_queued_and_drained_after_a_backoff() {
     );
     assert!(effects.iter().any(|e| matches!(
         e,
-        Effect::Event(NodeEvent::Queue { event: QueueEvent::Applied { attempts: 1, .. }, .. })
+        Effect::Event(NodeEvent::Queue {
+            event: QueueEvent::Applied { attempts: 1, .. },
+            ..
+        })
     )));
     assert!(h.node.queue(0).is_empty());
     assert!(!h.node.is_busy());
-    let (reply, served) = h.ask(150 * MILLISECOND, json!({"type":"get_user","msg_id":2,"user_id":123}));
+    let (reply, served) = h.ask(
+        150 * MILLISECOND,
+        json!({"type":"get_user","msg_id":2,"user_id":123}),
+    );
     assert_eq!(reply["user"]["name"], "Jane Roe");
     assert_eq!(served, Served::Fresh);
 }
@@ -910,7 +968,10 @@ fn write_refused_by_the_service_is_queued_and_drained_after_a_backoff() {
 /// Opens the users breaker at 0 and queues three writes behind it.
 fn three_queued_writes() -> (Harness, Time) {
     let mut h = Harness::new();
-    h.ask(0, json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}));
+    h.ask(
+        0,
+        json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}),
+    );
     let until = h.open_until("users");
     for (i, (id, name)) in [(123, "A"), (123, "B"), (7, "C")].into_iter().enumerate() {
         let i = i as u64;
@@ -936,15 +997,27 @@ fn queued_writes_drain_in_order_once_a_probe_closes_the_breaker() {
             // The health probe first (a read of the head write's record), then the writes
             // in the order they were accepted.
             Op::Read { key: 123 },
-            Op::Write { key: 123, name: "A".into() },
-            Op::Write { key: 123, name: "B".into() },
-            Op::Write { key: 7, name: "C".into() },
+            Op::Write {
+                key: 123,
+                name: "A".into()
+            },
+            Op::Write {
+                key: 123,
+                name: "B".into()
+            },
+            Op::Write {
+                key: 7,
+                name: "C".into()
+            },
         ]
     );
     let applied: Vec<u64> = effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Event(NodeEvent::Queue { event: QueueEvent::Applied { id, .. }, .. }) => Some(id.0),
+            Effect::Event(NodeEvent::Queue {
+                event: QueueEvent::Applied { id, .. },
+                ..
+            }) => Some(id.0),
             _ => None,
         })
         .collect();
@@ -953,9 +1026,15 @@ fn queued_writes_drain_in_order_once_a_probe_closes_the_breaker() {
     assert!(h.node.queue(0).is_empty());
     assert_eq!(h.node.queue(0).stats().applied, 3);
 
-    let (reply, _) = h.ask(until + 1, json!({"type":"get_user","msg_id":20,"user_id":123}));
+    let (reply, _) = h.ask(
+        until + 1,
+        json!({"type":"get_user","msg_id":20,"user_id":123}),
+    );
     assert_eq!(reply["user"]["name"], "B");
-    let (reply, _) = h.ask(until + 2, json!({"type":"get_user","msg_id":21,"user_id":7}));
+    let (reply, _) = h.ask(
+        until + 2,
+        json!({"type":"get_user","msg_id":21,"user_id":7}),
+    );
     assert_eq!(reply["user"], json!({"id":7,"name":"C"}));
 }
 
@@ -971,7 +1050,11 @@ fn drain_waits_for_the_breaker_to_close() {
     assert_eq!(h.node.breaker(0).state(), BreakerState::Open);
     assert!(matches!(
         breaker_events(&effects).last(),
-        Some((BreakerState::HalfOpen, BreakerState::Open, BreakerReason::ProbeFailed { slow: false }))
+        Some((
+            BreakerState::HalfOpen,
+            BreakerState::Open,
+            BreakerReason::ProbeFailed { slow: false }
+        ))
     ));
     assert_eq!(h.node.queue(0).stats().dispatched, 0);
     assert_eq!(h.node.queue(0).depth(), 3);
@@ -989,7 +1072,10 @@ fn drain_waits_for_the_breaker_to_close() {
         .count();
     assert_eq!(writes, 3);
     assert!(h.node.queue(0).is_empty());
-    let (reply, _) = h.ask(again + 1, json!({"type":"get_user","msg_id":20,"user_id":123}));
+    let (reply, _) = h.ask(
+        again + 1,
+        json!({"type":"get_user","msg_id":20,"user_id":123}),
+    );
     assert_eq!(reply["user"]["name"], "B");
 }
 
@@ -999,12 +1085,18 @@ fn a_new_write_waits_behind_queued_ones_even_when_the_service_is_healthy() {
     h.ask(0, json!({"type":"update_user","msg_id":1,"user_id":123,"name":"A","service_unavailable":true}));
     // The breaker is closed and the service healthy, but "A" is still waiting: "B" must
     // not overtake it.
-    let (reply, served) = h.ask(1, json!({"type":"update_user","msg_id":2,"user_id":123,"name":"B"}));
+    let (reply, served) = h.ask(
+        1,
+        json!({"type":"update_user","msg_id":2,"user_id":123,"name":"B"}),
+    );
     assert_eq!(reply["queued"], true);
     assert_eq!(served, Served::Queued { depth: 2 });
     h.advance(SECOND);
     assert!(h.node.queue(0).is_empty());
-    let (reply, _) = h.ask(SECOND + 1, json!({"type":"get_user","msg_id":3,"user_id":123}));
+    let (reply, _) = h.ask(
+        SECOND + 1,
+        json!({"type":"get_user","msg_id":3,"user_id":123}),
+    );
     assert_eq!(reply["user"]["name"], "B");
 }
 
@@ -1014,8 +1106,14 @@ fn writes_to_one_record_apply_in_request_order_when_an_earlier_direct_write_fail
     let mut h = Harness::new();
     h.backend[0] = Backend::Hold;
     // Two direct writes to the same record, both in flight (the queue is empty).
-    h.send(0, json!({"type":"update_user","msg_id":1,"user_id":123,"name":"older"}));
-    h.send(1, json!({"type":"update_user","msg_id":2,"user_id":123,"name":"newer"}));
+    h.send(
+        0,
+        json!({"type":"update_user","msg_id":1,"user_id":123,"name":"older"}),
+    );
+    h.send(
+        1,
+        json!({"type":"update_user","msg_id":2,"user_id":123,"name":"newer"}),
+    );
     let (older, newer) = (h.held_call(0), h.held_call(1));
     // The newer one is applied; then the older one fails and goes to the queue.
     h.stores[0].write(123, "newer".into());
@@ -1036,10 +1134,22 @@ fn a_full_queue_rejects_the_write_with_error_11() {
     let mut config = NodeConfig::default();
     config.dependencies[0].queue.capacity = 2;
     let mut h = Harness::with_config(config);
-    h.ask(0, json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}));
-    h.ask(1, json!({"type":"update_user","msg_id":2,"user_id":123,"name":"A"}));
-    h.ask(2, json!({"type":"update_user","msg_id":3,"user_id":123,"name":"B"}));
-    let (to, effects) = h.send(3, json!({"type":"update_user","msg_id":4,"user_id":123,"name":"C"}));
+    h.ask(
+        0,
+        json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":5}),
+    );
+    h.ask(
+        1,
+        json!({"type":"update_user","msg_id":2,"user_id":123,"name":"A"}),
+    );
+    h.ask(
+        2,
+        json!({"type":"update_user","msg_id":3,"user_id":123,"name":"B"}),
+    );
+    let (to, effects) = h.send(
+        3,
+        json!({"type":"update_user","msg_id":4,"user_id":123,"name":"C"}),
+    );
     let (reply, served) = reply_of(&effects, to).unwrap();
     assert_eq!(served, Served::Rejected);
     assert!(!served.is_available());
@@ -1053,7 +1163,10 @@ fn a_full_queue_rejects_the_write_with_error_11() {
     );
     assert!(effects.iter().any(|e| matches!(
         e,
-        Effect::Event(NodeEvent::Queue { event: QueueEvent::Rejected { depth: 2, .. }, .. })
+        Effect::Event(NodeEvent::Queue {
+            event: QueueEvent::Rejected { depth: 2, .. },
+            ..
+        })
     )));
     let stats = h.node.queue(0).stats();
     assert_eq!((stats.accepted, stats.rejected, stats.queued), (2, 1, 2));
@@ -1068,12 +1181,18 @@ fn a_write_that_uses_its_attempts_is_dead_lettered_and_reported() {
     };
     let mut h = Harness::with_config(config);
     h.backend[0] = Backend::Down;
-    let (reply, _) = h.ask(0, json!({"type":"update_user","msg_id":1,"user_id":123,"name":"A"}));
+    let (reply, _) = h.ask(
+        0,
+        json!({"type":"update_user","msg_id":1,"user_id":123,"name":"A"}),
+    );
     assert_eq!(reply["queued"], true);
     let effects = h.advance(SECOND);
     assert!(effects.iter().any(|e| matches!(
         e,
-        Effect::Event(NodeEvent::Queue { event: QueueEvent::DeadLettered { attempts: 1, .. }, .. })
+        Effect::Event(NodeEvent::Queue {
+            event: QueueEvent::DeadLettered { attempts: 1, .. },
+            ..
+        })
     )));
     let (status, _) = h.ask(SECOND, json!({"type":"status","msg_id":2}));
     assert_eq!(status["dependencies"][0]["dead_letters"], 1);
@@ -1100,7 +1219,12 @@ fn mode_of(h: &mut Harness, now: Time, body: Value) -> (String, Vec<String>) {
 fn set_mode_with_only_cpu_usage_follows_the_thresholds() {
     let mut h = Harness::new();
     let cpu = |h: &mut Harness, now: Time, cpu: f64| {
-        mode_of(h, now, json!({"type":"set_mode","msg_id":1,"cpu_usage":cpu})).0
+        mode_of(
+            h,
+            now,
+            json!({"type":"set_mode","msg_id":1,"cpu_usage":cpu}),
+        )
+        .0
     };
     assert_eq!(cpu(&mut h, 0, 69.0), "normal", "below degraded_enter 70");
     assert_eq!(cpu(&mut h, 0, 75.0), "degraded");
@@ -1119,7 +1243,11 @@ fn set_mode_with_only_cpu_usage_follows_the_thresholds() {
     // Hysteresis: 85 is below critical_enter but not below critical_leave 80.
     assert_eq!(cpu(&mut h, 30 * SECOND, 85.0), "critical");
     assert_eq!(cpu(&mut h, 31 * SECOND, 65.0), "degraded");
-    assert_eq!(cpu(&mut h, 45 * SECOND, 62.0), "degraded", "not below degraded_leave 60");
+    assert_eq!(
+        cpu(&mut h, 45 * SECOND, 62.0),
+        "degraded",
+        "not below degraded_leave 60"
+    );
     assert_eq!(cpu(&mut h, 46 * SECOND, 50.0), "normal");
     let changes: Vec<(Mode, Mode)> = h
         .log
@@ -1146,7 +1274,11 @@ fn set_mode_with_only_cpu_usage_follows_the_thresholds() {
 #[test]
 fn a_manual_mode_holds_until_auto_releases_it() {
     let mut h = Harness::new();
-    let (mode, _) = mode_of(&mut h, 0, json!({"type":"set_mode","msg_id":1,"mode":"critical"}));
+    let (mode, _) = mode_of(
+        &mut h,
+        0,
+        json!({"type":"set_mode","msg_id":1,"mode":"critical"}),
+    );
     assert_eq!(mode, "critical");
     // A sample under the pin is ignored.
     let (mode, _) = mode_of(
@@ -1159,7 +1291,11 @@ fn a_manual_mode_holds_until_auto_releases_it() {
     assert_eq!(status["manual_mode"], true);
 
     // "auto" releases the pin; the mode stays until a sample decides.
-    let (mode, _) = mode_of(&mut h, 30 * SECOND, json!({"type":"set_mode","msg_id":4,"mode":"auto"}));
+    let (mode, _) = mode_of(
+        &mut h,
+        30 * SECOND,
+        json!({"type":"set_mode","msg_id":4,"mode":"auto"}),
+    );
     assert_eq!(mode, "critical");
     let (status, _) = h.ask(30 * SECOND, json!({"type":"status","msg_id":5}));
     assert_eq!(status["manual_mode"], false);
@@ -1171,7 +1307,11 @@ fn a_manual_mode_holds_until_auto_releases_it() {
     assert_eq!((mode.as_str(), features.len()), ("normal", 0));
 
     // "auto" with a sample: the thresholds decide at once.
-    mode_of(&mut h, 40 * SECOND, json!({"type":"set_mode","msg_id":7,"mode":"normal"}));
+    mode_of(
+        &mut h,
+        40 * SECOND,
+        json!({"type":"set_mode","msg_id":7,"mode":"normal"}),
+    );
     let (mode, _) = mode_of(
         &mut h,
         60 * SECOND,
@@ -1179,7 +1319,11 @@ fn a_manual_mode_holds_until_auto_releases_it() {
     );
     assert_eq!(mode, "degraded");
     // A sample alone also hands control back to the thresholds.
-    mode_of(&mut h, 61 * SECOND, json!({"type":"set_mode","msg_id":9,"mode":"critical"}));
+    mode_of(
+        &mut h,
+        61 * SECOND,
+        json!({"type":"set_mode","msg_id":9,"mode":"critical"}),
+    );
     let (mode, _) = mode_of(
         &mut h,
         80 * SECOND,
@@ -1206,7 +1350,10 @@ fn degraded_mode_answers_search_and_recommendations_with_their_fallback() {
     assert_eq!(served, Served::Fresh);
     assert_eq!(search["degraded"], false);
     assert_eq!(search["results"].as_array().unwrap().len(), 3);
-    let (recs, served) = h.ask(0, json!({"type":"get_recommendations","msg_id":2,"user_id":123}));
+    let (recs, served) = h.ask(
+        0,
+        json!({"type":"get_recommendations","msg_id":2,"user_id":123}),
+    );
     assert_eq!(served, Served::Fresh);
     assert_eq!(recs["recommendations"].as_array().unwrap().len(), 3);
 
@@ -1218,7 +1365,10 @@ fn degraded_mode_answers_search_and_recommendations_with_their_fallback() {
         search,
         json!({"type":"search_response","in_reply_to":4,"query":"lamp","results":[],"degraded":true})
     );
-    let (recs, served) = h.ask(2, json!({"type":"get_recommendations","msg_id":5,"user_id":123}));
+    let (recs, served) = h.ask(
+        2,
+        json!({"type":"get_recommendations","msg_id":5,"user_id":123}),
+    );
     assert_eq!(served, Served::Fallback);
     assert_eq!(
         recs,
@@ -1249,10 +1399,19 @@ fn status_reports_breakers_mode_features_queues_and_caches() {
                  {"name":"products","circuit_state":"closed","cache_entries":1,"stale_serves":0,
                   "queue_depth":0,"dead_letters":0}]})
     );
-    h.ask(0, json!({"type":"get_user","msg_id":2,"user_id":123,"force_failures":5}));
-    h.ask(1, json!({"type":"update_user","msg_id":3,"user_id":123,"name":"A"}));
+    h.ask(
+        0,
+        json!({"type":"get_user","msg_id":2,"user_id":123,"force_failures":5}),
+    );
+    h.ask(
+        1,
+        json!({"type":"update_user","msg_id":3,"user_id":123,"name":"A"}),
+    );
     h.ask(2, json!({"type":"set_mode","msg_id":4,"mode":"degraded"}));
-    h.ask(3, json!({"type":"update_product","msg_id":5,"product_id":9,"name":"Nine"}));
+    h.ask(
+        3,
+        json!({"type":"update_product","msg_id":5,"product_id":9,"name":"Nine"}),
+    );
     h.ask(
         2 * SECOND,
         json!({"type":"get_product","msg_id":6,"product_id":123,"service_unavailable":true}),
@@ -1321,7 +1480,49 @@ fn random_result(rng: &mut ChaCha8Rng, call: &Call) -> CallResult {
     }
 }
 
-fn random_run(seed: u64, steps: usize) {
+/// What a random run went through, so the test can tell a run that exercised nothing.
+#[derive(Debug, Default)]
+struct Coverage {
+    replies: usize,
+    trips: usize,
+    closes: usize,
+    stale_serves: usize,
+    queued: usize,
+    rejected: usize,
+    applied: usize,
+    dead_letters: usize,
+}
+
+impl Coverage {
+    fn add(&mut self, h: &Harness) {
+        for effect in &h.log {
+            match effect {
+                Effect::Reply { served, .. } => {
+                    self.replies += 1;
+                    match served {
+                        Served::Stale { .. } => self.stale_serves += 1,
+                        Served::Queued { .. } => self.queued += 1,
+                        Served::Rejected => self.rejected += 1,
+                        _ => {}
+                    }
+                }
+                Effect::Event(NodeEvent::Breaker { event, .. }) => match event.to {
+                    BreakerState::Open => self.trips += 1,
+                    BreakerState::Closed => self.closes += 1,
+                    BreakerState::HalfOpen => {}
+                },
+                Effect::Event(NodeEvent::Queue { event, .. }) => match event {
+                    QueueEvent::Applied { .. } => self.applied += 1,
+                    QueueEvent::DeadLettered { .. } => self.dead_letters += 1,
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+}
+
+fn random_run(seed: u64, steps: usize, coverage: &mut Coverage) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut config = NodeConfig::default();
     // Small queues and short spells, so that rejections, dead letters and several
@@ -1348,7 +1549,8 @@ fn random_run(seed: u64, steps: usize) {
             }
             5 => {
                 let dep = rng.random_range(0..2);
-                h.backend[dep] = [Backend::Up, Backend::Down, Backend::Hold][rng.random_range(0..3)];
+                h.backend[dep] =
+                    [Backend::Up, Backend::Down, Backend::Hold][rng.random_range(0..3)];
             }
             6 | 7 if !h.held.is_empty() => {
                 let call = h.held_call(rng.random_range(0..h.held.len()));
@@ -1385,11 +1587,28 @@ fn random_run(seed: u64, steps: usize) {
         assert_eq!(stats.queued, 0);
         assert_eq!(stats.accepted, stats.applied + stats.dead_lettered);
     }
+    coverage.add(&h);
 }
 
 #[test]
 fn random_sequences_conserve_writes_and_announce_every_transition() {
+    let mut coverage = Coverage::default();
     for seed in 0..24 {
-        random_run(seed, 400);
+        random_run(seed, 400, &mut coverage);
     }
+    let c = &coverage;
+    let counts = [
+        c.replies,
+        c.trips,
+        c.closes,
+        c.stale_serves,
+        c.queued,
+        c.rejected,
+        c.applied,
+        c.dead_letters,
+    ];
+    assert!(
+        counts.iter().all(|&n| n >= 5),
+        "the runs missed a path: {coverage:?}"
+    );
 }
