@@ -825,6 +825,67 @@ fn every_breaker_transition_is_an_event_before_the_reply_that_follows_it() {
     }
 }
 
+#[test]
+fn cache_first_reads_serve_the_cache_and_refresh_one_key_at_a_time() {
+    let mut config = NodeConfig::default();
+    config.dependencies[0].read_policy = ReadPolicy::CacheFirst;
+    config.dependencies[0].cache.stale_while_revalidate = Some(60 * SECOND);
+    let mut h = Harness::with_config(config);
+    h.backend[0] = Backend::Hold;
+    // Fresh: straight from the cache, no call.
+    let (reply, served) = h.ask(SECOND, json!({"type":"get_user","msg_id":1,"user_id":123}));
+    assert_eq!(reply["from_cache"], true);
+    assert_eq!(served, Served::Cached { age: SECOND });
+    assert!(h.calls.is_empty());
+    // Past the TTL, within the revalidate window: served stale while one refresh runs.
+    let (_, served) = h.ask(
+        40 * SECOND,
+        json!({"type":"get_user","msg_id":2,"user_id":123}),
+    );
+    assert_eq!(served, Served::Stale { age: 40 * SECOND });
+    assert!(h.log.iter().any(|e| matches!(
+        e,
+        Effect::Event(NodeEvent::Cache {
+            event: CacheEvent::StaleServed {
+                reason: StaleReason::Revalidating,
+                ..
+            },
+            ..
+        })
+    )));
+    assert_eq!(h.held.len(), 1);
+    let refresh = h.held_call(0);
+    assert_eq!(refresh.op, Op::Read { key: 123 });
+    // A second reader does not start a second refresh.
+    let (_, served) = h.ask(
+        41 * SECOND,
+        json!({"type":"get_user","msg_id":3,"user_id":123}),
+    );
+    assert_eq!(served, Served::Stale { age: 41 * SECOND });
+    assert_eq!(h.held.len(), 1, "two refreshes of one key in flight");
+    // The refresh answers nobody but fills the cache.
+    let effects = h.answer(
+        42 * SECOND,
+        refresh.id,
+        CallResult::Found(record(123, "John Q. Doe")),
+    );
+    assert!(!effects.iter().any(is_reply));
+    let (reply, served) = h.ask(
+        43 * SECOND,
+        json!({"type":"get_user","msg_id":4,"user_id":123}),
+    );
+    assert_eq!(reply["user"]["name"], "John Q. Doe");
+    assert_eq!(served, Served::Cached { age: SECOND });
+    // Past the revalidate window the read goes to the service.
+    h.backend[0] = Backend::Up;
+    let (reply, served) = h.ask(
+        200 * SECOND,
+        json!({"type":"get_user","msg_id":5,"user_id":123}),
+    );
+    assert_eq!(served, Served::Fresh);
+    assert_eq!(reply["user"]["name"], "John Doe");
+}
+
 // ----- writes -----
 
 #[test]
