@@ -20,3 +20,5 @@ pub use service::{
     Call, CallError, CallId, CallResult, Effect, Node, NodeEvent, NodeStats, Op, QueuedWrite,
     RequestId, Served, Timer,
 };
+#[cfg(test)]
+mod tests;
