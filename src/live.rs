@@ -62,9 +62,8 @@ impl Backend {
                 Some(record) => CallResult::Found(record),
                 None => CallResult::NotFound,
             },
-            Op::Write { key, name } => {
-                store.write(*key, name.clone());
-                CallResult::Written
+            Op::Write { key, name, version } => {
+                CallResult::Written(store.write(*key, name.clone(), *version))
             }
         }
     }

@@ -75,10 +75,16 @@ impl DataSet {
 }
 
 /// One service's records, as the service itself holds them.
+///
+/// Writes carry a version (the node numbers writes in the order clients sent them),
+/// and the store keeps the highest version it has applied for each record: a write
+/// that arrives after a newer one (a retry drained late, two calls overtaking each
+/// other) is acknowledged but does not overwrite, so no update is lost to reordering.
+/// This is the conditional-write discipline real services use (versions, ETags).
 #[derive(Debug, Clone)]
 pub struct Store {
     generated: Vec<Arc<str>>,
-    explicit: BTreeMap<u64, Arc<str>>,
+    explicit: BTreeMap<u64, (Arc<str>, u64)>,
 }
 
 impl Store {
@@ -92,14 +98,18 @@ impl Store {
             generated: (1..=collection.count)
                 .map(|id| Arc::from(format!("{noun} {id}")))
                 .collect(),
-            explicit: collection.records.clone(),
+            explicit: collection
+                .records
+                .iter()
+                .map(|(&id, name)| (id, (name.clone(), 0)))
+                .collect(),
         }
     }
 
     /// The record with `id`, or `None` when the service has no such record.
     pub fn read(&self, id: u64) -> Option<Record> {
         let name = match self.explicit.get(&id) {
-            Some(name) => name.clone(),
+            Some((name, _)) => name.clone(),
             None => {
                 let index = usize::try_from(id.checked_sub(1)?).ok()?;
                 self.generated.get(index)?.clone()
@@ -108,9 +118,23 @@ impl Store {
         Some(Record { id, name })
     }
 
-    /// Sets the name of record `id`, creating it if needed.
-    pub fn write(&mut self, id: u64, name: Arc<str>) {
-        self.explicit.insert(id, name);
+    /// Sets the name of record `id` (creating it if needed) unless the record already
+    /// holds a newer version; returns the record as it now stands.
+    pub fn write(&mut self, id: u64, name: Arc<str>, version: u64) -> Record {
+        match self.explicit.get_mut(&id) {
+            Some((current, applied)) if *applied > version => Record {
+                id,
+                name: current.clone(),
+            },
+            Some(entry) => {
+                *entry = (name.clone(), version);
+                Record { id, name }
+            }
+            None => {
+                self.explicit.insert(id, (name.clone(), version));
+                Record { id, name }
+            }
+        }
     }
 }
 
@@ -156,8 +180,13 @@ mod tests {
         assert_eq!(store.read(9).unwrap().name.as_ref(), "Nine");
         assert_eq!(store.read(0), None);
         assert_eq!(store.read(4), None);
-        store.write(4, "Four".into());
+        store.write(4, "Four".into(), 1);
         assert_eq!(store.read(4).unwrap().name.as_ref(), "Four");
+        // An older write arriving late is acknowledged with the newer record.
+        store.write(4, "Newer".into(), 3);
+        let answer = store.write(4, "Older".into(), 2);
+        assert_eq!(answer.name.as_ref(), "Newer");
+        assert_eq!(store.read(4).unwrap().name.as_ref(), "Newer");
 
         let data = DataSet {
             collections: [collection, Collection::default()],

@@ -46,12 +46,14 @@ pub enum Op {
         /// The record's id.
         key: u64,
     },
-    /// Set record `key`'s name.
+    /// Set record `key`'s name, unless the service holds a newer version.
     Write {
         /// The record's id.
         key: u64,
         /// The new name.
         name: Arc<str>,
+        /// The write's version: its place in the order clients sent writes.
+        version: u64,
     },
 }
 
@@ -101,8 +103,9 @@ pub enum CallResult {
     Found(Record),
     /// A read found no such record (a healthy answer).
     NotFound,
-    /// A write was applied.
-    Written,
+    /// A write was acknowledged; the record as the service now holds it (the write's
+    /// own value, or a newer one if this write arrived after it).
+    Written(Record),
     /// The call failed.
     Failed(CallError),
 }
@@ -225,6 +228,8 @@ pub struct QueuedWrite {
     pub key: u64,
     /// The name to set.
     pub name: Arc<str>,
+    /// The write's version (see [`Op::Write`]).
+    pub version: u64,
 }
 
 /// Why a call is outstanding.
@@ -240,10 +245,10 @@ enum Purpose {
     Write {
         to: RequestId,
         msg_id: Option<u64>,
-        name: Arc<str>,
+        write: QueuedWrite,
     },
     /// A queued write being drained.
-    Drain { write: WriteId, name: Arc<str> },
+    Drain { write: WriteId },
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +289,8 @@ pub struct Node {
     rng: ChaCha8Rng,
     pending: HashMap<CallId, Pending>,
     next_call: u64,
+    /// The version of the last write accepted from a client (see [`Op::Write`]).
+    next_version: u64,
     effects: Vec<Effect>,
     /// The earliest wake already asked of the driver and not yet fired, so that the
     /// node does not flood the driver's timer queue with duplicates.
@@ -323,6 +330,7 @@ impl Node {
             rng,
             pending: HashMap::new(),
             next_call: 0,
+            next_version: 0,
             effects: Vec::new(),
             next_wake: None,
             stats: NodeStats::default(),
@@ -498,7 +506,7 @@ impl Node {
                         format!("{} {key} does not exist", resource.noun()),
                     );
                 }
-                CallResult::Written | CallResult::Failed(_) => {
+                CallResult::Written(_) | CallResult::Failed(_) => {
                     let reason = format!("{} service failed ({why})", dep.resource.as_str());
                     let stale = StaleReason::DependencyFailed;
                     self.serve_from_cache(now, to, msg_id, dependency, key, stale, &reason);
@@ -512,16 +520,10 @@ impl Node {
                 dep.cache.end_refresh(ticket, now, value);
             }
             Purpose::Probe => {}
-            Purpose::Write { to, msg_id, name } => {
-                if failure.is_some() {
-                    // The call just failed: hold the write for one backoff step rather
-                    // than retrying into the same failure at once.
+            Purpose::Write { to, msg_id, write } => {
+                if let CallResult::Written(record) = result {
                     let dep = &mut self.deps[dependency];
-                    let not_before = now + dep.queue.config().backoff(1, &mut self.rng);
-                    self.enqueue_write(now, to, msg_id, dependency, key, name, not_before);
-                } else {
-                    let dep = &mut self.deps[dependency];
-                    dep.cache.insert(key, Record { id: key, name }, now);
+                    dep.cache.insert(key, record, now);
                     let body = ReplyBody::WriteOk {
                         in_reply_to: msg_id,
                         resource: dep.resource,
@@ -530,14 +532,21 @@ impl Node {
                         queue_depth: dep.queue.depth(),
                     };
                     self.reply(to, body, Served::Applied);
+                } else {
+                    // The call failed: hold the write for one backoff step rather than
+                    // retrying into the same failure at once. Its version keeps a later
+                    // write to the same record from being overwritten when it drains.
+                    let dep = &mut self.deps[dependency];
+                    let not_before = now + dep.queue.config().backoff(1, &mut self.rng);
+                    self.enqueue_write(now, to, msg_id, dependency, write, not_before);
                 }
             }
-            Purpose::Drain { write, name } => {
-                if failure.is_some() {
-                    dep.queue.on_failed(write, why, now, &mut self.rng);
-                } else {
+            Purpose::Drain { write } => {
+                if let CallResult::Written(record) = result {
                     dep.queue.on_applied(write, now);
-                    dep.cache.insert(key, Record { id: key, name }, now);
+                    dep.cache.insert(key, record, now);
+                } else {
+                    dep.queue.on_failed(write, why, now, &mut self.rng);
                 }
             }
         }
@@ -642,20 +651,27 @@ impl Node {
     ) {
         let index = resource.dependency();
         self.force_failures(now, index, fault.force_failures);
+        self.next_version += 1;
+        let write = QueuedWrite {
+            key,
+            name,
+            version: self.next_version,
+        };
         let dep = &mut self.deps[index];
-        // Writes already waiting go first: a newer write must never overtake an older
-        // one to the same record.
+        // Writes already waiting go first, so that they reach the service in the order
+        // clients sent them.
         if !dep.queue.is_empty() {
-            self.enqueue_write(now, to, msg_id, index, key, name, now);
+            self.enqueue_write(now, to, msg_id, index, write, now);
             return;
         }
         match dep.breaker.try_acquire(now, &mut self.rng) {
             Ok(permit) => {
                 let op = Op::Write {
                     key,
-                    name: name.clone(),
+                    name: write.name.clone(),
+                    version: write.version,
                 };
-                let purpose = Purpose::Write { to, msg_id, name };
+                let purpose = Purpose::Write { to, msg_id, write };
                 self.start_call(
                     now,
                     index,
@@ -666,7 +682,7 @@ impl Node {
                     purpose,
                 );
             }
-            Err(_) => self.enqueue_write(now, to, msg_id, index, key, name, now),
+            Err(_) => self.enqueue_write(now, to, msg_id, index, write, now),
         }
     }
 
@@ -690,16 +706,13 @@ impl Node {
         to: RequestId,
         msg_id: Option<u64>,
         index: usize,
-        key: u64,
-        name: Arc<str>,
+        write: QueuedWrite,
         not_before: Time,
     ) {
         let dep = &mut self.deps[index];
         let resource = dep.resource;
-        match dep
-            .queue
-            .enqueue_not_before(QueuedWrite { key, name }, now, not_before)
-        {
+        let key = write.key;
+        match dep.queue.enqueue_not_before(write, now, not_before) {
             Enqueue::Accepted { .. } => {
                 let depth = dep.queue.depth();
                 let body = ReplyBody::WriteOk {
@@ -941,13 +954,13 @@ impl Node {
                     let Some(dispatch) = dep.queue.poll_dispatch(now) else {
                         unreachable!("the queue said a dispatch is due now");
                     };
-                    let (write, key, name) =
-                        (dispatch.id, dispatch.write.key, dispatch.write.name.clone());
+                    let key = dispatch.write.key;
                     let op = Op::Write {
                         key,
-                        name: name.clone(),
+                        name: dispatch.write.name.clone(),
+                        version: dispatch.write.version,
                     };
-                    let purpose = Purpose::Drain { write, name };
+                    let purpose = Purpose::Drain { write: dispatch.id };
                     self.start_call(now, index, key, permit, op, false, purpose);
                 }
             }

@@ -482,9 +482,8 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 Some(record) => CallResult::Found(record),
                 None => CallResult::NotFound,
             },
-            Op::Write { key, name } => {
-                dep.store.write(*key, name.clone());
-                CallResult::Written
+            Op::Write { key, name, version } => {
+                CallResult::Written(dep.store.write(*key, name.clone(), *version))
             }
         };
         if at >= call.deadline {
@@ -499,7 +498,7 @@ fn result_name(result: &CallResult) -> &'static str {
     match result {
         CallResult::Found(_) => "found",
         CallResult::NotFound => "not_found",
-        CallResult::Written => "written",
+        CallResult::Written(_) => "written",
         CallResult::Failed(CallError::Unavailable) => "unavailable",
         CallResult::Failed(CallError::Error) => "error",
         CallResult::Failed(CallError::Timeout) => "timeout",

@@ -542,7 +542,7 @@ fn end_of_input_ends_the_node_with_exit_0() {
 }
 
 #[test]
-#[ignore = "needs scenario parsing (src/scenario/file.rs is still a placeholder)"]
+
 fn config_file_sets_the_engine_and_the_data_set() {
     let dir = std::env::temp_dir().join(format!("brownout-node-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
