@@ -22,4 +22,5 @@ pub mod engine;
 pub mod live;
 pub mod node;
 pub mod scenario;
+pub mod seqmap;
 pub mod sim;

@@ -11,7 +11,6 @@
 //! carries: the simulator knows a call's latency when it starts it, so it schedules
 //! either the answer or the timeout, never both, which halves its event traffic.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
@@ -22,6 +21,7 @@ use crate::engine::cache::{CacheEvent, Lookup, RefreshTicket, StaleCache, StaleR
 use crate::engine::modes::{ModeController, ModeEvent};
 use crate::engine::queue::{Enqueue, QueueEvent, WriteId, WriteQueue};
 use crate::engine::{ConfigError, Span, Time};
+use crate::seqmap::SeqMap;
 
 use super::config::{NodeConfig, ReadPolicy};
 use super::protocol::{
@@ -287,8 +287,7 @@ pub struct Node {
     deps: Vec<Dependency>,
     modes: ModeController,
     rng: ChaCha8Rng,
-    pending: HashMap<CallId, Pending>,
-    next_call: u64,
+    pending: SeqMap<Pending>,
     /// The version of the last write accepted from a client (see [`Op::Write`]).
     next_version: u64,
     effects: Vec<Effect>,
@@ -328,8 +327,7 @@ impl Node {
             deps,
             modes: ModeController::new(config.modes.clone())?,
             rng,
-            pending: HashMap::new(),
-            next_call: 0,
+            pending: SeqMap::new(),
             next_version: 0,
             effects: Vec::new(),
             next_wake: None,
@@ -343,6 +341,13 @@ impl Node {
     /// The effects produced since the last drain, in the order they happened.
     pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)
+    }
+
+    /// Moves the effects produced since the last call into `out` (which must be empty)
+    /// without copying them: the two buffers swap, so both keep their capacity.
+    pub fn take_effects(&mut self, out: &mut Vec<Effect>) {
+        debug_assert!(out.is_empty());
+        std::mem::swap(&mut self.effects, out);
     }
 
     /// Handles one request at `now`. `msg_id` is echoed as `in_reply_to`.
@@ -469,7 +474,7 @@ impl Node {
     /// Handles a dependency's answer (or the driver's timeout) to call `id`. Answers to
     /// unknown calls are ignored.
     pub fn on_call_result(&mut self, now: Time, id: CallId, result: CallResult) {
-        let Some(pending) = self.pending.remove(&id) else {
+        let Some(pending) = self.pending.remove(id.0) else {
             return;
         };
         let Pending {
@@ -845,18 +850,13 @@ impl Node {
         force_down: bool,
         purpose: Purpose,
     ) {
-        let id = CallId(self.next_call);
-        self.next_call += 1;
         self.stats.calls += 1;
-        self.pending.insert(
-            id,
-            Pending {
-                dependency: index,
-                key,
-                permit,
-                purpose,
-            },
-        );
+        let id = CallId(self.pending.insert(Pending {
+            dependency: index,
+            key,
+            permit,
+            purpose,
+        }));
         self.effects.push(Effect::Call(Call {
             id,
             dependency: index,

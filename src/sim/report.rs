@@ -8,7 +8,6 @@
 //! Floats are rounded to a fixed precision before they are stored, so a report is the
 //! same bytes on every machine.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
@@ -311,7 +310,8 @@ struct HardFault {
 
 /// Accumulates a run's figures as it goes.
 pub struct Metrics {
-    by_kind: BTreeMap<&'static str, Outcomes>,
+    /// Outcomes per request type, indexed like [`KINDS`].
+    by_kind: [Outcomes; KINDS.len()],
     latency: Histogram<u64>,
     deps: [DepMetrics; 2],
     hard_faults: Vec<HardFault>,
@@ -335,7 +335,10 @@ impl Metrics {
             })
             .collect();
         Metrics {
-            by_kind: BTreeMap::new(),
+            by_kind: std::array::from_fn(|i| Outcomes {
+                kind: KINDS[i].to_owned(),
+                ..Outcomes::default()
+            }),
             // 3 significant digits up to an hour: enough for percentiles, constant memory.
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             deps: Default::default(),
@@ -385,20 +388,14 @@ impl Metrics {
     /// A reply went out.
     pub fn reply(
         &mut self,
-        kind: &'static str,
+        kind: u8,
         served: Served,
         latency: Span,
         script: Option<u32>,
         now: Time,
         body: &ReplyBody,
     ) {
-        self.by_kind
-            .entry(kind)
-            .or_insert_with(|| Outcomes {
-                kind: kind.to_owned(),
-                ..Outcomes::default()
-            })
-            .add(served);
+        self.by_kind[usize::from(kind)].add(served);
         if served != Served::Control {
             self.latency.saturating_record(latency.max(1));
         }
@@ -518,17 +515,9 @@ impl Metrics {
             ..Outcomes::default()
         };
         let mut requests = Vec::new();
-        for kind in KIND_ORDER {
-            if let Some(o) = self.by_kind.get(kind) {
-                total.merge(o);
-                requests.push(o.clone());
-            }
-        }
-        for (kind, o) in &self.by_kind {
-            if !KIND_ORDER.contains(kind) {
-                total.merge(o);
-                requests.push(o.clone());
-            }
+        for o in self.by_kind.iter().filter(|o| o.total > 0) {
+            total.merge(o);
+            requests.push(o.clone());
         }
         let answered = total.total - total.control;
         let unavailable = total.rejected + total.error;
@@ -801,7 +790,9 @@ impl Metrics {
     }
 }
 
-const KIND_ORDER: [&str; 11] = [
+/// Request types as reports list them; the workload's kinds come first, in
+/// [`RequestKind::ALL`](crate::scenario::RequestKind::ALL) order.
+pub const KINDS: [&str; 10] = [
     "get_user",
     "get_product",
     "update_user",
@@ -812,8 +803,21 @@ const KIND_ORDER: [&str; 11] = [
     "status",
     "init",
     "invalid",
-    "total",
 ];
+
+/// The index of a workload request kind in [`KINDS`] (they come first, in order).
+pub fn workload_kind_index(kind: crate::scenario::RequestKind) -> u8 {
+    kind as u8
+}
+
+/// The index of request type `kind` in [`KINDS`].
+pub fn kind_index(kind: &str) -> u8 {
+    let index = KINDS
+        .iter()
+        .position(|&k| k == kind)
+        .expect("every request type is listed in KINDS");
+    index as u8
+}
 
 fn dependency_index(name: &str) -> usize {
     Resource::ALL
@@ -1021,5 +1025,19 @@ impl Report {
             let _ = writeln!(w, "trace digest {d}");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::RequestKind;
+
+    #[test]
+    fn workload_kinds_lead_the_report_order() {
+        for kind in RequestKind::ALL {
+            assert_eq!(KINDS[usize::from(workload_kind_index(kind))], kind.as_str());
+            assert_eq!(kind_index(kind.as_str()), workload_kind_index(kind));
+        }
     }
 }

@@ -10,7 +10,6 @@
 //! condition at that instant), and exactly one event is scheduled for it: the answer,
 //! or the timeout at the call's deadline when the answer would come later or never.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -25,12 +24,13 @@ use crate::node::{
     RequestId, Resource, Served, Store, Timer,
 };
 use crate::scenario::{RequestKind, Scenario};
+use crate::seqmap::SeqMap;
 
 use super::dist::LatencySampler;
 use super::faults::{FaultEdge, FaultPlan};
 use super::load::CpuCurve;
 use super::queue::EventQueue;
-use super::report::{Metrics, Report};
+use super::report::{kind_index, workload_kind_index, Metrics, Report};
 use super::rng::{stream, Stream};
 use super::trace::Trace;
 use super::workload::{Arrivals, KeySampler, Mix};
@@ -96,7 +96,8 @@ struct StreamSim {
 /// A request waiting for its reply.
 struct InFlight {
     at: Time,
-    kind: &'static str,
+    /// Index into [`report::KINDS`](super::report::KINDS).
+    kind: u8,
     script: Option<u32>,
 }
 
@@ -110,8 +111,7 @@ struct Simulation<'s, 'w> {
     edges: Vec<FaultEdge>,
     cpu: Option<(CpuCurve, ChaCha8Rng)>,
     streams: Vec<StreamSim>,
-    in_flight: HashMap<RequestId, InFlight>,
-    next_request: u64,
+    in_flight: SeqMap<InFlight>,
     effects: Vec<Effect>,
     trace: Trace<'w>,
     metrics: Metrics,
@@ -188,8 +188,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
             edges,
             cpu,
             streams,
-            in_flight: HashMap::new(),
-            next_request: 0,
+            in_flight: SeqMap::new(),
             effects: Vec::new(),
             trace,
             metrics,
@@ -328,7 +327,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 query: Arc::from(QUERIES[s.rng.random_range(0..QUERIES.len())]),
             },
         };
-        let to = self.new_request(now, kind.as_str(), None);
+        let to = self.new_request(now, workload_kind_index(kind), None);
         let msg_id = Some(to.0);
         if self.trace.enabled() {
             let name = &self.scenario.workload[i].name;
@@ -353,7 +352,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
             Ok(request) => request.type_name(),
             Err(_) => "invalid",
         };
-        let to = self.new_request(now, kind, Some(index));
+        let to = self.new_request(now, kind_index(kind), Some(index));
         self.metrics.script_request(index, now, &message.body);
         self.trace.record(
             now,
@@ -371,27 +370,21 @@ impl<'s, 'w> Simulation<'s, 'w> {
         Ok(())
     }
 
-    fn new_request(&mut self, now: Time, kind: &'static str, script: Option<u32>) -> RequestId {
-        let to = RequestId(self.next_request);
-        self.next_request += 1;
-        self.in_flight.insert(
-            to,
-            InFlight {
-                at: now,
-                kind,
-                script,
-            },
-        );
-        to
+    fn new_request(&mut self, now: Time, kind: u8, script: Option<u32>) -> RequestId {
+        RequestId(self.in_flight.insert(InFlight {
+            at: now,
+            kind,
+            script,
+        }))
     }
 
     fn apply_effects(&mut self, now: Time) -> io::Result<()> {
-        self.effects.extend(self.node.drain_effects());
         let mut effects = std::mem::take(&mut self.effects);
+        self.node.take_effects(&mut effects);
         for effect in effects.drain(..) {
             match effect {
                 Effect::Reply { to, body, served } => {
-                    let Some(request) = self.in_flight.remove(&to) else {
+                    let Some(request) = self.in_flight.remove(to.0) else {
                         continue;
                     };
                     let latency = now - request.at;
