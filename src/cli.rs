@@ -141,8 +141,11 @@ fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
     let wall = started.elapsed();
     if args.stats {
         let secs = wall.as_secs_f64().max(1e-9);
+        let memory = peak_memory_kib()
+            .map(|kib| format!(", peak memory {:.1} MiB", kib as f64 / 1024.0))
+            .unwrap_or_default();
         eprintln!(
-            "wall {:.3}s, {} events, {:.0} events/s, speed-up {:.0}x (simulated / wall)",
+            "wall {:.3}s, {} events, {:.0} events/s, speed-up {:.0}x (simulated / wall){memory}",
             secs,
             report.events,
             report.events as f64 / secs,
@@ -160,6 +163,13 @@ fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
         print!("{summary}");
     }
     Ok(verdict(&report))
+}
+
+/// The process's peak resident memory in KiB, where the OS tells it (Linux).
+pub fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn simulate(

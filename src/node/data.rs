@@ -83,7 +83,10 @@ impl DataSet {
 /// This is the conditional-write discipline real services use (versions, ETags).
 #[derive(Debug, Clone)]
 pub struct Store {
-    generated: Vec<Arc<str>>,
+    /// Records `1..=count`, in place: a write to one of them replaces its slot, so the
+    /// store's memory does not grow with the number of writes.
+    generated: Vec<(Arc<str>, u64)>,
+    /// Explicit records and records created by writes outside `1..=count`.
     explicit: BTreeMap<u64, (Arc<str>, u64)>,
 }
 
@@ -94,40 +97,58 @@ impl Store {
             Resource::Users => "User",
             Resource::Products => "Product",
         };
+        let mut generated: Vec<(Arc<str>, u64)> = (1..=collection.count)
+            .map(|id| (Arc::from(format!("{noun} {id}")), 0))
+            .collect();
+        let mut explicit = BTreeMap::new();
+        for (&id, name) in &collection.records {
+            match Self::index(id, generated.len()) {
+                Some(index) => generated[index].0 = name.clone(),
+                None => {
+                    explicit.insert(id, (name.clone(), 0));
+                }
+            }
+        }
         Store {
-            generated: (1..=collection.count)
-                .map(|id| Arc::from(format!("{noun} {id}")))
-                .collect(),
-            explicit: collection
-                .records
-                .iter()
-                .map(|(&id, name)| (id, (name.clone(), 0)))
-                .collect(),
+            generated,
+            explicit,
+        }
+    }
+
+    fn index(id: u64, len: usize) -> Option<usize> {
+        let index = usize::try_from(id.checked_sub(1)?).ok()?;
+        (index < len).then_some(index)
+    }
+
+    fn slot(&mut self, id: u64) -> Option<&mut (Arc<str>, u64)> {
+        match Self::index(id, self.generated.len()) {
+            Some(index) => Some(&mut self.generated[index]),
+            None => self.explicit.get_mut(&id),
         }
     }
 
     /// The record with `id`, or `None` when the service has no such record.
     pub fn read(&self, id: u64) -> Option<Record> {
-        let name = match self.explicit.get(&id) {
-            Some((name, _)) => name.clone(),
-            None => {
-                let index = usize::try_from(id.checked_sub(1)?).ok()?;
-                self.generated.get(index)?.clone()
-            }
+        let (name, _) = match Self::index(id, self.generated.len()) {
+            Some(index) => &self.generated[index],
+            None => self.explicit.get(&id)?,
         };
-        Some(Record { id, name })
+        Some(Record {
+            id,
+            name: name.clone(),
+        })
     }
 
     /// Sets the name of record `id` (creating it if needed) unless the record already
     /// holds a newer version; returns the record as it now stands.
     pub fn write(&mut self, id: u64, name: Arc<str>, version: u64) -> Record {
-        match self.explicit.get_mut(&id) {
+        match self.slot(id) {
             Some((current, applied)) if *applied > version => Record {
                 id,
                 name: current.clone(),
             },
-            Some(entry) => {
-                *entry = (name.clone(), version);
+            Some(slot) => {
+                *slot = (name.clone(), version);
                 Record { id, name }
             }
             None => {
