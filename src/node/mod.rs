@@ -14,7 +14,7 @@ pub use config::{DependencyConfig, NodeConfig, ReadPolicy};
 pub use data::{Collection, DataSet, Store};
 pub use protocol::{
     parse_body, ErrorCode, InBandFault, ModeRequest, Parsed, ProtocolError, Record, ReplyBody,
-    Request, Resource,
+    Request, Resource, WireRequest,
 };
 pub use service::{
     Call, CallError, CallId, CallResult, Effect, Node, NodeEvent, NodeStats, Op, QueuedWrite,

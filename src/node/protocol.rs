@@ -412,33 +412,42 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-impl Request {
-    /// The request as a wire body (what a client would send), for traces.
-    pub fn to_body(&self, msg_id: Option<u64>) -> Value {
-        let mut body = Map::new();
-        body.insert("type".into(), Value::from(self.type_name()));
-        if let Some(id) = msg_id {
-            body.insert("msg_id".into(), Value::from(id));
+/// A request as a client would send it (its wire body), for traces: serializes
+/// straight to JSON without building an intermediate `Value`.
+#[derive(Debug, Clone, Copy)]
+pub struct WireRequest<'a> {
+    /// The `msg_id` to write, if any.
+    pub msg_id: Option<u64>,
+    /// The request.
+    pub request: &'a Request,
+}
+
+impl Serialize for WireRequest<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", self.request.type_name())?;
+        if let Some(id) = self.msg_id {
+            map.serialize_entry("msg_id", &id)?;
         }
-        let fault = |body: &mut Map<String, Value>, fault: &InBandFault| {
+        let fault = |map: &mut S::SerializeMap, fault: &InBandFault| -> Result<(), S::Error> {
             if fault.force_failures > 0 {
-                body.insert("force_failures".into(), Value::from(fault.force_failures));
+                map.serialize_entry("force_failures", &fault.force_failures)?;
             }
             if fault.service_unavailable {
-                body.insert("service_unavailable".into(), Value::from(true));
+                map.serialize_entry("service_unavailable", &true)?;
             }
+            Ok(())
         };
-        match self {
-            Request::Init { node_id } => {
-                body.insert("node_id".into(), Value::from(node_id.as_str()));
-            }
+        match self.request {
+            Request::Init { node_id } => map.serialize_entry("node_id", node_id)?,
             Request::Read {
                 resource,
                 key,
                 fault: f,
             } => {
-                body.insert(resource.id_field().into(), Value::from(*key));
-                fault(&mut body, f);
+                map.serialize_entry(resource.id_field(), key)?;
+                fault(&mut map, f)?;
             }
             Request::Write {
                 resource,
@@ -446,33 +455,25 @@ impl Request {
                 name,
                 fault: f,
             } => {
-                body.insert(resource.id_field().into(), Value::from(*key));
-                body.insert("name".into(), Value::from(name.as_ref()));
-                fault(&mut body, f);
+                map.serialize_entry(resource.id_field(), key)?;
+                map.serialize_entry("name", name.as_ref())?;
+                fault(&mut map, f)?;
             }
             Request::SetMode { mode, cpu_usage } => {
                 match mode {
-                    Some(ModeRequest::Manual(m)) => {
-                        body.insert("mode".into(), Value::from(m.as_str()));
-                    }
-                    Some(ModeRequest::Auto) => {
-                        body.insert("mode".into(), Value::from("auto"));
-                    }
+                    Some(ModeRequest::Manual(m)) => map.serialize_entry("mode", m.as_str())?,
+                    Some(ModeRequest::Auto) => map.serialize_entry("mode", "auto")?,
                     None => {}
                 }
                 if let Some(cpu) = cpu_usage {
-                    body.insert("cpu_usage".into(), Value::from(*cpu));
+                    map.serialize_entry("cpu_usage", cpu)?;
                 }
             }
-            Request::Recommendations { user_id } => {
-                body.insert("user_id".into(), Value::from(*user_id));
-            }
-            Request::Search { query } => {
-                body.insert("query".into(), Value::from(query.as_ref()));
-            }
+            Request::Recommendations { user_id } => map.serialize_entry("user_id", user_id)?,
+            Request::Search { query } => map.serialize_entry("query", query.as_ref())?,
             Request::Status => {}
         }
-        Value::Object(body)
+        map.end()
     }
 }
 
@@ -706,6 +707,32 @@ mod tests {
         let p = parse_body(&json!([1, 2]));
         assert_eq!(p.msg_id, None);
         assert!(p.request.unwrap_err().text.contains("an array"));
+    }
+
+    #[test]
+    fn wire_requests_parse_back_to_themselves() {
+        let requests = [
+            json!({"type":"init","msg_id":1,"node_id":"n1"}),
+            json!({"type":"get_user","msg_id":2,"user_id":7,"force_failures":3,"service_unavailable":true}),
+            json!({"type":"get_product","msg_id":3,"product_id":9}),
+            json!({"type":"update_user","msg_id":4,"user_id":7,"name":"A"}),
+            json!({"type":"update_product","product_id":7,"name":"B","service_unavailable":true}),
+            json!({"type":"set_mode","msg_id":5,"mode":"auto","cpu_usage":42.5}),
+            json!({"type":"set_mode","msg_id":6,"mode":"critical"}),
+            json!({"type":"get_recommendations","msg_id":7,"user_id":1}),
+            json!({"type":"search","msg_id":8,"query":"tent"}),
+            json!({"type":"status","msg_id":9}),
+        ];
+        for body in requests {
+            let parsed = parse_body(&body);
+            let request = parsed.request.clone().unwrap();
+            let wire = serde_json::to_value(WireRequest {
+                msg_id: parsed.msg_id,
+                request: &request,
+            })
+            .unwrap();
+            assert_eq!(wire, body);
+        }
     }
 
     #[test]

@@ -16,12 +16,11 @@ use std::sync::Arc;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::engine::Time;
 use crate::node::{
     parse_body, Call, CallError, CallId, CallResult, Effect, InBandFault, Node, Op, Request,
-    RequestId, Resource, Served, Store, Timer,
+    RequestId, Resource, Served, Store, Timer, WireRequest,
 };
 use crate::scenario::{RequestKind, Scenario};
 use crate::seqmap::SeqMap;
@@ -337,7 +336,10 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     kind: "request",
                     id: to.0,
                     source: name,
-                    body: request.to_body(msg_id),
+                    body: WireRequest {
+                        msg_id,
+                        request: &request,
+                    },
                 },
             )?;
         }
@@ -360,7 +362,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 kind: "request",
                 id: to.0,
                 source: "script",
-                body: message.body.clone(),
+                body: &message.body,
             },
         )?;
         match parsed.request {
@@ -499,12 +501,12 @@ fn result_name(result: &CallResult) -> &'static str {
 }
 
 #[derive(Serialize)]
-struct RequestLine<'a> {
+struct RequestLine<'a, B: Serialize> {
     #[serde(rename = "type")]
     kind: &'static str,
     id: u64,
     source: &'a str,
-    body: Value,
+    body: B,
 }
 
 #[derive(Serialize)]
