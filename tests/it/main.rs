@@ -1,5 +1,11 @@
-//! The crate's one integration-test binary: a single binary links the crate once, which
-//! keeps `cargo test` fast. Each area is a module of its own; add yours beside these
-//! (`mod scenarios;`, `mod cli;`, ...).
+//! The crate's one integration-test binary: every feature is tested through one door,
+//! so the crate is linked once and `cargo test` stays quick.
+//!
+//! - `node`: the real `brownout node` binary on stdin/stdout (the seed task, errors,
+//!   the write queue, garbage input);
+//! - `scenarios`: every scenario file is run and pinned as a snapshot under
+//!   `snapshots/`, and runs twice to the same trace;
+//! - `sweep`: `brownout sweep` (jobs, shards and merge, failing seeds replayed).
 
 mod node;
+mod scenarios;

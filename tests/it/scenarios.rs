@@ -1,0 +1,252 @@
+//! Scenario snapshots: every `scenarios/*.toml` is run with its own seed, and its
+//! rendered report (summary, timeline, scripted exchanges in full, expectations and the
+//! digest of the full trace) is pinned in `snapshots/<stem>.snap`.
+//!
+//! A snapshot is a claim about behaviour: a change to any reply or transition changes
+//! the digest, and usually the text, so it fails here until someone reviews the new
+//! snapshot (`cargo insta review`) and accepts it. Under CI (`CI=true`) insta never
+//! writes snapshots, so a changed or missing one fails the build.
+
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use brownout::engine::breaker::TripPolicy;
+use brownout::engine::SECOND;
+use brownout::scenario::{self, Scenario};
+use brownout::sim::{self, Report, RunOptions};
+use serde_json::{json, Value};
+
+/// The repository root (where `scenarios/` and `snapshots/` live).
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every scenario file, sorted by name.
+fn scenario_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("scenarios"))
+        .expect("scenarios/ is readable")
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no scenario in scenarios/");
+    files
+}
+
+fn load(path: &Path) -> Scenario {
+    scenario::load(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs `scenario` with its own seed, keeping the trace digest.
+fn run(scenario: &Scenario) -> Report {
+    sim::run(
+        scenario,
+        RunOptions {
+            seed: scenario.seed,
+            trace: None,
+            digest: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: run failed: {e}", scenario.name))
+}
+
+/// The one door: runs the scenario file at `path` and returns its report and the text
+/// a snapshot holds.
+fn check(path: &Path) -> (Report, String) {
+    let report = run(&load(path));
+    let text = report.render_text();
+    (report, text)
+}
+
+/// Runs `f` on every scenario file, one thread each, and returns the results in file
+/// order. The runs are independent; threads keep `cargo test` quick on several cores.
+fn each_scenario<T: Send>(f: impl Fn(&Path) -> T + Sync) -> Vec<(PathBuf, T)> {
+    let files = scenario_files();
+    thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|path| {
+                let f = &f;
+                s.spawn(move || f(path))
+            })
+            .collect();
+        files
+            .iter()
+            .cloned()
+            .zip(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("scenario thread")),
+            )
+            .collect()
+    })
+}
+
+#[test]
+fn scenario_snapshots() {
+    // The runs are done up front, in parallel; insta then compares them one by one
+    // (glob! runs its closure on each file in turn and reports every mismatch).
+    let runs = each_scenario(check);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(root().join("snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    let mut failed = Vec::new();
+    settings.bind(|| {
+        insta::glob!("../../scenarios", "*.toml", |path| {
+            let (report, text) = &runs
+                .iter()
+                .find(|(p, _)| p.file_name() == path.file_name())
+                .unwrap_or_else(|| panic!("{} was not run", path.display()))
+                .1;
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            // glob! names snapshots `<name>@<file>.snap`; the scenario's stem alone is
+            // the name here: `snapshots/outage.snap` for `scenarios/outage.toml`.
+            let mut named = insta::Settings::clone_current();
+            named.remove_snapshot_suffix();
+            named.bind(|| {
+                insta::assert_snapshot!(
+                    stem.clone(),
+                    text,
+                    "the run's report (render_text, with the trace digest)"
+                )
+            });
+            if !report.passed() {
+                failed.push(format!(
+                    "{stem}: an expectation failed (replay: {})\n{text}",
+                    report.replay_command()
+                ));
+            }
+        });
+    });
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn every_snapshot_has_a_scenario() {
+    let mut orphans = Vec::new();
+    for entry in std::fs::read_dir(root().join("snapshots")).expect("snapshots/ is readable") {
+        let path = entry.expect("directory entry").path();
+        // Only accepted snapshots; `.snap.new` files are insta's pending reviews.
+        if path.extension().is_none_or(|e| e != "snap") {
+            continue;
+        }
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if !root()
+            .join("scenarios")
+            .join(format!("{stem}.toml"))
+            .exists()
+        {
+            orphans.push(path.display().to_string());
+        }
+    }
+    assert!(
+        orphans.is_empty(),
+        "snapshots without a scenario (delete them, or restore scenarios/<name>.toml): {orphans:?}"
+    );
+}
+
+#[test]
+fn every_scenario_runs_twice_to_the_same_trace() {
+    let results = each_scenario(|path| {
+        let scenario = load(path);
+        let checked = sim::check_determinism(&scenario, scenario.seed).map_err(|e| e.to_string());
+        (checked, run(&scenario).trace_digest)
+    });
+    let mut problems = Vec::new();
+    for (path, (checked, digest)) in results {
+        match checked {
+            // A third run, the snapshot's, must agree with the two of the self-check.
+            Ok(d) if Some(&d) == digest.as_ref() => {}
+            Ok(d) => problems.push(format!(
+                "{}: self-check digest {d}, a third run {digest:?}",
+                path.display()
+            )),
+            // The error says where the two traces first diverge.
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The net works: change one engine parameter of the flagship and its snapshot text
+/// and trace digest both change, so such a change could not slip through review.
+#[test]
+fn an_engine_parameter_change_changes_the_snapshot() {
+    let path = root().join("scenarios/outage.toml");
+    let base = load(&path);
+    let (report, text) = check(&path);
+
+    let mut threshold = base.clone();
+    let users = &mut threshold.node.dependencies[0].breaker;
+    assert_eq!(
+        users.trip_policy,
+        TripPolicy::ConsecutiveFailures {
+            failure_threshold: 5
+        },
+        "outage.toml's users breaker changed; update this test"
+    );
+    users.trip_policy = TripPolicy::ConsecutiveFailures {
+        failure_threshold: 6,
+    };
+
+    let mut open = base.clone();
+    open.node.dependencies[0].breaker.open_duration += SECOND;
+
+    for (what, changed) in [
+        ("failure_threshold 5 -> 6", threshold),
+        ("open_duration +1s", open),
+    ] {
+        let other = run(&changed);
+        assert_ne!(
+            other.render_text(),
+            text,
+            "{what}: the rendered report did not change"
+        );
+        assert_ne!(
+            other.trace_digest, report.trace_digest,
+            "{what}: the trace digest did not change"
+        );
+    }
+}
+
+/// The seed task's three exchanges, checked against the bodies the task states
+/// (/work/shared/reference/task-graceful-api-degradation.txt), exactly: no extra key.
+#[test]
+fn seed_task_replies_are_the_tasks() {
+    let (report, text) = check(&root().join("scenarios/seed-task.toml"));
+    let reply_to = |msg_id: u64| -> &Value {
+        let exchange = report
+            .scripted
+            .iter()
+            .find(|x| x.request["msg_id"] == msg_id)
+            .unwrap_or_else(|| panic!("no scripted message with msg_id {msg_id}\n{text}"));
+        exchange
+            .reply
+            .as_ref()
+            .unwrap_or_else(|| panic!("msg_id {msg_id} got no reply\n{text}"))
+    };
+    // Each reply's in_reply_to is its request's msg_id (1, 2, 3 as in the task).
+    let expected = [
+        (
+            1,
+            json!({"type": "user_response", "in_reply_to": 1,
+                   "user": {"id": 123, "name": "John Doe"},
+                   "circuit_state": "open", "from_cache": true}),
+        ),
+        (
+            2,
+            json!({"type": "product_response", "in_reply_to": 2,
+                   "product": {"id": 123, "name": "Product"},
+                   "_cached": true}),
+        ),
+        (
+            3,
+            json!({"type": "mode_changed", "in_reply_to": 3,
+                   "mode": "degraded",
+                   "disabled_features": ["recommendations", "search"]}),
+        ),
+    ];
+    for (msg_id, body) in expected {
+        assert_eq!(reply_to(msg_id), &body, "msg_id {msg_id}\n{text}");
+    }
+}
