@@ -23,3 +23,4 @@ pub mod live;
 pub mod node;
 pub mod scenario;
 pub mod sim;
+pub mod sweep;
