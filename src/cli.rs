@@ -5,7 +5,7 @@
 //! (unreadable or invalid scenario, bad flags).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -16,6 +16,7 @@ use crate::live::{self, LiveOptions};
 use crate::node::{DataSet, NodeConfig};
 use crate::scenario::{self, Scenario};
 use crate::sim::{self, Report, RunOptions};
+use crate::sweep::{self, SeedRange, Shard, SweepOptions, SweepReport};
 
 /// Deterministic simulator and test bench for graceful degradation.
 ///
@@ -40,6 +41,42 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run one scenario under many seeds in parallel: statistics across seeds, and every
+    /// failing seed with the command that replays it.
+    ///
+    /// Exit 0: every seed met every expectation; 1: some seed failed one; 2: bad input.
+    /// The report is the same bytes whatever --jobs is.
+    Sweep(SweepArgs),
+}
+
+#[derive(Debug, Args)]
+struct SweepArgs {
+    /// The scenario file to sweep.
+    #[arg(required_unless_present = "merge")]
+    scenario: Option<PathBuf>,
+    /// Seeds to run: `N` runs seeds 0..N (0 to N-1); `A..B` runs A up to but not
+    /// including B.
+    #[arg(long, value_name = "N|A..B", value_parser = SeedRange::parse, required_unless_present = "merge")]
+    seeds: Option<SeedRange>,
+    /// Worker threads [default: the available parallelism].
+    #[arg(long, value_name = "J", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// Run only shard K of N (K counted from 1): seeds A+K-1, A+K-1+N, ... of the range.
+    /// Write each shard with --format json and combine them with --merge.
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
+    shard: Option<Shard>,
+    /// Report format; json carries the per-seed results that --merge needs.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Merge the JSON reports of all shards of one sweep and print the whole range's
+    /// report, exactly as one machine would have printed it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 1..,
+        conflicts_with_all = ["scenario", "seeds", "jobs", "shard"]
+    )]
+    merge: Option<Vec<PathBuf>>,
 }
 
 /// Output format of a run's summary.
@@ -97,6 +134,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Node(args)) => node(args),
         Some(Command::Check { files }) => check(&files),
+        Some(Command::Sweep(args)) => sweep(args),
         None => run(cli.run),
     };
     match result {
@@ -233,6 +271,64 @@ fn check(files: &[PathBuf]) -> Result<ExitCode, BadInput> {
     } else {
         ExitCode::from(2)
     })
+}
+
+fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
+    let report = match (&args.merge, &args.scenario, args.seeds) {
+        (Some(files), _, _) => {
+            let texts = files
+                .iter()
+                .map(|path| {
+                    std::fs::read_to_string(path)
+                        .map(|text| (path.display().to_string(), text))
+                        .map_err(|e| {
+                            BadInput(format!("cannot read shard report {}: {e}", path.display()))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            sweep::merge(&texts).map_err(|e| BadInput(e.to_string()))?
+        }
+        (None, Some(path), Some(seeds)) => {
+            // Read once: the same bytes are parsed and digested, so shards of edited
+            // files refuse to merge.
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| BadInput(format!("{}: cannot read the file: {e}", path.display())))?;
+            let scenario = scenario::parse(&text, path)?;
+            let mut digest = sim::trace::Digest::default();
+            digest.update(text.as_bytes());
+            let jobs = match args.jobs {
+                Some(j) => usize::from(j),
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            let options = SweepOptions {
+                seeds,
+                shard: args.shard,
+                jobs,
+                progress: io::stderr().is_terminal(),
+            };
+            sweep::run(&scenario, &digest.hex(), &options).map_err(|e| BadInput(e.to_string()))?
+        }
+        // clap requires a scenario and --seeds unless --merge is given.
+        _ => {
+            return Err(BadInput(
+                "sweep needs SCENARIO and --seeds, or --merge".into(),
+            ))
+        }
+    };
+    print_sweep(&report, args.format);
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_sweep(report: &SweepReport, format: Format) {
+    let text = match format {
+        Format::Text => report.render_text(),
+        Format::Json => report.render_json(),
+    };
+    print!("{text}");
 }
 
 fn node(args: NodeArgs) -> Result<ExitCode, BadInput> {

@@ -24,3 +24,4 @@ pub mod node;
 pub mod scenario;
 pub mod seqmap;
 pub mod sim;
+pub mod sweep;

@@ -202,6 +202,21 @@ pub struct ExpectationResult {
     pub pass: bool,
 }
 
+/// How long the breakers took to close again after the hard faults (outages and hangs)
+/// ended: the figure `breaker_closes_within` checks, kept for `brownout sweep`'s
+/// statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// No outage or hang in the run: nothing to recover from.
+    NoHardFault,
+    /// Every hard fault's breaker was closed by the end of the run; the worst delay from
+    /// a fault's end to its breaker closing (0 when it was already closed then).
+    Within(Span),
+    /// Some hard fault's breaker had not closed by the end of the run.
+    Never,
+}
+
 /// A finished run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -237,6 +252,10 @@ pub struct Report {
     pub events: u64,
     /// Digest of the full trace, when one was kept.
     pub trace_digest: Option<String>,
+    /// Recovery after the hard faults. Not serialized, so that adding it left the
+    /// run's JSON summary unchanged; `brownout sweep` reads it.
+    #[serde(skip)]
+    pub recovery: Recovery,
 }
 
 impl Report {
@@ -596,6 +615,7 @@ impl Metrics {
             expectations: Vec::new(),
             events,
             trace_digest,
+            recovery: self.recovery(),
         };
         report.expectations = self.check(scenario, &report);
         report
@@ -653,16 +673,7 @@ impl Metrics {
             );
         }
         if let Some(within) = expect.breaker_closes_within {
-            let (worst, text) = self.worst_delay(|f| {
-                let dep = &self.deps[f.dependency];
-                if dep.state_at(f.end) == BreakerState::Closed {
-                    return Some(0);
-                }
-                dep.transitions
-                    .iter()
-                    .find(|&&(at, to)| at >= f.end && to == BreakerState::Closed)
-                    .map(|&(at, _)| at - f.end)
-            });
+            let (worst, text) = self.worst_delay(|f| self.close_delay(f));
             push(
                 "breaker_closes_within",
                 format!("<= {} after each outage or hang ends", HumanSpan(within)),
@@ -760,6 +771,34 @@ impl Metrics {
             broken.is_empty(),
         );
         results
+    }
+
+    /// The delay from hard fault `f`'s end to its breaker closing (0 if it was closed
+    /// then; none if it never closed before the end of the run).
+    fn close_delay(&self, f: &HardFault) -> Option<Span> {
+        let dep = &self.deps[f.dependency];
+        if dep.state_at(f.end) == BreakerState::Closed {
+            return Some(0);
+        }
+        dep.transitions
+            .iter()
+            .find(|&&(at, to)| at >= f.end && to == BreakerState::Closed)
+            .map(|&(at, _)| at - f.end)
+    }
+
+    /// The worst [`close_delay`](Self::close_delay) over the hard faults.
+    fn recovery(&self) -> Recovery {
+        if self.hard_faults.is_empty() {
+            return Recovery::NoHardFault;
+        }
+        let mut worst = 0;
+        for f in &self.hard_faults {
+            match self.close_delay(f) {
+                Some(d) => worst = worst.max(d),
+                None => return Recovery::Never,
+            }
+        }
+        Recovery::Within(worst)
     }
 
     /// The worst delay over the hard faults, as `(Some(worst) if every fault got one,

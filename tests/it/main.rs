@@ -9,3 +9,4 @@
 
 mod node;
 mod scenarios;
+mod sweep;

@@ -1,0 +1,243 @@
+//! `brownout sweep` end to end, through the real binary: reports independent of
+//! `--jobs`, failing seeds that replay exactly, shards that merge into the unsharded
+//! report, and bad input refused with exit 2.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const OUTAGE: &str = "scenarios/outage.toml";
+const FAILS: &str = "scenarios/sweep-fails.toml";
+
+/// Runs the binary from the package root, so that scenario paths (and the replay
+/// commands built from them) are the relative ones a person would type.
+fn brownout(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_brownout"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary starts")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+/// A fresh scratch directory for this test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sweep-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+#[test]
+fn jobs_do_not_change_the_report() {
+    for format in ["text", "json"] {
+        let one = brownout(&[
+            "sweep", OUTAGE, "--seeds", "8", "--jobs", "1", "--format", format,
+        ]);
+        let two = brownout(&[
+            "sweep", OUTAGE, "--seeds", "8", "--jobs", "2", "--format", format,
+        ]);
+        // 0 or 1 (whatever the flagship's seeds do), never bad input, and the same.
+        assert!(matches!(code(&one), 0 | 1), "{}", stderr(&one));
+        assert_eq!(code(&one), code(&two));
+        assert!(!one.stdout.is_empty());
+        assert_eq!(stdout(&one), stdout(&two), "--format {format}");
+    }
+    let json: Value = serde_json::from_str(&stdout(&brownout(&[
+        "sweep", OUTAGE, "--seeds", "8", "--format", "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["runs"], 8);
+    let seeds: Vec<u64> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds, (0..8).collect::<Vec<_>>());
+}
+
+#[test]
+fn failing_seeds_replay_exactly() {
+    let out = brownout(&["sweep", FAILS, "--seeds", "12", "--format", "json"]);
+    assert_eq!(code(&out), 1, "some seeds fail: {}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (passed, failed) = (
+        report["passed"].as_u64().unwrap(),
+        report["failed"].as_u64().unwrap(),
+    );
+    assert!(
+        passed > 0 && failed > 0,
+        "some but not all seeds fail: {passed} passed, {failed} failed"
+    );
+    let failures = report["failures"].as_array().unwrap();
+    let failing: BTreeSet<u64> = failures
+        .iter()
+        .map(|f| f["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(failing.len() as u64, failed);
+    for f in failures {
+        let seed = f["seed"].as_u64().unwrap();
+        let replay = f["replay"].as_str().unwrap();
+        assert_eq!(replay, format!("brownout {FAILS} --seed {seed}"));
+        // The exact command, with the binary for `brownout`.
+        let words: Vec<&str> = replay.split_whitespace().collect();
+        assert_eq!(words[0], "brownout");
+        let run = brownout(&words[1..]);
+        assert_eq!(code(&run), 1, "{replay} fails: {}", stderr(&run));
+        let (name, expected, measured) = (
+            f["expectation"].as_str().unwrap(),
+            f["expected"].as_str().unwrap(),
+            f["measured"].as_str().unwrap(),
+        );
+        let line = format!("FAIL {name}: expected {expected}, measured {measured}\n");
+        assert!(
+            stdout(&run).contains(&line),
+            "{replay} prints {line:?}:\n{}",
+            stdout(&run)
+        );
+        let verdict =
+            format!("expectation failed: {name}: expected {expected}, measured {measured}\n");
+        assert!(stderr(&run).contains(&verdict), "{}", stderr(&run));
+    }
+    // The text report lists the same failures with their replay commands.
+    let text = brownout(&["sweep", FAILS, "--seeds", "12"]);
+    assert_eq!(code(&text), 1);
+    let text = stdout(&text);
+    for seed in &failing {
+        assert!(text.contains(&format!(
+            "  seed {seed}: replay with `brownout {FAILS} --seed {seed}`\n"
+        )));
+    }
+    assert!(
+        text.contains(&format!("Failing seeds: {failed}\n")),
+        "{text}"
+    );
+}
+
+#[test]
+fn shards_merge_into_the_unsharded_report() {
+    let dir = scratch("merge");
+    let seeds = "3..15";
+    let whole_text = brownout(&["sweep", FAILS, "--seeds", seeds, "--jobs", "2"]);
+    let whole_json = brownout(&["sweep", FAILS, "--seeds", seeds, "--format", "json"]);
+    assert_eq!(code(&whole_text), 1, "{}", stderr(&whole_text));
+    let mut files = Vec::new();
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let out = brownout(&[
+            "sweep", FAILS, "--seeds", seeds, "--shard", &shard, "--format", "json",
+        ]);
+        assert!(matches!(code(&out), 0 | 1), "{}", stderr(&out));
+        let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(json["runs"], 4, "shard {shard} runs every 3rd seed");
+        let path = dir.join(format!("shard-{k}.json"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        files.push(path.display().to_string());
+    }
+    // In any order.
+    files.swap(0, 2);
+    let mut args: Vec<&str> = vec!["sweep", "--merge"];
+    args.extend(files.iter().map(String::as_str));
+    let merged_text = brownout(&args);
+    assert_eq!(
+        code(&merged_text),
+        code(&whole_text),
+        "{}",
+        stderr(&merged_text)
+    );
+    assert_eq!(stdout(&merged_text), stdout(&whole_text));
+    args.extend(["--format", "json"]);
+    let merged_json = brownout(&args);
+    assert_eq!(code(&merged_json), code(&whole_json));
+    assert_eq!(stdout(&merged_json), stdout(&whole_json));
+
+    // Missing and overlapping shards are refused.
+    let missing = brownout(&["sweep", "--merge", &files[0], &files[1]]);
+    assert_eq!(code(&missing), 2);
+    assert!(stderr(&missing).contains("missing"), "{}", stderr(&missing));
+    let twice = brownout(&[
+        "sweep", "--merge", &files[0], &files[1], &files[2], &files[1],
+    ]);
+    assert_eq!(code(&twice), 2);
+    assert!(stderr(&twice).contains("given twice"), "{}", stderr(&twice));
+    // A shard of another range does not merge.
+    let other = dir.join("other.json");
+    let out = brownout(&[
+        "sweep", FAILS, "--seeds", "3..16", "--shard", "3/3", "--format", "json",
+    ]);
+    std::fs::write(&other, &out.stdout).unwrap();
+    let mixed = brownout(&[
+        "sweep",
+        "--merge",
+        &files[0],
+        &files[1],
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&mixed), 2);
+    assert!(
+        stderr(&mixed).contains("different ranges"),
+        "{}",
+        stderr(&mixed)
+    );
+    // A text report is not a shard report.
+    let text = dir.join("whole.txt");
+    std::fs::write(&text, &whole_text.stdout).unwrap();
+    let bad = brownout(&["sweep", "--merge", text.to_str().unwrap()]);
+    assert_eq!(code(&bad), 2);
+    assert!(
+        stderr(&bad).contains("not a sweep report"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["--seeds", "5..2"], "runs backwards"),
+        (&["--seeds", "abc"], "not a whole number"),
+        (&["--seeds", "4..4"], "holds no seed"),
+        (&["--seeds", "3", "--shard", "4/3"], "no shard 4 of 3"),
+        (
+            &["--seeds", "2", "--shard", "3/3"],
+            "would leave some empty",
+        ),
+        (&["--seeds", "3", "--jobs", "0"], "--jobs"),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["sweep", OUTAGE];
+        args.extend_from_slice(extra);
+        let out = brownout(&args);
+        assert_eq!(code(&out), 2, "{args:?}");
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?} prints no report");
+    }
+    let out = brownout(&["sweep", "scenarios/no-such-file.toml", "--seeds", "3"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("cannot read the file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = brownout(&["sweep", "--merge", "no-such-shard.json"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("cannot read shard report"),
+        "{}",
+        stderr(&out)
+    );
+}
