@@ -3,42 +3,17 @@
 //! report, and bad input refused with exit 2.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
 const OUTAGE: &str = "scenarios/outage.toml";
 const FAILS: &str = "scenarios/sweep-fails.toml";
 
-/// Runs the binary from the package root, so that scenario paths (and the replay
-/// commands built from them) are the relative ones a person would type.
-fn brownout(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_brownout"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary starts")
-}
+use crate::util::{brownout, code, stderr, stdout};
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited")
-}
-
-/// A fresh scratch directory for this test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sweep-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    dir
+    crate::util::scratch(&format!("sweep-{name}"))
 }
 
 #[test]

@@ -1,0 +1,194 @@
+//! The command line's contract, through the real binary: exit codes (0 ran and held,
+//! 1 an expectation failed, 2 bad input), scenario errors that name file, line, column
+//! and what was expected, `check`, the trace on stdout, JSON output, the self-check.
+
+use serde_json::Value;
+
+use crate::util::{brownout, code, scratch, stderr, stdout};
+
+/// Writes `text` as a scenario file in a scratch directory and returns its path.
+fn scenario_file(dir: &str, name: &str, text: &str) -> String {
+    let path = scratch(&format!("cli-{dir}-{name}")).join(name);
+    std::fs::write(&path, text).expect("write scenario");
+    path.display().to_string()
+}
+
+#[test]
+fn a_scenario_whose_expectations_hold_exits_0() {
+    let out = brownout(&["scenarios/outage.toml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("brownout: outage (seed 42), 10m simulated"),
+        "{text}"
+    );
+    assert!(text.contains("PASS queue_drained_by"), "{text}");
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_failed_expectation_exits_1_with_the_measured_value_and_the_replay_command() {
+    let out = brownout(&["scenarios/sweep-fails.toml", "--seed", "1"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("expectation failed: max_stale_age: expected <= 40s, measured 49.383233s"),
+        "{err}"
+    );
+    assert!(
+        err.contains("replay: brownout scenarios/sweep-fails.toml --seed 1"),
+        "{err}"
+    );
+    // The replay command does replay: the same failure, the same measured value.
+    let again = brownout(&["scenarios/sweep-fails.toml", "--seed", "1"]);
+    assert_eq!(stderr(&again), err);
+    assert_eq!(stdout(&again), stdout(&out));
+}
+
+const MINIMAL: &str = "duration = \"1m\"\n";
+
+#[test]
+fn malformed_scenarios_exit_2_naming_file_line_column_and_what_was_expected() {
+    let cases = [
+        (
+            "wrong-type.toml",
+            "duration = \"1m\"\nseed = \"forty-two\"\n",
+            ":2:8: ",
+            "integer",
+        ),
+        (
+            "unknown-key.toml",
+            "duration = \"1m\"\n\n[dependencies.users]\ntimeuot = \"1s\"\n",
+            ":4:1: ",
+            "timeuot",
+        ),
+        (
+            "bad-duration.toml",
+            "duration = \"ten minutes\"\n",
+            ":1:12: ",
+            "duration",
+        ),
+        (
+            "negative-rate.toml",
+            "duration = \"1m\"\n\n[[workload]]\nrate = -5\nmix = { get_user = 1 }\n",
+            ":4:8: ",
+            "-5",
+        ),
+    ];
+    for (name, text, position, expected) in cases {
+        let path = scenario_file("malformed", name, text);
+        for args in [vec![path.as_str()], vec!["check", path.as_str()]] {
+            let out = brownout(&args);
+            assert_eq!(code(&out), 2, "{name} {args:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("{path}{position}")),
+                "{name}: want {path}{position} in: {err}"
+            );
+            assert!(
+                err.contains(expected),
+                "{name}: want {expected:?} in: {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_file_or_no_scenario_is_bad_input() {
+    let out = brownout(&["scenarios/no-such-file.toml"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("scenarios/no-such-file.toml"),
+        "{}",
+        stderr(&out)
+    );
+    let out = brownout(&[]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("no scenario given"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_validates_every_file_and_fails_on_any_bad_one() {
+    let good = scenario_file("check", "good.toml", MINIMAL);
+    let out = brownout(&["check", "scenarios/outage.toml", good.as_str()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("ok: scenarios/outage.toml (outage)"));
+    let bad = scenario_file("check", "bad.toml", "duration = 5\n");
+    let out = brownout(&["check", good.as_str(), bad.as_str()]);
+    assert_eq!(code(&out), 2);
+    assert!(stdout(&out).contains("good.toml"));
+    assert!(
+        stderr(&out).contains(&format!("{bad}:1:12: ")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_trace_goes_to_stdout_as_json_lines_and_the_summary_to_stderr() {
+    let out = brownout(&["scenarios/seed-task.toml", "--trace", "-"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() > 20);
+    // Time first, never decreasing; requests, replies, calls, answers and events.
+    let mut last = 0;
+    for line in &lines {
+        let t = line["t"].as_u64().expect("t");
+        assert!(t >= last);
+        last = t;
+    }
+    for kind in ["request", "reply", "call", "answer", "event"] {
+        assert!(
+            lines.iter().any(|l| l["type"] == kind),
+            "no {kind} line in the trace"
+        );
+    }
+    let open = lines
+        .iter()
+        .find(|l| l["type"] == "event" && l["source"] == "breaker")
+        .expect("a breaker transition");
+    assert_eq!(open["event"]["to"], "open");
+    assert!(stderr(&out).contains("brownout: seed-task"));
+}
+
+#[test]
+fn json_output_is_the_report() {
+    let out = brownout(&["scenarios/outage.toml", "--format", "json"]);
+    assert_eq!(code(&out), 0);
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(report["scenario"], "outage");
+    assert_eq!(report["seed"], 42);
+    assert_eq!(report["dependencies"][0]["name"], "users");
+    assert!(report["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["pass"] == true));
+}
+
+#[test]
+fn self_check_runs_twice_and_reports_the_digest() {
+    let out = brownout(&["scenarios/seed-task.toml", "--self-check"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("deterministic: two runs of seed 1 gave trace digest "),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn stats_go_to_stderr_and_leave_the_summary_alone() {
+    let plain = brownout(&["scenarios/seed-task.toml"]);
+    let stats = brownout(&["scenarios/seed-task.toml", "--stats"]);
+    assert_eq!(stdout(&plain), stdout(&stats));
+    assert!(stderr(&stats).contains("events/s"), "{}", stderr(&stats));
+}
