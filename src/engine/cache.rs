@@ -18,8 +18,8 @@
 //!
 //! Time is an argument (`now`), never read: the cache is a sans-IO state machine.
 
-use std::collections::hash_map::{self, DefaultHasher};
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash};
 
@@ -344,13 +344,19 @@ pub struct CacheStats {
     pub max_stale_age_served: Span,
 }
 
-/// One cached value. `seq` identifies this store in the eviction order.
+/// One cached value, linked into the store order (`prev` is the entry stored just
+/// before it, `next` just after; [`NIL`] at the ends).
 #[derive(Debug)]
-struct Slot<V> {
+struct Slot<K, V> {
+    key: K,
     value: V,
     stored_at: Time,
-    seq: u64,
+    prev: u32,
+    next: u32,
 }
+
+/// The end of the store-order list.
+const NIL: u32 = u32::MAX;
 
 /// Fixed-key SipHash: hashing that does not depend on process randomness, so even the
 /// table's internal layout is the same on every run. The map is only used for point
@@ -359,12 +365,13 @@ type FixedState = BuildHasherDefault<DefaultHasher>;
 
 /// A bounded cache of values that may be served past their TTL, on the caller's word.
 ///
-/// Storage: a `HashMap` for point lookups (a hit is one hash probe, tens of ns) and, for
-/// eviction, a `VecDeque` of `(seq, key)` in store order. Eviction is
-/// least-recently-stored: the front record whose `seq` still matches its entry. A
-/// re-store pushes a new record and leaves the old one behind as dead (lazy deletion);
-/// dead records are skipped at eviction and compacted away once the queue is twice the
-/// capacity, so every operation is amortised O(1) and reads never touch the queue.
+/// Storage: the entries live in a slab (`slots`), found through a `HashMap` from key
+/// to slot (a hit is one hash probe and one index, tens of ns), and are linked in a
+/// doubly linked list in store order. Eviction is least-recently-stored: the head of
+/// the list. A re-store moves the entry to the tail; an eviction reuses the evicted
+/// slot for the new entry. Every operation is O(1) without amortisation (an earlier
+/// design with a queue of store records and lazy deletion spent a tenth of a long
+/// simulation compacting that queue), and reads never touch the list.
 /// The order is the order of `insert` calls, a pure function of the caller's inputs,
 /// so hash order cannot decide which key is evicted. Least-recently-stored rather than
 /// least-recently-used because the oldest store is the value closest to expiry, the
@@ -376,10 +383,13 @@ pub struct StaleCache<K, V> {
     stale_limit: Span,
     /// `ttl + stale_while_revalidate`, when enabled.
     revalidate_limit: Option<Span>,
-    entries: HashMap<K, Slot<V>, FixedState>,
-    /// Store order for eviction, with dead records (see the type's doc).
-    order: VecDeque<(u64, K)>,
-    next_seq: u64,
+    /// Key -> index in `slots`.
+    index: HashMap<K, u32, FixedState>,
+    /// The entries; never more than `capacity`.
+    slots: Vec<Slot<K, V>>,
+    /// Least and most recently stored entries (the list's ends).
+    head: u32,
+    tail: u32,
     /// Refreshes in flight: key -> start time. Separate from `entries` so that a miss
     /// can be single-flighted too.
     refreshing: HashMap<K, Time, FixedState>,
@@ -406,9 +416,10 @@ where
             config,
             stale_limit,
             revalidate_limit,
-            entries: HashMap::default(),
-            order: VecDeque::new(),
-            next_seq: 0,
+            index: HashMap::default(),
+            slots: Vec::new(),
+            head: NIL,
+            tail: NIL,
             refreshing: HashMap::default(),
             sweep_above,
             stats: CacheStats::default(),
@@ -428,10 +439,11 @@ where
     /// Ages saturate at zero if `now` is before the store time (a clock that went
     /// backwards is treated as "just stored", not as an error).
     pub fn lookup(&mut self, key: K, now: Time) -> Lookup<'_, V> {
-        let Some(slot) = self.entries.get(&key) else {
+        let Some(&i) = self.index.get(&key) else {
             self.stats.misses += 1;
             return Lookup::Miss;
         };
+        let slot = &self.slots[i as usize];
         let age = now.saturating_sub(slot.stored_at);
         if age < self.config.ttl {
             self.stats.fresh_hits += 1;
@@ -464,9 +476,10 @@ where
         now: Time,
         reason: StaleReason,
     ) -> Result<Served<'_, V>, Refusal> {
-        let Some(slot) = self.entries.get(&key) else {
+        let Some(&i) = self.index.get(&key) else {
             return Err(Refusal::Miss);
         };
+        let slot = &self.slots[i as usize];
         let age = now.saturating_sub(slot.stored_at);
         if age < self.config.ttl {
             self.stats.fresh_hits += 1;
@@ -517,60 +530,84 @@ where
     /// here would let a second one start. Complete refreshes with
     /// [`end_refresh`](Self::end_refresh).
     pub fn insert(&mut self, key: K, value: V, now: Time) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        match self.entries.get_mut(&key) {
-            Some(slot) => {
-                slot.value = value;
-                slot.stored_at = now;
-                slot.seq = seq;
-            }
-            None => {
-                if self.entries.len() >= self.config.capacity {
-                    self.evict_one(now);
-                }
-                self.entries.insert(
+        if let Some(&i) = self.index.get(&key) {
+            let slot = &mut self.slots[i as usize];
+            slot.value = value;
+            slot.stored_at = now;
+            self.unlink(i);
+            self.push_back(i);
+            return;
+        }
+        let i = if self.slots.len() < self.config.capacity {
+            self.slots.push(Slot {
+                key,
+                value,
+                stored_at: now,
+                prev: NIL,
+                next: NIL,
+            });
+            (self.slots.len() - 1) as u32
+        } else {
+            // Full: the least-recently-stored entry makes room, and its slot is reused.
+            let i = self.head;
+            assert_ne!(
+                i, NIL,
+                "stale cache invariant broken: full but its list is empty"
+            );
+            self.unlink(i);
+            let old = std::mem::replace(
+                &mut self.slots[i as usize],
+                Slot {
                     key,
-                    Slot {
-                        value,
-                        stored_at: now,
-                        seq,
-                    },
-                );
-            }
+                    value,
+                    stored_at: now,
+                    prev: NIL,
+                    next: NIL,
+                },
+            );
+            self.index.remove(&old.key);
+            self.stats.evictions += 1;
+            self.events.push(CacheEvent::Evicted {
+                at: now,
+                key: old.key,
+                age: now.saturating_sub(old.stored_at),
+                reason: EvictReason::Capacity,
+            });
+            i
+        };
+        self.index.insert(key, i);
+        self.push_back(i);
+    }
+
+    /// Takes slot `i` out of the store-order list.
+    fn unlink(&mut self, i: u32) {
+        let (prev, next) = {
+            let slot = &self.slots[i as usize];
+            (slot.prev, slot.next)
+        };
+        match prev {
+            NIL => self.head = next,
+            p => self.slots[p as usize].next = next,
         }
-        self.order.push_back((seq, key));
-        if self.order.len() > self.config.capacity.saturating_mul(2) {
-            self.compact_order();
+        match next {
+            NIL => self.tail = prev,
+            n => self.slots[n as usize].prev = prev,
         }
     }
 
-    /// Drops the least-recently-stored entry. Only called when the cache is full.
-    fn evict_one(&mut self, now: Time) {
-        while let Some((seq, key)) = self.order.pop_front() {
-            if let hash_map::Entry::Occupied(entry) = self.entries.entry(key) {
-                if entry.get().seq == seq {
-                    let slot = entry.remove();
-                    self.stats.evictions += 1;
-                    self.events.push(CacheEvent::Evicted {
-                        at: now,
-                        key,
-                        age: now.saturating_sub(slot.stored_at),
-                        reason: EvictReason::Capacity,
-                    });
-                    return;
-                }
-            }
-            // A dead record: the key was stored again later (or evicted); skip it.
+    /// Appends slot `i` (unlinked) as the most recently stored.
+    fn push_back(&mut self, i: u32) {
+        let tail = self.tail;
+        {
+            let slot = &mut self.slots[i as usize];
+            slot.prev = tail;
+            slot.next = NIL;
         }
-        panic!("stale cache invariant broken: cache is full but its eviction order is empty");
-    }
-
-    /// Removes dead records from the eviction order, keeping the live ones in order.
-    fn compact_order(&mut self) {
-        let entries = &self.entries;
-        self.order
-            .retain(|(seq, key)| entries.get(key).is_some_and(|slot| slot.seq == *seq));
+        match tail {
+            NIL => self.head = i,
+            t => self.slots[t as usize].next = i,
+        }
+        self.tail = i;
     }
 
     /// Asks to refresh `key` at `now`. Returns a ticket only if no refresh for `key` is
@@ -646,9 +683,9 @@ where
         }
         if let Some(value) = value {
             let newer = self
-                .entries
+                .index
                 .get(&key)
-                .is_some_and(|slot| slot.stored_at > started_at);
+                .is_some_and(|&i| self.slots[i as usize].stored_at > started_at);
             if !newer {
                 self.insert(key, value, now);
             }
@@ -658,12 +695,12 @@ where
 
     /// Number of entries held, expired ones included (they go by eviction).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
 
     /// Whether the cache holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slots.is_empty()
     }
 
     /// Counters since creation.
@@ -887,14 +924,29 @@ mod tests {
     }
 
     #[test]
-    fn repeated_restores_keep_the_order_queue_bounded() {
+    fn repeated_restores_keep_the_store_order_consistent() {
         let mut c = cache(4);
         for t in 0..1_000 {
             c.insert(t % 3, "x", t);
         }
-        assert!(c.order.len() <= 8, "order queue grew to {}", c.order.len());
         assert_eq!(c.len(), 3);
         assert!(events(&mut c).is_empty());
+        // The list runs from the least to the most recently stored: 1, 2, 0 (t = 999
+        // stored key 0), and links both ways.
+        let mut forward = Vec::new();
+        let mut i = c.head;
+        while i != NIL {
+            forward.push(c.slots[i as usize].key);
+            i = c.slots[i as usize].next;
+        }
+        assert_eq!(forward, vec![1, 2, 0]);
+        let mut backward = Vec::new();
+        let mut i = c.tail;
+        while i != NIL {
+            backward.push(c.slots[i as usize].key);
+            i = c.slots[i as usize].prev;
+        }
+        assert_eq!(backward, vec![0, 2, 1]);
     }
 
     #[test]
