@@ -394,17 +394,12 @@ impl Node {
                 self.reply(to, body, Served::Control);
             }
             Request::Recommendations { user_id } => {
-                let enabled = self.modes.is_enabled("recommendations");
+                let (enabled, served) = self.feature("recommendations");
+                // A stand-in for a recommender: deterministic, cheap, plausible.
                 let recommendations = if enabled {
-                    // A stand-in for a recommender: deterministic, cheap, plausible.
                     (1..=3).map(|k| (user_id * 31 + k * 7) % 1000 + 1).collect()
                 } else {
                     Vec::new()
-                };
-                let served = if enabled {
-                    Served::Fresh
-                } else {
-                    Served::Fallback
                 };
                 let body = ReplyBody::RecommendationsResponse {
                     in_reply_to: msg_id,
@@ -415,7 +410,8 @@ impl Node {
                 self.reply(to, body, served);
             }
             Request::Search { query } => {
-                let enabled = self.modes.is_enabled("search");
+                let (enabled, served) = self.feature("search");
+                // A stand-in for a search index: the same query finds the same ids.
                 let results = if enabled {
                     let seed = query
                         .bytes()
@@ -423,11 +419,6 @@ impl Node {
                     (0..3).map(|k| (seed + k * 13) % 1000 + 1).collect()
                 } else {
                     Vec::new()
-                };
-                let served = if enabled {
-                    Served::Fresh
-                } else {
-                    Served::Fallback
                 };
                 let body = ReplyBody::SearchResponse {
                     in_reply_to: msg_id,
@@ -443,6 +434,16 @@ impl Node {
             }
         }
         self.after(now);
+    }
+
+    /// Whether non-critical `feature` is on in the current mode, and how a reply that
+    /// uses it is served: fresh when on, the feature's fallback when the mode disables it.
+    fn feature(&self, feature: &str) -> (bool, Served) {
+        if self.modes.is_enabled(feature) {
+            (true, Served::Fresh)
+        } else {
+            (false, Served::Fallback)
+        }
     }
 
     /// Answers a request that could not be parsed or is not supported.
