@@ -12,7 +12,7 @@
 //! - [`load`]: the scripted CPU load curve;
 //! - [`faults`]: the fault schedule and each dependency's condition at an instant;
 //! - [`workload`]: open-loop arrivals, request mix and key popularity;
-//! - [`run`]: the event loop that drives the node with all of the above;
+//! - [`run`](mod@run): the event loop that drives the node with all of the above;
 //! - [`trace`]: the streamed JSON Lines trace and its digest;
 //! - [`report`]: what a run measured, and the scenario's expectations checked.
 
