@@ -3,7 +3,7 @@
 //! The loop pops `(time, seq)`-ordered events — workload arrivals, scripted messages,
 //! dependency answers, the node's timers, CPU samples and fault edges — feeds each to
 //! the node, and turns the node's effects back into events. Every component draws from
-//! its own random stream ([`stream`](super::rng::stream)), so adding a workload stream does not move
+//! its own random stream ([`super::rng::stream`]), so adding a workload stream does not move
 //! the fault draws, and the same scenario and seed give the same bytes on any machine.
 //!
 //! A dependency call's outcome is decided when the call starts (latency, error, fault
