@@ -1192,3 +1192,49 @@ policy = "count_window"
         assert!(m.contains("expected `]`"), "{m}");
     }
 }
+
+/// Bad input gets a clear error, never a panic: arbitrary text, and the flagship
+/// scenario with random edits, always come back as `Ok` or a located `Err`.
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FLAGSHIP: &str = include_str!("../../scenarios/outage.toml");
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse(&text, Path::new("fuzz.toml"));
+        }
+
+        #[test]
+        fn edited_scenarios_never_panic(
+            edits in proptest::collection::vec((0usize..FLAGSHIP.len(), "\\PC{0,6}"), 1..4)
+        ) {
+            let mut text = FLAGSHIP.to_owned();
+            for (at, insert) in edits {
+                let mut at = at.min(text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let end = (at + insert.len().min(3)).min(text.len());
+                let mut end = end;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.replace_range(at..end, &insert);
+            }
+            match parse(&text, Path::new("edited.toml")) {
+                Ok(_) => {}
+                Err(e) => {
+                    let shown = e.to_string();
+                    prop_assert!(shown.starts_with("edited.toml"), "{}", shown);
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+        }
+    }
+}
