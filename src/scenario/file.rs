@@ -215,6 +215,7 @@ struct DependencyFile {
     latency: Option<LatencyFile>,
     error_rate: Option<Probability>,
     down_latency: Option<Dur>,
+    max_concurrency: Option<u32>,
     timeout: Option<Dur>,
     read_policy: Option<ReadPolicyFile>,
     #[serde(default)]
@@ -1030,6 +1031,23 @@ policy = "count_window"
             m,
             "unknown value `meltdown`, expected one of `outage`, `error_rate`, `latency`, \
              `hang`, `flapping`"
+        );
+    }
+
+    #[test]
+    fn max_concurrency_is_optional_and_positive() {
+        let s = parse(
+            "duration = \"1m\"\n[dependencies.users]\nmax_concurrency = 8\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(s.dependencies[0].max_concurrency, Some(8));
+        assert_eq!(s.dependencies[1].max_concurrency, None);
+        let (l, c, m) = err("duration = \"1m\"\n[dependencies.users]\nmax_concurrency = 0\n");
+        assert_eq!((l, c), (3, 1));
+        assert_eq!(
+            m,
+            "invalid dependencies.users.max_concurrency: must be at least 1 (leave it out for no limit)"
         );
     }
 

@@ -64,6 +64,9 @@ pub struct SimDependency {
     pub error_rate: f64,
     /// Latency of a call refused because the service is down (connection refused is fast).
     pub down_latency: Span,
+    /// Calls the service works on at once; a call beyond that is refused at once as
+    /// overloaded (after `down_latency`). `None`: no limit.
+    pub max_concurrency: Option<u32>,
 }
 
 /// Request kinds the workload generator can send.

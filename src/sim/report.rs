@@ -119,6 +119,9 @@ pub struct DependencyReport {
     pub failures: u64,
     /// Calls that timed out.
     pub timeouts: u64,
+    /// Calls refused because the service was at its concurrency limit (counted among
+    /// the failures too).
+    pub overloads: u64,
     /// Times the breaker opened.
     pub breaker_trips: u64,
     /// Time the breaker spent open or half-open.
@@ -285,6 +288,7 @@ struct DepMetrics {
     calls: u64,
     failures: u64,
     timeouts: u64,
+    overloads: u64,
     state: BreakerState,
     /// When the breaker last left `Closed` (while it is not closed).
     left_closed_at: Option<Time>,
@@ -307,6 +311,7 @@ impl Default for DepMetrics {
             calls: 0,
             failures: 0,
             timeouts: 0,
+            overloads: 0,
             state: BreakerState::Closed,
             left_closed_at: None,
             time_open: 0,
@@ -451,6 +456,11 @@ impl Metrics {
         }
     }
 
+    /// A call was refused because the service was at its concurrency limit.
+    pub fn overload(&mut self, dependency: usize) {
+        self.deps[dependency].overloads += 1;
+    }
+
     /// The node recorded an engine event.
     pub fn event(&mut self, now: Time, event: &NodeEvent, node: &Node) {
         match event {
@@ -592,6 +602,7 @@ impl Metrics {
                     calls: m.calls,
                     failures: m.failures,
                     timeouts: m.timeouts,
+                    overloads: m.overloads,
                     breaker_trips: m.trips,
                     time_open: m.time_open,
                     final_state: node.breaker(i).state().as_str(),
@@ -1004,9 +1015,14 @@ impl Report {
         let _ = writeln!(w);
         let _ = writeln!(w, "Dependencies");
         for d in &self.dependencies {
+            let overloads = if d.overloads > 0 {
+                format!(" ({} refused as overloaded)", d.overloads)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 w,
-                "  {}: {} calls, {} failed, {} timed out",
+                "  {}: {} calls, {} failed{overloads}, {} timed out",
                 d.name, d.calls, d.failures, d.timeouts
             );
             let _ = writeln!(

@@ -83,6 +83,9 @@ struct DependencySim {
     latency: LatencySampler,
     error_rate: f64,
     down_latency: u64,
+    max_concurrency: Option<u32>,
+    /// Calls the service is working on (those that hold a concurrency slot).
+    busy: u32,
     store: Store,
     rng: ChaCha8Rng,
 }
@@ -95,6 +98,15 @@ struct StreamSim {
     products: KeySampler,
     rng: ChaCha8Rng,
     writes: u64,
+}
+
+/// A dependency's answer, decided when the call started, waiting for its delivery.
+struct Answer {
+    id: CallId,
+    result: CallResult,
+    dependency: u8,
+    /// The call holds one of the service's concurrency slots until delivery.
+    holds_slot: bool,
 }
 
 /// A request waiting for its reply.
@@ -117,7 +129,7 @@ struct Simulation<'s, 'w> {
     streams: Vec<StreamSim>,
     in_flight: SeqMap<InFlight>,
     /// Answers decided when their call started, waiting for their delivery event.
-    answers: SeqMap<(CallId, CallResult)>,
+    answers: SeqMap<Answer>,
     effects: Vec<Effect>,
     trace: Trace<'w>,
     metrics: Metrics,
@@ -145,6 +157,8 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     latency: dep.latency.sampler().map_err(invalid)?,
                     error_rate: dep.error_rate,
                     down_latency: dep.down_latency,
+                    max_concurrency: dep.max_concurrency,
+                    busy: 0,
                     store: Store::new(resource, scenario.data.collection(resource)),
                     rng: stream(seed, Stream::Dependency(i as u32)),
                 })
@@ -231,10 +245,18 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 }
                 Ev::Script(i) => self.script(now, i)?,
                 Ev::Answer(slot) => {
-                    let (id, result) = self
+                    let Answer {
+                        id,
+                        result,
+                        dependency,
+                        holds_slot,
+                    } = self
                         .answers
                         .remove(slot)
                         .expect("every answer event has its answer");
+                    if holds_slot {
+                        self.deps[usize::from(dependency)].busy -= 1;
+                    }
                     if self.trace.enabled() {
                         self.trace.record(
                             now,
@@ -431,9 +453,14 @@ impl<'s, 'w> Simulation<'s, 'w> {
                             },
                         )?;
                     }
-                    let (at, result) = self.dependency_answer(now, &call);
+                    let (at, result, holds_slot) = self.dependency_answer(now, &call);
                     self.metrics.call(call.dependency, &result);
-                    let slot = self.answers.insert((call.id, result));
+                    let slot = self.answers.insert(Answer {
+                        id: call.id,
+                        result,
+                        dependency: call.dependency as u8,
+                        holds_slot,
+                    });
                     self.events.push(at, Ev::Answer(slot));
                 }
                 Effect::Timer { at, timer } => self.events.push(at, Ev::Timer(timer)),
@@ -455,21 +482,41 @@ impl<'s, 'w> Simulation<'s, 'w> {
         Ok(())
     }
 
-    /// Decides a call's outcome now and when it is delivered: a down service refuses
-    /// fast, a hang or an answer slower than the deadline becomes a timeout at the
-    /// deadline, otherwise the answer (or an injected error) arrives after the latency.
-    fn dependency_answer(&mut self, now: Time, call: &Call) -> (Time, CallResult) {
+    /// Decides a call's outcome now and when it is delivered, and whether it holds one
+    /// of the service's concurrency slots until then: a down or overloaded service
+    /// refuses fast, a hang or an answer slower than the deadline becomes a timeout at
+    /// the deadline, otherwise the answer (or an injected error) arrives after the
+    /// latency.
+    fn dependency_answer(&mut self, now: Time, call: &Call) -> (Time, CallResult, bool) {
         let condition = self.faults.condition(call.dependency, now);
         let dep = &mut self.deps[call.dependency];
-        if call.force_down || condition.down {
+        let down = call.force_down || condition.down;
+        let overloaded = !down && dep.max_concurrency.is_some_and(|max| dep.busy >= max);
+        if overloaded {
+            self.metrics.overload(call.dependency);
+        }
+        let dep = &mut self.deps[call.dependency];
+        if down || overloaded {
             let at = (now + dep.down_latency).min(call.deadline);
             let result = if at == call.deadline {
                 CallResult::Failed(CallError::Timeout)
             } else {
                 CallResult::Failed(CallError::Unavailable)
             };
-            return (at, result);
+            return (at, result, false);
         }
+        dep.busy += 1;
+        let (at, result) = Self::serve(dep, now, call, &condition);
+        (at, result, true)
+    }
+
+    /// The answer of a service that took the call.
+    fn serve(
+        dep: &mut DependencySim,
+        now: Time,
+        call: &Call,
+        condition: &super::faults::Condition,
+    ) -> (Time, CallResult) {
         if condition.hang {
             return (call.deadline, CallResult::Failed(CallError::Timeout));
         }

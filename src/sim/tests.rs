@@ -51,6 +51,7 @@ fn outage() -> Scenario {
         },
         error_rate: 0.001,
         down_latency: 1_000,
+        max_concurrency: None,
     };
     Scenario {
         name: "outage".into(),
@@ -164,4 +165,31 @@ fn the_outage_story_holds() {
     assert_eq!(users.queue_at_end, 0, "{text}");
     assert_eq!(users.final_state, "closed", "{text}");
     assert!(report.availability > 0.95, "{text}");
+}
+
+#[test]
+fn a_concurrency_limit_refuses_the_excess_and_frees_slots_on_answer() {
+    // 200 rps, ~80% of it to users at a constant 50 ms: about 8 calls in flight on
+    // average, so a limit of 4 refuses some and never leaks slots (if answers did not
+    // free them, every call after the first four would be refused).
+    let mut s = outage();
+    s.faults.clear();
+    s.random_faults.clear();
+    s.dependencies[0].latency = Latency::Constant(50_000);
+    s.dependencies[0].error_rate = 0.0;
+    s.dependencies[0].max_concurrency = Some(4);
+    let (report, _) = trace(&s, 7);
+    let users = &report.dependencies[0];
+    assert!(users.overloads > 0, "{}", report.render_text());
+    assert!(
+        users.overloads < users.calls / 2,
+        "{}",
+        report.render_text()
+    );
+    assert!(users.failures >= users.overloads);
+    assert!(report.render_text().contains("refused as overloaded"));
+
+    s.dependencies[0].max_concurrency = None;
+    let (report, _) = trace(&s, 7);
+    assert_eq!(report.dependencies[0].overloads, 0);
 }

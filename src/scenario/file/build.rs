@@ -159,6 +159,7 @@ pub(super) fn build(file: ScenarioFile, path: &Path) -> Result<Scenario> {
         latency: default_latency(),
         error_rate: DEFAULT_ERROR_RATE,
         down_latency: DEFAULT_DOWN_LATENCY,
+        max_concurrency: None,
     });
     for resource in Resource::ALL {
         let i = resource.dependency();
@@ -319,7 +320,14 @@ fn build_dependency(
         latency,
         error_rate: file.error_rate.map_or(DEFAULT_ERROR_RATE, |p| p.0),
         down_latency: span(file.down_latency, DEFAULT_DOWN_LATENCY),
+        max_concurrency: file.max_concurrency,
     };
+    if file.max_concurrency == Some(0) {
+        return Err(invalid(
+            format!("{prefix}.max_concurrency"),
+            "must be at least 1 (leave it out for no limit)",
+        ));
+    }
     let timeout = span(file.timeout, DEFAULT_CALL_TIMEOUT);
     if timeout == 0 {
         return Err(invalid(
