@@ -107,6 +107,8 @@ struct Answer {
     dependency: u8,
     /// The call holds one of the service's concurrency slots until delivery.
     holds_slot: bool,
+    /// The service refused the call because it was at its concurrency limit.
+    overloaded: bool,
 }
 
 /// A request waiting for its reply.
@@ -250,6 +252,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                         result,
                         dependency,
                         holds_slot,
+                        overloaded,
                     } = self
                         .answers
                         .remove(slot)
@@ -263,7 +266,11 @@ impl<'s, 'w> Simulation<'s, 'w> {
                             &AnswerLine {
                                 kind: "answer",
                                 call: id.0,
-                                result: result_name(&result),
+                                result: if overloaded {
+                                    "overloaded"
+                                } else {
+                                    result_name(&result)
+                                },
                             },
                         )?;
                     }
@@ -453,13 +460,14 @@ impl<'s, 'w> Simulation<'s, 'w> {
                             },
                         )?;
                     }
-                    let (at, result, holds_slot) = self.dependency_answer(now, &call);
+                    let (at, result, holds_slot, overloaded) = self.dependency_answer(now, &call);
                     self.metrics.call(call.dependency, &result);
                     let slot = self.answers.insert(Answer {
                         id: call.id,
                         result,
                         dependency: call.dependency as u8,
                         holds_slot,
+                        overloaded,
                     });
                     self.events.push(at, Ev::Answer(slot));
                 }
@@ -482,12 +490,13 @@ impl<'s, 'w> Simulation<'s, 'w> {
         Ok(())
     }
 
-    /// Decides a call's outcome now and when it is delivered, and whether it holds one
-    /// of the service's concurrency slots until then: a down or overloaded service
+    /// Decides a call's outcome now and when it is delivered, whether it holds one of
+    /// the service's concurrency slots until then, and whether the service refused it
+    /// as overloaded (the trace says so): a down or overloaded service
     /// refuses fast, a hang or an answer slower than the deadline becomes a timeout at
     /// the deadline, otherwise the answer (or an injected error) arrives after the
     /// latency.
-    fn dependency_answer(&mut self, now: Time, call: &Call) -> (Time, CallResult, bool) {
+    fn dependency_answer(&mut self, now: Time, call: &Call) -> (Time, CallResult, bool, bool) {
         let condition = self.faults.condition(call.dependency, now);
         let dep = &mut self.deps[call.dependency];
         let down = call.force_down || condition.down;
@@ -503,11 +512,11 @@ impl<'s, 'w> Simulation<'s, 'w> {
             } else {
                 CallResult::Failed(CallError::Unavailable)
             };
-            return (at, result, false);
+            return (at, result, false, overloaded);
         }
         dep.busy += 1;
         let (at, result) = Self::serve(dep, now, call, &condition);
-        (at, result, true)
+        (at, result, true, false)
     }
 
     /// The answer of a service that took the call.

@@ -188,6 +188,15 @@ fn a_concurrency_limit_refuses_the_excess_and_frees_slots_on_answer() {
     );
     assert!(users.failures >= users.overloads);
     assert!(report.render_text().contains("refused as overloaded"));
+    let (_, lines) = trace(&s, 7);
+    let overloaded = lines
+        .lines()
+        .filter(|l| l.contains("\"result\":\"overloaded\""))
+        .count() as u64;
+    assert_eq!(
+        overloaded, users.overloads,
+        "every overload is in the trace"
+    );
 
     s.dependencies[0].max_concurrency = None;
     let (report, _) = trace(&s, 7);
