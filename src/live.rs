@@ -331,11 +331,12 @@ impl<W: Write, E: Write> Driver<W, E> {
     /// may produce more effects, handled in the same loop.
     fn apply_effects(&mut self, now: Time) -> io::Result<()> {
         loop {
-            self.effects.extend(self.node.drain_effects());
-            if self.effects.is_empty() {
+            let mut effects = std::mem::take(&mut self.effects);
+            self.node.take_effects(&mut effects);
+            if effects.is_empty() {
+                self.effects = effects;
                 return Ok(());
             }
-            let effects = std::mem::take(&mut self.effects);
             for effect in &effects {
                 match effect {
                     Effect::Reply { to, body, .. } => {

@@ -157,7 +157,9 @@ pub enum Served {
 
 impl Served {
     /// Whether the client got what it asked for (data, possibly stale or degraded, or an
-    /// accepted write): the numerator of availability.
+    /// accepted write). The simulator's availability counts these, but leaves refused
+    /// requests (error codes 10, 12, 20: the client's mistake, not the outage) out of
+    /// both sides of the ratio.
     pub fn is_available(self) -> bool {
         !matches!(self, Served::Rejected | Served::Error { .. })
     }

@@ -394,9 +394,6 @@ impl Metrics {
         }
     }
 
-    /// A CPU sample was fed to the node.
-    pub fn cpu_sample(&mut self, _cpu: f64) {}
-
     /// A fault started or ended.
     pub fn fault_edge(&mut self, t: Time, edge: &FaultEdge, fault: &Fault) {
         let dep = Resource::ALL[edge.dependency].as_str();

@@ -282,7 +282,6 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     let cpu = curve.sample(now, rng);
                     let next = now + curve.every();
                     self.node.observe_cpu(now, cpu);
-                    self.metrics.cpu_sample(cpu);
                     if next <= end {
                         self.events.push(next, Ev::Cpu);
                     }
