@@ -877,6 +877,11 @@ impl CircuitBreaker {
         self.events.drain(..)
     }
 
+    /// Whether events are waiting to be drained (a cheap check before draining).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next instant at which the breaker changes by itself (open duration elapsing, a
     /// probe timing out), or `None` if it will not change without a call or a result.
     pub fn poll_timeout(&self) -> Option<Time> {

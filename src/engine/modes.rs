@@ -534,6 +534,11 @@ impl ModeController {
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, ModeEvent> {
         self.events.drain(..)
     }
+
+    /// Whether events are waiting to be drained (a cheap check before draining).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
 }
 
 #[cfg(test)]

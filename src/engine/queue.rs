@@ -627,6 +627,11 @@ impl<W> WriteQueue<W> {
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, QueueEvent> {
         self.events.drain(..)
     }
+
+    /// Whether events are waiting to be drained (a cheap check before draining).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
 }
 
 #[cfg(test)]

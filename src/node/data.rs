@@ -2,13 +2,14 @@
 //! answers reads and applies writes on the dependency's side.
 //!
 //! Both drivers use the same store: the live node as its in-process backend, the
-//! simulator inside each simulated dependency. Generated records are named once at
-//! construction so that a read in the simulator's hot loop clones an `Arc`, not a `String`.
+//! simulator inside each simulated dependency. Generated records hold no name until one
+//! is written ([`Name::Generated`]), so a read in the simulator's hot loop copies two
+//! words and touches no string.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::protocol::{Record, Resource};
+use super::protocol::{Name, Record, Resource};
 
 /// The records one service holds: `count` generated records with ids `1..=count`, named
 /// `"<Noun> <id>"`, plus explicit records that add to or override them.
@@ -83,9 +84,12 @@ impl DataSet {
 /// This is the conditional-write discipline real services use (versions, ETags).
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Records `1..=count`, in place: a write to one of them replaces its slot, so the
-    /// store's memory does not grow with the number of writes.
-    generated: Vec<(Arc<str>, u64)>,
+    resource: Resource,
+    /// Records `1..=count`, in place, with the version last applied: a generated
+    /// record keeps no name of its own (`None`, see [`Name::Generated`]) until a write
+    /// or the data set gives it one, and a write replaces its slot, so the store's
+    /// memory does not grow with the number of writes.
+    generated: Vec<(Option<Arc<str>>, u64)>,
     /// Explicit records and records created by writes outside `1..=count`.
     explicit: BTreeMap<u64, (Arc<str>, u64)>,
 }
@@ -93,23 +97,19 @@ pub struct Store {
 impl Store {
     /// The store of `resource`, filled from `collection`.
     pub fn new(resource: Resource, collection: &Collection) -> Self {
-        let noun = match resource {
-            Resource::Users => "User",
-            Resource::Products => "Product",
-        };
-        let mut generated: Vec<(Arc<str>, u64)> = (1..=collection.count)
-            .map(|id| (Arc::from(format!("{noun} {id}")), 0))
-            .collect();
+        let count = usize::try_from(collection.count).expect("the data set fits in memory");
+        let mut generated = vec![(None, 0); count];
         let mut explicit = BTreeMap::new();
         for (&id, name) in &collection.records {
             match Self::index(id, generated.len()) {
-                Some(index) => generated[index].0 = name.clone(),
+                Some(index) => generated[index].0 = Some(name.clone()),
                 None => {
                     explicit.insert(id, (name.clone(), 0));
                 }
             }
         }
         Store {
+            resource,
             generated,
             explicit,
         }
@@ -120,41 +120,37 @@ impl Store {
         (index < len).then_some(index)
     }
 
-    fn slot(&mut self, id: u64) -> Option<&mut (Arc<str>, u64)> {
-        match Self::index(id, self.generated.len()) {
-            Some(index) => Some(&mut self.generated[index]),
-            None => self.explicit.get_mut(&id),
-        }
-    }
-
     /// The record with `id`, or `None` when the service has no such record.
     pub fn read(&self, id: u64) -> Option<Record> {
-        let (name, _) = match Self::index(id, self.generated.len()) {
-            Some(index) => &self.generated[index],
-            None => self.explicit.get(&id)?,
+        let name = match Self::index(id, self.generated.len()) {
+            Some(index) => match &self.generated[index].0 {
+                Some(name) => Name::Given(name.clone()),
+                None => Name::Generated(self.resource, id),
+            },
+            None => Name::Given(self.explicit.get(&id)?.0.clone()),
         };
-        Some(Record {
-            id,
-            name: name.clone(),
-        })
+        Some(Record { id, name })
     }
 
     /// Sets the name of record `id` (creating it if needed) unless the record already
     /// holds a newer version; returns the record as it now stands.
     pub fn write(&mut self, id: u64, name: Arc<str>, version: u64) -> Record {
-        match self.slot(id) {
-            Some((current, applied)) if *applied > version => Record {
-                id,
-                name: current.clone(),
-            },
-            Some(slot) => {
-                *slot = (name.clone(), version);
-                Record { id, name }
-            }
+        let applied = match Self::index(id, self.generated.len()) {
+            Some(index) => self.generated[index].1,
+            None => self.explicit.get(&id).map_or(0, |&(_, applied)| applied),
+        };
+        if applied > version {
+            return self.read(id).expect("a record with a version exists");
+        }
+        match Self::index(id, self.generated.len()) {
+            Some(index) => self.generated[index] = (Some(name.clone()), version),
             None => {
                 self.explicit.insert(id, (name.clone(), version));
-                Record { id, name }
             }
+        }
+        Record {
+            id,
+            name: Name::Given(name),
         }
     }
 }
@@ -196,18 +192,18 @@ mod tests {
             warm: true,
         };
         let mut store = Store::new(Resource::Users, &collection);
-        assert_eq!(store.read(1).unwrap().name.as_ref(), "User 1");
-        assert_eq!(store.read(2).unwrap().name.as_ref(), "Two");
-        assert_eq!(store.read(9).unwrap().name.as_ref(), "Nine");
+        assert_eq!(store.read(1).unwrap().name, "User 1");
+        assert_eq!(store.read(2).unwrap().name, "Two");
+        assert_eq!(store.read(9).unwrap().name, "Nine");
         assert_eq!(store.read(0), None);
         assert_eq!(store.read(4), None);
         store.write(4, "Four".into(), 1);
-        assert_eq!(store.read(4).unwrap().name.as_ref(), "Four");
+        assert_eq!(store.read(4).unwrap().name, "Four");
         // An older write arriving late is acknowledged with the newer record.
         store.write(4, "Newer".into(), 3);
         let answer = store.write(4, "Older".into(), 2);
-        assert_eq!(answer.name.as_ref(), "Newer");
-        assert_eq!(store.read(4).unwrap().name.as_ref(), "Newer");
+        assert_eq!(answer.name, "Newer");
+        assert_eq!(store.read(4).unwrap().name, "Newer");
 
         let data = DataSet {
             collections: [collection, Collection::default()],

@@ -1190,7 +1190,7 @@ fn writes_to_one_record_apply_in_request_order_when_an_earlier_direct_write_fail
     h.advance(10 * SECOND);
     assert!(h.node.queue(0).is_empty());
     assert_eq!(
-        h.stores[0].read(123).unwrap().name.as_ref(),
+        h.stores[0].read(123).unwrap().name,
         "newer",
         "the older write was applied after the newer one (lost update)"
     );
