@@ -2,8 +2,8 @@
 //! answers reads and applies writes on the dependency's side.
 //!
 //! Both drivers use the same store: the live node as its in-process backend, the
-//! simulator inside each simulated dependency. Generated records hold no name until one
-//! is written ([`Name::Generated`]), so a read in the simulator's hot loop copies two
+//! simulator inside each simulated dependency. Generated records have a name rendered on
+//! demand ([`Name::Generated`]), so a read in the simulator's hot loop copies a few
 //! words and touches no string.
 
 use std::collections::BTreeMap;
@@ -84,32 +84,32 @@ impl DataSet {
 /// This is the conditional-write discipline real services use (versions, ETags).
 #[derive(Debug, Clone)]
 pub struct Store {
-    resource: Resource,
     /// Records `1..=count`, in place, with the version last applied: a generated
-    /// record keeps no name of its own (`None`, see [`Name::Generated`]) until a write
-    /// or the data set gives it one, and a write replaces its slot, so the store's
-    /// memory does not grow with the number of writes.
-    generated: Vec<(Option<Arc<str>>, u64)>,
+    /// record's name is [`Name::Generated`] until a write or the data set gives it
+    /// another, and a write replaces its slot, so the store's memory does not grow with
+    /// the number of writes.
+    generated: Vec<(Name, u64)>,
     /// Explicit records and records created by writes outside `1..=count`.
-    explicit: BTreeMap<u64, (Arc<str>, u64)>,
+    explicit: BTreeMap<u64, (Name, u64)>,
 }
 
 impl Store {
     /// The store of `resource`, filled from `collection`.
     pub fn new(resource: Resource, collection: &Collection) -> Self {
-        let count = usize::try_from(collection.count).expect("the data set fits in memory");
-        let mut generated = vec![(None, 0); count];
+        let mut generated: Vec<(Name, u64)> = (1..=collection.count)
+            .map(|id| (Name::Generated(resource, id), 0))
+            .collect();
         let mut explicit = BTreeMap::new();
         for (&id, name) in &collection.records {
+            let name = Name::Given(name.clone());
             match Self::index(id, generated.len()) {
-                Some(index) => generated[index].0 = Some(name.clone()),
+                Some(index) => generated[index].0 = name,
                 None => {
-                    explicit.insert(id, (name.clone(), 0));
+                    explicit.insert(id, (name, 0));
                 }
             }
         }
         Store {
-            resource,
             generated,
             explicit,
         }
@@ -120,37 +120,41 @@ impl Store {
         (index < len).then_some(index)
     }
 
+    fn slot(&mut self, id: u64) -> Option<&mut (Name, u64)> {
+        match Self::index(id, self.generated.len()) {
+            Some(index) => Some(&mut self.generated[index]),
+            None => self.explicit.get_mut(&id),
+        }
+    }
+
     /// The record with `id`, or `None` when the service has no such record.
     pub fn read(&self, id: u64) -> Option<Record> {
-        let name = match Self::index(id, self.generated.len()) {
-            Some(index) => match &self.generated[index].0 {
-                Some(name) => Name::Given(name.clone()),
-                None => Name::Generated(self.resource, id),
-            },
-            None => Name::Given(self.explicit.get(&id)?.0.clone()),
+        let (name, _) = match Self::index(id, self.generated.len()) {
+            Some(index) => &self.generated[index],
+            None => self.explicit.get(&id)?,
         };
-        Some(Record { id, name })
+        Some(Record {
+            id,
+            name: name.clone(),
+        })
     }
 
     /// Sets the name of record `id` (creating it if needed) unless the record already
     /// holds a newer version; returns the record as it now stands.
-    pub fn write(&mut self, id: u64, name: Arc<str>, version: u64) -> Record {
-        let applied = match Self::index(id, self.generated.len()) {
-            Some(index) => self.generated[index].1,
-            None => self.explicit.get(&id).map_or(0, |&(_, applied)| applied),
-        };
-        if applied > version {
-            return self.read(id).expect("a record with a version exists");
-        }
-        match Self::index(id, self.generated.len()) {
-            Some(index) => self.generated[index] = (Some(name.clone()), version),
+    pub fn write(&mut self, id: u64, name: Name, version: u64) -> Record {
+        match self.slot(id) {
+            Some((current, applied)) if *applied > version => Record {
+                id,
+                name: current.clone(),
+            },
+            Some(slot) => {
+                *slot = (name.clone(), version);
+                Record { id, name }
+            }
             None => {
                 self.explicit.insert(id, (name.clone(), version));
+                Record { id, name }
             }
-        }
-        Record {
-            id,
-            name: Name::Given(name),
         }
     }
 }

@@ -162,7 +162,7 @@ pub enum Request {
         /// The record's id.
         key: u64,
         /// The new name.
-        name: Arc<str>,
+        name: Name,
         /// In-band fault injection.
         fault: InBandFault,
     },
@@ -456,7 +456,7 @@ impl Serialize for WireRequest<'_> {
                 fault: f,
             } => {
                 map.serialize_entry(resource.id_field(), key)?;
-                map.serialize_entry("name", name.as_ref())?;
+                map.serialize_entry("name", name)?;
                 fault(&mut map, f)?;
             }
             Request::SetMode { mode, cpu_usage } => {
@@ -486,20 +486,25 @@ pub struct Record {
     pub name: Name,
 }
 
-/// A record's name: one the data set or a write gave it, or the name a generated
-/// record has until it is written (`"User 7"`).
+/// A record's name: one the data set or a client gave it, or a synthetic one rendered
+/// on demand: the name a generated record has until it is written (`"User 7"`), and
+/// the name the simulator's workload writes (`"user 7 rev 12"`).
 ///
 /// Why not always a string: a simulated data set has tens of thousands of generated
 /// records, and a read copies the name into the cache and the reply. Held as text,
 /// each copy touches the string's reference count, a cache miss on every cold read
-/// that cost about a tenth of a long simulation; held as `(resource, id)` it is two
-/// words copied and is rendered only when a reply is written out. Both forms compare
-/// and serialize by their text, so no reader can tell them apart.
+/// that cost about a tenth of a long simulation, and each simulated write allocated
+/// one; held as `(resource, id)` a name is a few words copied and is rendered only
+/// when a reply or trace line is written out. All forms compare and serialize by their
+/// text, so no reader can tell them apart.
 #[derive(Debug, Clone)]
 pub enum Name {
     /// The generated name of record `id` of `resource`: `"User 7"`, `"Product 7"`.
     Generated(Resource, u64),
-    /// A name given by the data set or a write.
+    /// The name the simulator's workload gives record `id` on its `revision`-th write:
+    /// `"user 7 rev 12"`.
+    Revised(Resource, u64, u64),
+    /// A name given by the data set or a client's write.
     Given(Arc<str>),
 }
 
@@ -507,7 +512,7 @@ impl Name {
     /// The name as text (borrowed when it is given, rendered when generated).
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Name::Generated(..) => self.to_string().into(),
+            Name::Generated(..) | Name::Revised(..) => self.to_string().into(),
             Name::Given(text) => text.as_ref().into(),
         }
     }
@@ -523,6 +528,9 @@ impl std::fmt::Display for Name {
                 };
                 write!(f, "{noun} {id}")
             }
+            Name::Revised(resource, id, revision) => {
+                write!(f, "{} {id} rev {revision}", resource.noun())
+            }
             Name::Given(text) => f.write_str(text),
         }
     }
@@ -533,6 +541,7 @@ impl PartialEq for Name {
         match (self, other) {
             (Name::Given(a), Name::Given(b)) => a == b,
             (Name::Generated(r, a), Name::Generated(s, b)) => r == s && a == b,
+            (Name::Revised(r, a, x), Name::Revised(s, b, y)) => r == s && a == b && x == y,
             _ => self.text() == other.text(),
         }
     }
@@ -561,7 +570,7 @@ impl From<Arc<str>> for Name {
 impl Serialize for Name {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Name::Generated(..) => serializer.collect_str(self),
+            Name::Generated(..) | Name::Revised(..) => serializer.collect_str(self),
             Name::Given(text) => serializer.serialize_str(text),
         }
     }
@@ -821,6 +830,24 @@ mod tests {
         let e = parse(json!({"type":"get_user","user_id":1,"force_failures":4_000_000_000u64}))
             .unwrap_err();
         assert!(e.text.contains("force_failures"));
+    }
+
+    #[test]
+    fn names_render_compare_and_serialize_by_their_text() {
+        let generated = Name::Generated(Resource::Users, 7);
+        let revised = Name::Revised(Resource::Products, 7, 12);
+        assert_eq!(generated.to_string(), "User 7");
+        assert_eq!(revised.to_string(), "product 7 rev 12");
+        // A synthetic name equals the same text given explicitly, in either order.
+        assert_eq!(generated, Name::from("User 7"));
+        assert_eq!(Name::from("product 7 rev 12"), revised);
+        assert_ne!(generated, Name::Generated(Resource::Products, 7));
+        assert_ne!(revised, Name::Revised(Resource::Products, 7, 13));
+        assert_eq!(generated, "User 7");
+        assert_eq!(
+            serde_json::to_string(&[generated, revised, Name::from("A \"q\"")]).unwrap(),
+            r#"["User 7","product 7 rev 12","A \"q\""]"#
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@
 //! carries: the simulator knows a call's latency when it starts it, so it schedules
 //! either the answer or the timeout, never both, which halves its event traffic.
 
-use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -25,7 +24,7 @@ use crate::seqmap::SeqMap;
 
 use super::config::{NodeConfig, ReadPolicy};
 use super::protocol::{
-    DependencyStatus, ErrorCode, InBandFault, ModeRequest, ProtocolError, Record, ReplyBody,
+    DependencyStatus, ErrorCode, InBandFault, ModeRequest, Name, ProtocolError, Record, ReplyBody,
     Request, Resource,
 };
 
@@ -51,7 +50,7 @@ pub enum Op {
         /// The record's id.
         key: u64,
         /// The new name.
-        name: Arc<str>,
+        name: Name,
         /// The write's version: its place in the order clients sent writes.
         version: u64,
     },
@@ -229,7 +228,7 @@ pub struct QueuedWrite {
     /// The record's id.
     pub key: u64,
     /// The name to set.
-    pub name: Arc<str>,
+    pub name: Name,
     /// The write's version (see [`Op::Write`]).
     pub version: u64,
 }
@@ -654,7 +653,7 @@ impl Node {
         msg_id: Option<u64>,
         resource: Resource,
         key: u64,
-        name: Arc<str>,
+        name: Name,
         fault: InBandFault,
     ) {
         let index = resource.dependency();

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::engine::Time;
 use crate::node::{
-    parse_body, Call, CallError, CallId, CallResult, Effect, InBandFault, Node, Op, Request,
+    parse_body, Call, CallError, CallId, CallResult, Effect, InBandFault, Name, Node, Op, Request,
     RequestId, Resource, Served, Store, Timer, WireRequest,
 };
 use crate::scenario::{RequestKind, Scenario};
@@ -355,7 +355,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 Request::Write {
                     resource,
                     key,
-                    name: Arc::from(format!("{} {key} rev {}", resource.noun(), s.writes)),
+                    name: Name::Revised(resource, key, s.writes),
                     fault: InBandFault::default(),
                 }
             }
