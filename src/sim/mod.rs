@@ -12,10 +12,12 @@
 //! - [`load`]: the scripted CPU load curve;
 //! - [`faults`]: the fault schedule and each dependency's condition at an instant;
 //! - [`workload`]: open-loop arrivals, request mix and key popularity;
+//! - [`alias`]: O(1) draws from a fixed discrete distribution (Zipf keys);
 //! - [`run`](mod@run): the event loop that drives the node with all of the above;
 //! - [`trace`]: the streamed JSON Lines trace and its digest;
 //! - [`report`]: what a run measured, and the scenario's expectations checked.
 
+pub mod alias;
 pub mod check;
 pub mod dist;
 pub mod faults;
