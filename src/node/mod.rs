@@ -13,8 +13,8 @@ pub mod service;
 pub use config::{DependencyConfig, NodeConfig, ReadPolicy};
 pub use data::{Collection, DataSet, Store};
 pub use protocol::{
-    parse_body, ErrorCode, InBandFault, ModeRequest, Name, Parsed, ProtocolError, Record, ReplyBody,
-    Request, Resource, WireRequest,
+    parse_body, ErrorCode, InBandFault, ModeRequest, Name, Parsed, ProtocolError, Record,
+    ReplyBody, Request, Resource, WireRequest,
 };
 pub use service::{
     Call, CallError, CallId, CallResult, Effect, Node, NodeEvent, NodeStats, Op, QueuedWrite,

@@ -11,7 +11,6 @@
 //! carries: the simulator knows a call's latency when it starts it, so it schedules
 //! either the answer or the timeout, never both, which halves its event traffic.
 
-
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
@@ -975,9 +974,10 @@ impl Node {
         // cheap checks first (this was 5% of a long simulation when it drained empty
         // outboxes unconditionally).
         let pending = self.modes.has_events()
-            || self.deps.iter().any(|d| {
-                d.breaker.has_events() || d.cache.has_events() || d.queue.has_events()
-            });
+            || self
+                .deps
+                .iter()
+                .any(|d| d.breaker.has_events() || d.cache.has_events() || d.queue.has_events());
         if !pending {
             return;
         }

@@ -1542,7 +1542,10 @@ fn random_result(rng: &mut ChaCha8Rng, call: &Call) -> CallResult {
         _ => match &call.op {
             Op::Read { key } if *key == 999 => CallResult::NotFound,
             Op::Read { key } => CallResult::Found(record(*key, "R")),
-            Op::Write { key, name, .. } => CallResult::Written(Record { id: *key, name: name.clone() }),
+            Op::Write { key, name, .. } => CallResult::Written(Record {
+                id: *key,
+                name: name.clone(),
+            }),
         },
     }
 }

@@ -131,7 +131,10 @@ mod tests {
         assert!(AliasTable::new(&[1.0, -0.5]).is_none());
         assert!(AliasTable::new(&[1.0, f64::NAN]).is_none());
         assert!(AliasTable::new(&[1.0, f64::INFINITY]).is_none());
-        assert!(AliasTable::new(&[f64::MAX, f64::MAX]).is_none(), "the sum overflows");
+        assert!(
+            AliasTable::new(&[f64::MAX, f64::MAX]).is_none(),
+            "the sum overflows"
+        );
     }
 
     #[test]
@@ -149,7 +152,12 @@ mod tests {
         }
         let total: f64 = weights.iter().sum();
         for (i, w) in weights.iter().enumerate() {
-            assert!((p[i] - w / total).abs() < 1e-9, "item {i}: {} vs {}", p[i], w / total);
+            assert!(
+                (p[i] - w / total).abs() < 1e-9,
+                "item {i}: {} vs {}",
+                p[i],
+                w / total
+            );
         }
     }
 
@@ -159,7 +167,11 @@ mod tests {
         let freq = frequencies(&weights, 400_000);
         for (i, w) in weights.iter().enumerate() {
             let expected = w / 16.0;
-            assert!((freq[i] - expected).abs() < 0.005, "item {i}: {} vs {expected}", freq[i]);
+            assert!(
+                (freq[i] - expected).abs() < 0.005,
+                "item {i}: {} vs {expected}",
+                freq[i]
+            );
         }
     }
 

@@ -213,15 +213,24 @@ impl Arrivals {
                 // Solve rate0 * x + slope * x^2 / 2 = e for x >= 0, in the form that
                 // does not cancel when the slope is small or negative. With e < mass
                 // the discriminant is at least rate(end)^2 >= 0 (up to rounding).
-                let denominator = rate0 + (rate0 * rate0 + 2.0 * p.slope * e).max(0.0).sqrt();
-                let x = if denominator > 0.0 {
-                    2.0 * e / denominator
+                let x = if p.slope == 0.0 && rate0 > 0.0 {
+                    // A constant rate: the same value the general form gives (the
+                    // correctly rounded sqrt(r*r) is r for any rate that does not
+                    // underflow when squared, and the factors of 2 are exact), without
+                    // the square root.
+                    e / rate0
                 } else {
-                    0.0
+                    let denominator = rate0 + (rate0 * rate0 + 2.0 * p.slope * e).max(0.0).sqrt();
+                    if denominator > 0.0 {
+                        2.0 * e / denominator
+                    } else {
+                        0.0
+                    }
                 };
                 self.t = t0 + x;
-                // The clamp only guards against rounding onto the phase's end.
-                return Some((self.t.floor() as Time).clamp(p.start, p.end - 1));
+                // `t` is never negative, so truncation is the floor (and needs no call
+                // into libm). The clamp only guards against rounding onto the phase's end.
+                return Some((self.t as Time).clamp(p.start, p.end - 1));
             }
             e -= mass;
             self.t = p.end as f64;
@@ -273,14 +282,18 @@ impl Mix {
         })
     }
 
-    /// Picks a kind index; one uniform draw and a binary search.
+    /// Picks a kind index: one uniform draw, then the first running sum above it.
+    ///
+    /// A linear scan rather than a binary search: a mix has at most one entry per
+    /// request kind, and the scan stops early on the heavy kinds listed first.
     #[inline]
     pub fn pick(&self, rng: &mut impl Rng) -> usize {
-        let total = self.cumulative[self.cumulative.len() - 1];
-        let u = rng.random::<f64>() * total;
-        self.cumulative
-            .partition_point(|&c| c <= u)
-            .min(self.cumulative.len() - 1)
+        let last = self.cumulative.len() - 1;
+        let u = rng.random::<f64>() * self.cumulative[last];
+        self.cumulative[..last]
+            .iter()
+            .position(|&c| c > u)
+            .unwrap_or(last)
     }
 
     /// The number of kinds (at least 1).
