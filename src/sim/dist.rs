@@ -151,7 +151,8 @@ impl LatencySampler {
 fn to_span(us: f64) -> Span {
     let whole = us as Span;
     if us - whole as f64 >= 0.5 {
-        whole + 1
+        // Saturating: past u64::MAX `whole` is already saturated.
+        whole.saturating_add(1)
     } else {
         whole
     }
@@ -282,7 +283,39 @@ mod proptests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
+    /// The hand-written rounding is `round() as u64`, value for value.
+    #[test]
+    fn to_span_rounds_like_round_at_the_edges() {
+        let edges = [
+            0.0,
+            -0.0,
+            0.49999999999999994,
+            0.5,
+            1.5,
+            2.5,
+            -0.5,
+            -7.3,
+            4_503_599_627_370_495.5, // 2^52 - 0.5
+            4_503_599_627_370_496.0,
+            9_007_199_254_740_993.0,
+            1e19,
+            1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            f64::MIN_POSITIVE,
+        ];
+        for x in edges {
+            assert_eq!(to_span(x), x.round() as Span, "{x}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn to_span_rounds_like_round(x in proptest::num::f64::ANY) {
+            prop_assert_eq!(to_span(x), x.round() as Span);
+        }
+
         #[test]
         fn uniform_samples_are_in_range(min in 0u64..1_000_000, width in 0u64..1_000, seed: u64) {
             let s = Latency::Uniform { min, max: min + width }.sampler().unwrap();
