@@ -24,6 +24,8 @@ use std::hash::Hash;
 
 use serde::Serialize;
 
+pub use super::key_index::CacheKey;
+use super::key_index::KeyIndex;
 use super::{ConfigError, HumanSpan, Span, Time, SECOND};
 
 /// Default [`CacheConfig::ttl`]: 30 s of freshness.
@@ -357,17 +359,14 @@ struct Slot<K, V> {
 /// The end of the store-order list.
 const NIL: u32 = u32::MAX;
 
-/// FxHash: a fixed, unkeyed hash, so the table's internal layout is the same on every
-/// run, and a few times cheaper than SipHash on the integer keys the node uses (a
-/// lookup is on every read). Keys come from the caller's own data, not from an
-/// adversary, so flooding resistance buys nothing here. The map is only used for point
-/// lookups, so its order never reaches output or behaviour either way.
+/// FxHash for the map of refreshes in flight: fixed and unkeyed (the same layout on
+/// every run), and cheap on integer keys. Only point lookups and a sorted sweep use it.
 type FixedState = rustc_hash::FxBuildHasher;
 
 /// A bounded cache of values that may be served past their TTL, on the caller's word.
 ///
-/// Storage: the entries live in a slab (`slots`), found through a `HashMap` from key
-/// to slot (a hit is one hash probe and one index, tens of ns), and are linked in a
+/// Storage: the entries live in a slab (`slots`), found through a key index (an array
+/// for small integer keys, a hash map for others; see [`CacheKey`]), and are linked in a
 /// doubly linked list in store order. Eviction is least-recently-stored: the head of
 /// the list. A re-store moves the entry to the tail; an eviction reuses the evicted
 /// slot for the new entry. Every operation is O(1) without amortisation (an earlier
@@ -385,7 +384,7 @@ pub struct StaleCache<K, V> {
     /// `ttl + stale_while_revalidate`, when enabled.
     revalidate_limit: Option<Span>,
     /// Key -> index in `slots`.
-    index: HashMap<K, u32, FixedState>,
+    index: KeyIndex<K>,
     /// The entries; never more than `capacity`.
     slots: Vec<Slot<K, V>>,
     /// Least and most recently stored entries (the list's ends).
@@ -403,7 +402,7 @@ pub struct StaleCache<K, V> {
 
 impl<K, V> StaleCache<K, V>
 where
-    K: Copy + Ord + Hash + Eq,
+    K: CacheKey,
 {
     /// An empty cache, or the reason the configuration is refused.
     ///
@@ -413,11 +412,12 @@ where
         let stale_limit = config.ttl + config.max_stale;
         let revalidate_limit = config.stale_while_revalidate.map(|w| config.ttl + w);
         let sweep_above = config.capacity;
+        let index = KeyIndex::new(config.capacity);
         Ok(StaleCache {
             config,
             stale_limit,
             revalidate_limit,
-            index: HashMap::default(),
+            index,
             slots: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -440,7 +440,7 @@ where
     /// Ages saturate at zero if `now` is before the store time (a clock that went
     /// backwards is treated as "just stored", not as an error).
     pub fn lookup(&mut self, key: K, now: Time) -> Lookup<'_, V> {
-        let Some(&i) = self.index.get(&key) else {
+        let Some(i) = self.index.get(key) else {
             self.stats.misses += 1;
             return Lookup::Miss;
         };
@@ -477,7 +477,7 @@ where
         now: Time,
         reason: StaleReason,
     ) -> Result<Served<'_, V>, Refusal> {
-        let Some(&i) = self.index.get(&key) else {
+        let Some(i) = self.index.get(key) else {
             return Err(Refusal::Miss);
         };
         let slot = &self.slots[i as usize];
@@ -531,7 +531,7 @@ where
     /// here would let a second one start. Complete refreshes with
     /// [`end_refresh`](Self::end_refresh).
     pub fn insert(&mut self, key: K, value: V, now: Time) {
-        if let Some(&i) = self.index.get(&key) {
+        if let Some(i) = self.index.get(key) {
             let slot = &mut self.slots[i as usize];
             slot.value = value;
             slot.stored_at = now;
@@ -566,7 +566,7 @@ where
                     next: NIL,
                 },
             );
-            self.index.remove(&old.key);
+            self.index.remove(old.key);
             self.stats.evictions += 1;
             self.events.push(CacheEvent::Evicted {
                 at: now,
@@ -685,8 +685,8 @@ where
         if let Some(value) = value {
             let newer = self
                 .index
-                .get(&key)
-                .is_some_and(|&i| self.slots[i as usize].stored_at > started_at);
+                .get(key)
+                .is_some_and(|i| self.slots[i as usize].stored_at > started_at);
             if !newer {
                 self.insert(key, value, now);
             }
@@ -743,7 +743,7 @@ mod tests {
         .unwrap()
     }
 
-    fn events<K: Copy + Ord + Hash, V>(cache: &mut StaleCache<K, V>) -> Vec<CacheEvent<K>> {
+    fn events<K: CacheKey, V>(cache: &mut StaleCache<K, V>) -> Vec<CacheEvent<K>> {
         cache.drain_events().collect()
     }
 

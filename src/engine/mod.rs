@@ -11,6 +11,7 @@ use std::fmt;
 
 pub mod breaker;
 pub mod cache;
+mod key_index;
 pub mod modes;
 pub mod queue;
 
