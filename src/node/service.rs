@@ -879,6 +879,16 @@ impl Node {
     /// Housekeeping after every input: move breakers whose open time has elapsed, drain
     /// queues that can drain, then ask for a wake at the next instant anything is due.
     fn after(&mut self, now: Time) {
+        // The common case, checked first because this runs after every input: no queued
+        // writes and no breaker timing out, so there is nothing to move, pump or wake for.
+        let idle = self
+            .deps
+            .iter()
+            .all(|d| d.queue.is_empty() && d.breaker.poll_timeout().is_none());
+        if idle {
+            self.collect_events();
+            return;
+        }
         for index in 0..self.deps.len() {
             if self.deps[index]
                 .breaker
@@ -969,18 +979,26 @@ impl Node {
     }
 
     /// Moves every engine event into the effect list, tagged with its dependency.
+    ///
+    /// Called after every input, and almost always with nothing to collect: the check
+    /// is inlined into the caller and the draining is a call of its own, taken only
+    /// when there is something to drain (draining empty outboxes unconditionally was
+    /// 5% of a long simulation, and the call alone, with its register saves, 2%).
+    #[inline]
     fn collect_events(&mut self) {
-        // Called after every input, and almost always with nothing to collect: the
-        // cheap checks first (this was 5% of a long simulation when it drained empty
-        // outboxes unconditionally).
         let pending = self.modes.has_events()
             || self
                 .deps
                 .iter()
                 .any(|d| d.breaker.has_events() || d.cache.has_events() || d.queue.has_events());
-        if !pending {
-            return;
+        if pending {
+            self.drain_engine_events();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drain_engine_events(&mut self) {
         for dep in &mut self.deps {
             let name = dep.resource.as_str();
             for event in dep.breaker.drain_events() {
