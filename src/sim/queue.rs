@@ -33,17 +33,27 @@ pub struct EventQueue<E> {
 
 /// One queued event; ordered by `(time, seq)` reversed, so that the max-heap
 /// [`BinaryHeap`] pops the earliest first.
+///
+/// `(time, seq)` is packed into one `u128` (time in the high half), whose order is the
+/// pair's: the heap compares entries on every level of every push and pop, and one
+/// wide comparison has no branch on whether the times tie.
 #[derive(Debug, Clone)]
 struct Entry<E> {
-    time: Time,
-    seq: u64,
+    key: u128,
     event: E,
+}
+
+impl<E> Entry<E> {
+    #[inline]
+    fn time(&self) -> Time {
+        (self.key >> 64) as Time
+    }
 }
 
 impl<E> PartialEq for Entry<E> {
     fn eq(&self, other: &Self) -> bool {
-        // `seq` is unique per queue, so it alone decides equality.
-        self.seq == other.seq
+        // `seq` is unique per queue, so the key decides equality.
+        self.key == other.key
     }
 }
 
@@ -59,10 +69,7 @@ impl<E> Ord for Entry<E> {
     #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         // Reversed: the smallest (time, seq) is the heap's maximum.
-        other
-            .time
-            .cmp(&self.time)
-            .then_with(|| other.seq.cmp(&self.seq))
+        other.key.cmp(&self.key)
     }
 }
 
@@ -103,8 +110,7 @@ impl<E> EventQueue<E> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.heap.push(Entry {
-            time: at,
-            seq,
+            key: (u128::from(at) << 64) | u128::from(seq),
             event,
         });
     }
@@ -113,14 +119,15 @@ impl<E> EventQueue<E> {
     #[inline]
     pub fn pop(&mut self) -> Option<(Time, E)> {
         let entry = self.heap.pop()?;
-        self.last_popped = entry.time;
-        Some((entry.time, entry.event))
+        let time = entry.time();
+        self.last_popped = time;
+        Some((time, entry.event))
     }
 
     /// The time of the earliest queued event, without removing it.
     #[inline]
     pub fn peek_time(&self) -> Option<Time> {
-        self.heap.peek().map(|e| e.time)
+        self.heap.peek().map(Entry::time)
     }
 
     /// The number of queued events.
