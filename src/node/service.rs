@@ -694,7 +694,17 @@ impl Node {
 
     /// The seed task's in-band fault: `count` calls that each fail, recorded through the
     /// breaker as real failures; a call the breaker refuses is not made, so not counted.
+    /// Every request passes through here; almost all ask for no forced failure, so
+    /// the check is inlined and the loop is not.
+    #[inline]
     fn force_failures(&mut self, now: Time, index: usize, count: u32) {
+        if count > 0 {
+            self.force_failures_slow(now, index, count);
+        }
+    }
+
+    #[inline(never)]
+    fn force_failures_slow(&mut self, now: Time, index: usize, count: u32) {
         let dep = &mut self.deps[index];
         for _ in 0..count {
             let Ok(permit) = dep.breaker.try_acquire(now, &mut self.rng) else {

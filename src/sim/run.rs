@@ -485,7 +485,9 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 }
             }
         }
-        self.effects = effects;
+        // Swap the (now empty) buffer back rather than assigning over the placeholder:
+        // both keep their capacity and nothing is dropped.
+        std::mem::swap(&mut self.effects, &mut effects);
         Ok(())
     }
 
