@@ -10,7 +10,8 @@
 //!
 //! This is the simulator's hot loop, so the queue is a plain [`BinaryHeap`] of a
 //! small entry with a hand-written `Ord` on `(time, seq)` only: the payload `E` needs
-//! no ordering and is never compared.
+//! no ordering and is never compared. [`LanedQueue`] adds slots outside the heap for
+//! sources with one pending event at a time (workload arrivals), in the same order.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -102,6 +103,13 @@ impl<E> EventQueue<E> {
     /// would run backwards.
     #[inline]
     pub fn push(&mut self, at: Time, event: E) {
+        let key = self.take_key(at);
+        self.heap.push(Entry { key, event });
+    }
+
+    /// The `(time, seq)` key of an event pushed now for `at`, taking the next `seq`.
+    #[inline]
+    fn take_key(&mut self, at: Time) -> u128 {
         assert!(
             at >= self.last_popped,
             "event scheduled at {at} us, before the current time {} us",
@@ -109,10 +117,7 @@ impl<E> EventQueue<E> {
         );
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Entry {
-            key: (u128::from(at) << 64) | u128::from(seq),
-            event,
-        });
+        (u128::from(at) << 64) | u128::from(seq)
     }
 
     /// Removes and returns the earliest event with its time; `None` when empty.
@@ -122,6 +127,12 @@ impl<E> EventQueue<E> {
         let time = entry.time();
         self.last_popped = time;
         Some((time, entry.event))
+    }
+
+    /// The key of the earliest queued event.
+    #[inline]
+    fn peek_key(&self) -> Option<u128> {
+        self.heap.peek().map(|e| e.key)
     }
 
     /// The time of the earliest queued event, without removing it.
@@ -151,6 +162,85 @@ impl<E> EventQueue<E> {
     /// time at which [`push`](Self::push) still accepts an event.
     pub fn now(&self) -> Time {
         self.last_popped
+    }
+}
+
+/// An [`EventQueue`] with lanes: a source that never has more than one event pending
+/// (a workload stream's next arrival) keeps it in a slot of its own, outside the heap.
+///
+/// Why: arrivals are two thirds of a simulation's events, and each is scheduled just
+/// ahead of everything else pending, so pushing it sifted it up the whole heap and
+/// popping it sifted a replacement down again. A lane's event instead takes its `seq`
+/// from the same counter when it is pushed, and [`pop`](Self::pop) returns the least
+/// `(time, seq)` among the heap's top and the lanes: the pop order is exactly the one
+/// pushing everything into the heap would give (a property test checks this).
+#[derive(Debug, Clone)]
+pub struct LanedQueue<E> {
+    queue: EventQueue<E>,
+    lanes: Vec<Option<(u128, E)>>,
+}
+
+impl<E> LanedQueue<E> {
+    /// An empty queue with `lanes` lanes and room for `capacity` heap events.
+    pub fn new(capacity: usize, lanes: usize) -> Self {
+        LanedQueue {
+            queue: EventQueue::with_capacity(capacity),
+            lanes: (0..lanes).map(|_| None).collect(),
+        }
+    }
+
+    /// Schedules `event` at `at` in the heap (see [`EventQueue::push`]).
+    #[inline]
+    pub fn push(&mut self, at: Time, event: E) {
+        self.queue.push(at, event);
+    }
+
+    /// Schedules `event` at `at` in `lane`, ordered exactly as [`push`](Self::push)
+    /// would order it.
+    ///
+    /// # Panics
+    ///
+    /// If the lane already holds an event, or `at` is in the past.
+    #[inline]
+    pub fn push_lane(&mut self, lane: usize, at: Time, event: E) {
+        assert!(
+            self.lanes[lane].is_none(),
+            "lane {lane} already holds an event"
+        );
+        let key = self.queue.take_key(at);
+        self.lanes[lane] = Some((key, event));
+    }
+
+    /// Removes and returns the earliest event, from the heap or a lane.
+    #[inline]
+    pub fn pop(&mut self) -> Option<(Time, E)> {
+        let mut earliest: Option<(usize, u128)> = None;
+        for (lane, slot) in self.lanes.iter().enumerate() {
+            if let Some((key, _)) = slot {
+                if earliest.is_none_or(|(_, k)| *key < k) {
+                    earliest = Some((lane, *key));
+                }
+            }
+        }
+        match earliest {
+            Some((lane, key)) if self.queue.peek_key().is_none_or(|k| key < k) => {
+                let (_, event) = self.lanes[lane].take()?;
+                let time = (key >> 64) as Time;
+                self.queue.last_popped = time;
+                Some((time, event))
+            }
+            _ => self.queue.pop(),
+        }
+    }
+
+    /// The number of queued events, lanes included.
+    pub fn len(&self) -> usize {
+        self.queue.len() + self.lanes.iter().filter(|l| l.is_some()).count()
+    }
+
+    /// Whether no event is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -207,6 +297,30 @@ mod tests {
         q.push(2, Opaque(2));
         q.push(1, Opaque(1));
         assert_eq!(q.pop().map(|(t, _)| t), Some(1));
+    }
+
+    #[test]
+    fn a_lane_event_ties_like_a_heap_event() {
+        let mut q = LanedQueue::new(0, 1);
+        q.push(5, "heap first");
+        q.push_lane(0, 5, "lane second");
+        q.push(5, "heap third");
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.pop(), Some((5, "heap first")));
+        assert_eq!(q.pop(), Some((5, "lane second")));
+        q.push_lane(0, 5, "lane again, after the third");
+        assert_eq!(q.pop(), Some((5, "heap third")));
+        assert_eq!(q.pop(), Some((5, "lane again, after the third")));
+        assert_eq!(q.pop(), None);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "already holds an event")]
+    fn a_lane_holds_one_event() {
+        let mut q = LanedQueue::new(0, 1);
+        q.push_lane(0, 1, ());
+        q.push_lane(0, 2, ());
     }
 
     #[test]
@@ -267,6 +381,38 @@ mod proptests {
                 }
                 prop_assert_eq!(q.len(), model.len());
                 prop_assert_eq!(q.peek_time(), model.iter().map(|k| k.0).min());
+            }
+        }
+
+        /// A laned queue pops in exactly the order of a plain queue given the same
+        /// pushes, whichever of them went to lanes.
+        #[test]
+        fn lanes_pop_like_the_plain_queue(
+            ops in proptest::collection::vec((0u64..5, 0usize..4, any::<bool>()), 0..300)
+        ) {
+            let mut laned = LanedQueue::new(0, 3);
+            let mut plain = EventQueue::new();
+            let mut lane_busy = [false; 3];
+            let mut now = 0;
+            for (n, (delay, lane, pop)) in ops.into_iter().enumerate() {
+                if pop {
+                    let got = laned.pop();
+                    prop_assert_eq!(got, plain.pop());
+                    if let Some((t, (_, from_lane))) = got {
+                        now = t;
+                        if let Some(l) = from_lane {
+                            lane_busy[l] = false;
+                        }
+                    }
+                } else if lane < 3 && !lane_busy[lane] {
+                    laned.push_lane(lane, now + delay, (n, Some(lane)));
+                    plain.push(now + delay, (n, Some(lane)));
+                    lane_busy[lane] = true;
+                } else {
+                    laned.push(now + delay, (n, None));
+                    plain.push(now + delay, (n, None));
+                }
+                prop_assert_eq!(laned.len(), plain.len());
             }
         }
     }

@@ -28,7 +28,7 @@ use crate::seqmap::SeqMap;
 use super::dist::LatencySampler;
 use super::faults::{FaultEdge, FaultPlan};
 use super::load::CpuCurve;
-use super::queue::EventQueue;
+use super::queue::LanedQueue;
 use super::report::{kind_index, workload_kind_index, Metrics, Report};
 use super::rng::{stream, Stream};
 use super::trace::Trace;
@@ -122,7 +122,8 @@ struct InFlight {
 struct Simulation<'s, 'w> {
     scenario: &'s Scenario,
     seed: u64,
-    events: EventQueue<Ev>,
+    /// Each workload stream's next arrival waits in the lane of the stream's index.
+    events: LanedQueue<Ev>,
     node: Node,
     deps: Vec<DependencySim>,
     faults: FaultPlan,
@@ -203,7 +204,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
         Ok(Simulation {
             scenario,
             seed,
-            events: EventQueue::with_capacity(1024),
+            events: LanedQueue::new(1024, streams.len()),
             node,
             deps,
             faults,
@@ -325,7 +326,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
         let s = &mut self.streams[i];
         if let Some(at) = s.arrivals.next(&mut s.rng) {
             if at <= self.scenario.duration {
-                self.events.push(at, Ev::Arrival(i as u32));
+                self.events.push_lane(i, at, Ev::Arrival(i as u32));
             }
         }
     }
