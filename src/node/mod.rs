@@ -13,7 +13,7 @@ pub mod service;
 pub use config::{DependencyConfig, NodeConfig, ReadPolicy};
 pub use data::{Collection, DataSet, Store};
 pub use protocol::{
-    parse_body, ErrorCode, InBandFault, ModeRequest, Name, Parsed, ProtocolError, Record,
+    parse_body, ErrorCode, Ids, InBandFault, ModeRequest, Name, Parsed, ProtocolError, Record,
     ReplyBody, Request, Resource, WireRequest,
 };
 pub use service::{

@@ -23,8 +23,8 @@ use crate::seqmap::SeqMap;
 
 use super::config::{NodeConfig, ReadPolicy};
 use super::protocol::{
-    DependencyStatus, ErrorCode, InBandFault, ModeRequest, Name, ProtocolError, Record, ReplyBody,
-    Request, Resource,
+    DependencyStatus, ErrorCode, Ids, InBandFault, ModeRequest, Name, ProtocolError, Record,
+    ReplyBody, Request, Resource,
 };
 
 /// The driver's handle on one request, echoed on its reply.
@@ -399,7 +399,7 @@ impl Node {
                 let recommendations = if enabled {
                     (1..=3).map(|k| (user_id * 31 + k * 7) % 1000 + 1).collect()
                 } else {
-                    Vec::new()
+                    Ids::default()
                 };
                 let body = ReplyBody::RecommendationsResponse {
                     in_reply_to: msg_id,
@@ -418,7 +418,7 @@ impl Node {
                         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
                     (0..3).map(|k| (seed + k * 13) % 1000 + 1).collect()
                 } else {
-                    Vec::new()
+                    Ids::default()
                 };
                 let body = ReplyBody::SearchResponse {
                     in_reply_to: msg_id,

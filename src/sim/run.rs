@@ -134,6 +134,9 @@ struct Simulation<'s, 'w> {
     /// Answers decided when their call started, waiting for their delivery event.
     answers: SeqMap<Answer>,
     effects: Vec<Effect>,
+    /// [`QUERIES`], allocated once: a search request clones one (a reference count)
+    /// rather than allocating its query.
+    queries: Vec<Arc<str>>,
     trace: Trace<'w>,
     metrics: Metrics,
     processed: u64,
@@ -214,6 +217,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
             in_flight: SeqMap::new(),
             answers: SeqMap::new(),
             effects: Vec::new(),
+            queries: QUERIES.iter().map(|&q| Arc::from(q)).collect(),
             trace,
             metrics,
             processed: 0,
@@ -364,7 +368,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 user_id: s.users.pick(&mut s.rng),
             },
             RequestKind::Search => Request::Search {
-                query: Arc::from(QUERIES[s.rng.random_range(0..QUERIES.len())]),
+                query: self.queries[s.rng.random_range(0..QUERIES.len())].clone(),
             },
         };
         let to = self.new_request(now, workload_kind_index(kind), None);
