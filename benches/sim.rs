@@ -6,7 +6,8 @@
 //! written to a file; the same figure for a bare event loop (a binary heap of
 //! `(time, seq)` with a trivial handler) as the ceiling, and the ratio; and peak
 //! resident memory for the hour and for ten hours of the same traffic, each measured in
-//! a child process of its own.
+//! a child process of its own. The simulator-to-bare-loop ratio is the median over
+//! pairs of runs made back to back.
 //!
 //! A custom harness rather than criterion: the figures wanted are whole-run rates and
 //! memory, not per-iteration times. Each timing is the median of several runs.
@@ -100,14 +101,26 @@ fn main() {
         child(hours.parse().expect("hours"));
         return;
     }
-    let runs = 5;
+    let runs = 7;
     let hour = scenario(1);
 
     let (report, _) = simulate(&hour, None);
     let events = report.events;
     let requests = report.requests.last().map_or(0, |t| t.total);
-    let wall = median((0..runs).map(|_| simulate(&hour, None).1).collect());
-    let bare = median((0..runs).map(|_| bare_loop(events)).collect());
+    // The simulator and the bare loop alternate, and the ratio is taken per pair: on a
+    // shared machine the speed drifts by tens of percent between runs, and a pair run
+    // back to back sees the same conditions.
+    let pairs: Vec<(Duration, Duration)> = (0..runs)
+        .map(|_| (simulate(&hour, None).1, bare_loop(events)))
+        .collect();
+    let wall = median(pairs.iter().map(|p| p.0).collect());
+    let bare = median(pairs.iter().map(|p| p.1).collect());
+    let mut ratios: Vec<f64> = pairs
+        .iter()
+        .map(|(sim, bare)| bare.as_secs_f64() / sim.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
 
     let trace_path = std::env::temp_dir().join("brownout-bench-trace.jsonl");
     let mut lines = 0;
@@ -160,9 +173,12 @@ fn main() {
         rate(lines, traced) / 1e6
     );
     println!(
-        "  bare event loop: {:.2}M events/s; simulator at {:.0}% of it",
+        "  bare event loop: {:.2}M events/s; simulator at {:.1}% of it \
+         (median of {runs} back-to-back pairs; range {:.1}%..{:.1}%)",
         bare_rate / 1e6,
-        100.0 * ev / bare_rate
+        100.0 * ratio,
+        100.0 * ratios[0],
+        100.0 * ratios[ratios.len() - 1]
     );
     println!(
         "  peak memory: 1h {:.1} MiB ({events1} events), 10h {:.1} MiB ({events10} events), ratio {:.2}",
@@ -176,10 +192,7 @@ fn main() {
         wall.as_secs_f64() < 3.0,
         "the hour in under 3 s of wall time",
     );
-    check(
-        ev >= bare_rate / 4.0,
-        "at least a quarter of the bare loop's rate",
-    );
+    check(ratio >= 0.25, "at least a quarter of the bare loop's rate");
     check(
         rate(lines, traced) >= 1e6,
         "at least 1M events/s written to the trace",
