@@ -877,6 +877,7 @@ impl Node {
         }));
     }
 
+    #[inline(always)]
     fn reply(&mut self, to: RequestId, body: ReplyBody, served: Served) {
         self.collect_events();
         self.effects.push(Effect::Reply { to, body, served });
