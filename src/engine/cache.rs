@@ -345,13 +345,24 @@ pub struct CacheStats {
     pub max_stale_age_served: Span,
 }
 
-/// One cached value, linked into the store order (`prev` is the entry stored just
-/// before it, `next` just after; [`NIL`] at the ends).
+/// One cached value.
 #[derive(Debug)]
 struct Slot<K, V> {
     key: K,
     value: V,
     stored_at: Time,
+}
+
+/// A slot's place in the store order: `prev` is the entry stored just before it, `next`
+/// just after; [`NIL`] at the ends.
+///
+/// Kept apart from the slots, in an array of its own: a re-store unlinks an entry,
+/// which touches its two neighbours, entries stored at unrelated times and so
+/// scattered over the cache. Eight-byte links of 60 000 entries fit in the CPU's L2
+/// cache where the slots (over 50 bytes each) do not, and the neighbours' slots are
+/// never touched.
+#[derive(Debug, Clone, Copy)]
+struct Link {
     prev: u32,
     next: u32,
 }
@@ -387,6 +398,8 @@ pub struct StaleCache<K, V> {
     index: KeyIndex<K>,
     /// The entries; never more than `capacity`.
     slots: Vec<Slot<K, V>>,
+    /// `links[i]` links `slots[i]` into the store order.
+    links: Vec<Link>,
     /// Least and most recently stored entries (the list's ends).
     head: u32,
     tail: u32,
@@ -419,6 +432,7 @@ where
             revalidate_limit,
             index,
             slots: Vec::new(),
+            links: Vec::new(),
             head: NIL,
             tail: NIL,
             refreshing: HashMap::default(),
@@ -544,6 +558,8 @@ where
                 key,
                 value,
                 stored_at: now,
+            });
+            self.links.push(Link {
                 prev: NIL,
                 next: NIL,
             });
@@ -562,8 +578,6 @@ where
                     key,
                     value,
                     stored_at: now,
-                    prev: NIL,
-                    next: NIL,
                 },
             );
             self.index.remove(old.key);
@@ -582,31 +596,27 @@ where
 
     /// Takes slot `i` out of the store-order list.
     fn unlink(&mut self, i: u32) {
-        let (prev, next) = {
-            let slot = &self.slots[i as usize];
-            (slot.prev, slot.next)
-        };
+        let Link { prev, next } = self.links[i as usize];
         match prev {
             NIL => self.head = next,
-            p => self.slots[p as usize].next = next,
+            p => self.links[p as usize].next = next,
         }
         match next {
             NIL => self.tail = prev,
-            n => self.slots[n as usize].prev = prev,
+            n => self.links[n as usize].prev = prev,
         }
     }
 
     /// Appends slot `i` (unlinked) as the most recently stored.
     fn push_back(&mut self, i: u32) {
         let tail = self.tail;
-        {
-            let slot = &mut self.slots[i as usize];
-            slot.prev = tail;
-            slot.next = NIL;
-        }
+        self.links[i as usize] = Link {
+            prev: tail,
+            next: NIL,
+        };
         match tail {
             NIL => self.head = i,
-            t => self.slots[t as usize].next = i,
+            t => self.links[t as usize].next = i,
         }
         self.tail = i;
     }
@@ -943,14 +953,14 @@ mod tests {
         let mut i = c.head;
         while i != NIL {
             forward.push(c.slots[i as usize].key);
-            i = c.slots[i as usize].next;
+            i = c.links[i as usize].next;
         }
         assert_eq!(forward, vec![1, 2, 0]);
         let mut backward = Vec::new();
         let mut i = c.tail;
         while i != NIL {
             backward.push(c.slots[i as usize].key);
-            i = c.slots[i as usize].prev;
+            i = c.links[i as usize].prev;
         }
         assert_eq!(backward, vec![0, 2, 1]);
     }
