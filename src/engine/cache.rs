@@ -377,8 +377,9 @@ type FixedState = rustc_hash::FxBuildHasher;
 /// A bounded cache of values that may be served past their TTL, on the caller's word.
 ///
 /// Storage: the entries live in a slab (`slots`), found through a key index (an array
-/// for small integer keys, a hash map for others; see [`CacheKey`]), and are linked in a
-/// doubly linked list in store order. Eviction is least-recently-stored: the head of
+/// for small integer keys, a hash map for others; see [`CacheKey`]), and are linked
+/// (by the parallel array `links`) in a doubly linked list in store order. Eviction is
+/// least-recently-stored: the head of
 /// the list. A re-store moves the entry to the tail; an eviction reuses the evicted
 /// slot for the new entry. Every operation is O(1) without amortisation (an earlier
 /// design with a queue of store records and lazy deletion spent a tenth of a long

@@ -851,6 +851,7 @@ impl Node {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn start_call(
         &mut self,
         now: Time,
