@@ -641,6 +641,30 @@ mod tests {
         assert!(counts[100] > 0);
     }
 
+    /// Both sides of the table bound draw the same distribution: key 1 is 2^s times as
+    /// frequent as key 2, and keys stay in range.
+    #[test]
+    fn zipf_table_and_rejection_sampler_agree() {
+        let s = 1.05;
+        let expected = 2f64.powf(s);
+        for n in [MAX_ZIPF_TABLE_KEYS, MAX_ZIPF_TABLE_KEYS + 1] {
+            let sampler = Keys::Zipf { n, s }.sampler().unwrap();
+            let table = matches!(sampler.inner, KeyInner::ZipfTable(_));
+            assert_eq!(table, n <= MAX_ZIPF_TABLE_KEYS, "n = {n}");
+            let mut r = rng(11);
+            let (mut one, mut two) = (0u32, 0u32);
+            for _ in 0..200_000 {
+                match sampler.pick(&mut r) {
+                    1 => one += 1,
+                    2 => two += 1,
+                    k => assert!((1..=n).contains(&k)),
+                }
+            }
+            let ratio = f64::from(one) / f64::from(two);
+            assert!((ratio - expected).abs() < 0.1, "n = {n}: ratio {ratio}");
+        }
+    }
+
     #[test]
     fn uniform_keys_cover_the_range_evenly() {
         let counts = key_counts(Keys::Uniform { n: 10 }, 10, 50_000);
