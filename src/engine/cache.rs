@@ -25,7 +25,7 @@ use std::hash::Hash;
 use serde::Serialize;
 
 pub use super::key_index::CacheKey;
-use super::key_index::KeyIndex;
+use super::key_index::{FixedState, KeyIndex};
 use super::{ConfigError, HumanSpan, Span, Time, SECOND};
 
 /// Default [`CacheConfig::ttl`]: 30 s of freshness.
@@ -370,10 +370,6 @@ struct Link {
 /// The end of the store-order list.
 const NIL: u32 = u32::MAX;
 
-/// FxHash for the map of refreshes in flight: fixed and unkeyed (the same layout on
-/// every run), and cheap on integer keys. Only point lookups and a sorted sweep use it.
-type FixedState = rustc_hash::FxBuildHasher;
-
 /// A bounded cache of values that may be served past their TTL, on the caller's word.
 ///
 /// Storage: the entries live in a slab (`slots`), found through a key index (an array
@@ -404,7 +400,7 @@ pub struct StaleCache<K, V> {
     /// Least and most recently stored entries (the list's ends).
     head: u32,
     tail: u32,
-    /// Refreshes in flight: key -> start time. Separate from `entries` so that a miss
+    /// Refreshes in flight: key -> start time. Separate from `slots` so that a miss
     /// can be single-flighted too.
     refreshing: HashMap<K, Time, FixedState>,
     /// Size of `refreshing` above which timed-out marks are swept, so that lost

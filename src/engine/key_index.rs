@@ -40,9 +40,10 @@ const ABSENT: u32 = u32::MAX;
 
 /// FxHash: a fixed, unkeyed hash, so the table's internal layout is the same on every
 /// run, and cheap on integer keys. Keys come from the caller's own data, not from an
-/// adversary, so flooding resistance buys nothing here. The map is only used for point
-/// lookups, so its order never reaches output or behaviour either way.
-type FixedState = rustc_hash::FxBuildHasher;
+/// adversary, so flooding resistance buys nothing here. Both maps that use it (the
+/// sparse index here, the cache's refreshes in flight) are only looked up by key or
+/// swept after sorting, so their order never reaches output or behaviour.
+pub(crate) type FixedState = rustc_hash::FxBuildHasher;
 
 /// Key -> slot number (`u32`, never `u32::MAX`).
 #[derive(Debug, Clone)]
