@@ -882,6 +882,13 @@ impl CircuitBreaker {
         !self.events.is_empty()
     }
 
+    /// Whether [`CircuitBreaker::poll_timeout`] returns an instant. A closed breaker, the
+    /// common case, answers without looking at its probes.
+    #[inline]
+    pub fn has_timeout(&self) -> bool {
+        !matches!(self.phase, Phase::Closed) && self.poll_timeout().is_some()
+    }
+
     /// The next instant at which the breaker changes by itself (open duration elapsing, a
     /// probe timing out), or `None` if it will not change without a call or a result.
     pub fn poll_timeout(&self) -> Option<Time> {
