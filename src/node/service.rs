@@ -284,7 +284,9 @@ pub struct NodeStats {
 
 /// The service: one breaker, cache and write queue per dependency, one mode controller.
 pub struct Node {
-    deps: Vec<Dependency>,
+    /// Indexed by [`Resource::dependency`]. An array, not a `Vec`: the checks run after
+    /// every input loop over it, and a fixed length lets the compiler unroll them.
+    deps: [Dependency; Resource::ALL.len()],
     modes: ModeController,
     rng: ChaCha8Rng,
     pending: SeqMap<Pending>,
@@ -306,18 +308,18 @@ impl Node {
         rng: ChaCha8Rng,
     ) -> Result<Node, ConfigError> {
         config.validate()?;
-        let mut deps = Vec::with_capacity(2);
-        for resource in Resource::ALL {
+        let [users, products] = Resource::ALL.map(|resource| -> Result<_, ConfigError> {
             let c = config.dependency(resource);
-            deps.push(Dependency {
+            Ok(Dependency {
                 resource,
                 timeout: c.timeout,
                 read_policy: c.read_policy,
                 breaker: CircuitBreaker::new(c.breaker.clone())?,
                 cache: StaleCache::new(c.cache.clone())?,
                 queue: WriteQueue::new(c.queue.clone())?,
-            });
-        }
+            })
+        });
+        let mut deps = [users?, products?];
         for (resource, record) in warm {
             deps[resource.dependency()]
                 .cache
