@@ -351,6 +351,9 @@ struct Slot<K, V> {
     key: K,
     value: V,
     stored_at: Time,
+    /// The number of the store that put `value` here: stores are numbered in call
+    /// order, so this orders the slots by their last store even at equal `stored_at`.
+    store: u64,
 }
 
 /// A slot's place in the store order: `prev` is the entry stored just before it, `next`
@@ -380,6 +383,13 @@ const NIL: u32 = u32::MAX;
 /// slot for the new entry. Every operation is O(1) without amortisation (an earlier
 /// design with a queue of store records and lazy deletion spent a tenth of a long
 /// simulation compacting that queue), and reads never touch the list.
+///
+/// The list is only needed to evict, so it is built the first time the cache is full
+/// (by sorting the slots on their store number, once) and kept from then on; the
+/// cache never shrinks. Until then a store writes its slot and nothing else. A cache
+/// sized for its whole key space, the usual setup, never pays for the list: moving an
+/// entry to the tail touches its two neighbours, scattered over memory, and those
+/// misses were most of a re-store's cost.
 /// The order is the order of `insert` calls, a pure function of the caller's inputs,
 /// so hash order cannot decide which key is evicted. Least-recently-stored rather than
 /// least-recently-used because the oldest store is the value closest to expiry, the
@@ -395,8 +405,11 @@ pub struct StaleCache<K, V> {
     index: KeyIndex<K>,
     /// The entries; never more than `capacity`.
     slots: Vec<Slot<K, V>>,
-    /// `links[i]` links `slots[i]` into the store order.
+    /// `links[i]` links `slots[i]` into the store order, once the cache has been full;
+    /// empty until then.
     links: Vec<Link>,
+    /// The number the next store gets (see [`Slot::store`]).
+    next_store: u64,
     /// Least and most recently stored entries (the list's ends).
     head: u32,
     tail: u32,
@@ -430,6 +443,7 @@ where
             index,
             slots: Vec::new(),
             links: Vec::new(),
+            next_store: 0,
             head: NIL,
             tail: NIL,
             refreshing: HashMap::default(),
@@ -542,12 +556,17 @@ where
     /// here would let a second one start. Complete refreshes with
     /// [`end_refresh`](Self::end_refresh).
     pub fn insert(&mut self, key: K, value: V, now: Time) {
+        let store = self.next_store;
+        self.next_store += 1;
         if let Some(i) = self.index.get(key) {
             let slot = &mut self.slots[i as usize];
             slot.value = value;
             slot.stored_at = now;
-            self.unlink(i);
-            self.push_back(i);
+            slot.store = store;
+            if self.is_linked() {
+                self.unlink(i);
+                self.push_back(i);
+            }
             return;
         }
         let i = if self.slots.len() < self.config.capacity {
@@ -555,14 +574,14 @@ where
                 key,
                 value,
                 stored_at: now,
-            });
-            self.links.push(Link {
-                prev: NIL,
-                next: NIL,
+                store,
             });
             (self.slots.len() - 1) as u32
         } else {
             // Full: the least-recently-stored entry makes room, and its slot is reused.
+            if !self.is_linked() {
+                self.link_in_store_order();
+            }
             let i = self.head;
             assert_ne!(
                 i, NIL,
@@ -575,6 +594,7 @@ where
                     key,
                     value,
                     stored_at: now,
+                    store,
                 },
             );
             self.index.remove(old.key);
@@ -588,7 +608,34 @@ where
             i
         };
         self.index.insert(key, i);
-        self.push_back(i);
+        if self.is_linked() {
+            self.push_back(i);
+        }
+    }
+
+    /// Whether the store-order list is kept (from the first time the cache is full).
+    #[inline]
+    fn is_linked(&self) -> bool {
+        !self.links.is_empty()
+    }
+
+    /// Builds the store-order list from the slots' store numbers.
+    #[cold]
+    fn link_in_store_order(&mut self) {
+        let mut order: Vec<u32> = (0..self.slots.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| self.slots[i as usize].store);
+        self.links = vec![
+            Link {
+                prev: NIL,
+                next: NIL
+            };
+            self.slots.len()
+        ];
+        self.head = NIL;
+        self.tail = NIL;
+        for i in order {
+            self.push_back(i);
+        }
     }
 
     /// Takes slot `i` out of the store-order list.
@@ -938,28 +985,50 @@ mod tests {
 
     #[test]
     fn repeated_restores_keep_the_store_order_consistent() {
+        fn forward(c: &StaleCache<u64, &str>) -> Vec<u64> {
+            let mut keys = Vec::new();
+            let mut i = c.head;
+            while i != NIL {
+                keys.push(c.slots[i as usize].key);
+                i = c.links[i as usize].next;
+            }
+            keys
+        }
+        fn backward(c: &StaleCache<u64, &str>) -> Vec<u64> {
+            let mut keys = Vec::new();
+            let mut i = c.tail;
+            while i != NIL {
+                keys.push(c.slots[i as usize].key);
+                i = c.links[i as usize].prev;
+            }
+            keys
+        }
         let mut c = cache(4);
         for t in 0..1_000 {
             c.insert(t % 3, "x", t);
         }
-        assert_eq!(c.len(), 3);
+        c.insert(3, "x", 1_000);
+        assert_eq!(c.len(), 4);
         assert!(events(&mut c).is_empty());
-        // The list runs from the least to the most recently stored: 1, 2, 0 (t = 999
-        // stored key 0), and links both ways.
-        let mut forward = Vec::new();
-        let mut i = c.head;
-        while i != NIL {
-            forward.push(c.slots[i as usize].key);
-            i = c.links[i as usize].next;
+        assert!(
+            c.links.is_empty(),
+            "no list is kept before the cache is full"
+        );
+        // Full: the list is built from the store numbers (last stores: key 1 at 997,
+        // 2 at 998, 0 at 999, 3 at 1000) and its head, key 1, makes room for key 4.
+        c.insert(4, "x", 1_000);
+        assert!(matches!(
+            events(&mut c)[..],
+            [CacheEvent::Evicted { key: 1, .. }]
+        ));
+        assert_eq!(forward(&c), vec![2, 0, 3, 4]);
+        assert_eq!(backward(&c), vec![4, 3, 0, 2]);
+        // From then on re-stores move entries to the tail, both ways.
+        for (t, key) in [(1_001, 0), (1_002, 2), (1_003, 2)] {
+            c.insert(key, "x", t);
         }
-        assert_eq!(forward, vec![1, 2, 0]);
-        let mut backward = Vec::new();
-        let mut i = c.tail;
-        while i != NIL {
-            backward.push(c.slots[i as usize].key);
-            i = c.links[i as usize].prev;
-        }
-        assert_eq!(backward, vec![0, 2, 1]);
+        assert_eq!(forward(&c), vec![3, 4, 0, 2]);
+        assert_eq!(backward(&c), vec![2, 0, 4, 3]);
     }
 
     #[test]
