@@ -14,13 +14,14 @@
 //!
 //! See `ARCHITECTURE.md` for the code map and the invariants.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod cli;
 pub mod engine;
 pub mod live;
 pub mod node;
+mod prefetch;
 pub mod scenario;
 pub mod seqmap;
 pub mod sim;

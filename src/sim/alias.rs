@@ -90,11 +90,33 @@ impl AliasTable {
     /// threshold.
     #[inline]
     pub fn sample(&self, rng: &mut impl Rng) -> usize {
+        let (column, coin) = self.draw(rng);
+        self.resolve(column, coin)
+    }
+
+    /// The random part of [`AliasTable::sample`]: a column and a coin, drawn without
+    /// reading the table. [`AliasTable::resolve`] reads the column; [`AliasTable::prefetch`]
+    /// asks the CPU to start loading it in between.
+    #[inline]
+    pub fn draw(&self, rng: &mut impl Rng) -> (u32, u32) {
         // Drawn as u32 (the length fits, `new` checks it) so the draw is the same on
         // 32- and 64-bit machines.
-        let i = rng.random_range(0..self.columns.len() as u32) as usize;
+        let column = rng.random_range(0..self.columns.len() as u32);
+        (column, rng.next_u32())
+    }
+
+    /// Asks the CPU to start loading `column`, which [`AliasTable::resolve`] will read.
+    #[inline]
+    pub fn prefetch(&self, column: u32) {
+        crate::prefetch::prefetch(&self.columns[column as usize]);
+    }
+
+    /// The index a draw of `column` and `coin` stands for.
+    #[inline]
+    pub fn resolve(&self, column: u32, coin: u32) -> usize {
+        let i = column as usize;
         let column = self.columns[i];
-        if rng.next_u32() < column.threshold {
+        if coin < column.threshold {
             i
         } else {
             column.alias as usize

@@ -32,7 +32,7 @@ use super::queue::LanedQueue;
 use super::report::{kind_index, workload_kind_index, Metrics, Report};
 use super::rng::{stream, Stream};
 use super::trace::Trace;
-use super::workload::{Arrivals, KeySampler, Mix};
+use super::workload::{Arrivals, KeyDraw, KeySampler, Mix};
 
 /// Queries a `search` request can carry: a fixed set so that the hot loop allocates nothing.
 const QUERIES: [&str; 8] = [
@@ -98,6 +98,44 @@ struct StreamSim {
     products: KeySampler,
     rng: ChaCha8Rng,
     writes: u64,
+    /// The next arrival's request, drawn when the arrival is scheduled (see
+    /// [`StreamSim::draw_next`]).
+    next: Drawn,
+}
+
+/// A request's random choices.
+#[derive(Debug, Clone, Copy)]
+struct Drawn {
+    kind: RequestKind,
+    /// The key (or user) the request names; unused by a search.
+    key: KeyDraw,
+    /// Index into [`QUERIES`] of a search's query.
+    query: u8,
+}
+
+impl StreamSim {
+    /// Draws the next arrival's request when the arrival is scheduled rather than when
+    /// it comes, so that the key's table entry is on its way into the CPU's cache
+    /// meanwhile. The stream draws in the same order either way (an arrival time, then
+    /// that arrival's choices, then the next arrival time), so a seed gives the same
+    /// requests.
+    #[inline]
+    fn draw_next(&mut self) {
+        let kind = self.kinds[self.mix.pick(&mut self.rng)];
+        let (key, query) = match kind {
+            RequestKind::GetUser | RequestKind::UpdateUser | RequestKind::GetRecommendations => {
+                (self.users.draw(&mut self.rng), 0)
+            }
+            RequestKind::GetProduct | RequestKind::UpdateProduct => {
+                (self.products.draw(&mut self.rng), 0)
+            }
+            RequestKind::Search => (
+                KeyDraw::default(),
+                self.rng.random_range(0..QUERIES.len() as u8),
+            ),
+        };
+        self.next = Drawn { kind, key, query };
+    }
 }
 
 /// A dependency's answer, decided when the call started, waiting for its delivery.
@@ -200,6 +238,11 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     products: w.product_keys.sampler().map_err(invalid)?,
                     rng: stream(seed, Stream::Workload(i as u32)),
                     writes: 0,
+                    next: Drawn {
+                        kind: RequestKind::GetUser,
+                        key: KeyDraw::default(),
+                        query: 0,
+                    },
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -330,6 +373,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
         let s = &mut self.streams[i];
         if let Some(at) = s.arrivals.next(&mut s.rng) {
             if at <= self.scenario.duration {
+                s.draw_next();
                 self.events.push_lane(i, at, Ev::Arrival(i as u32));
             }
         }
@@ -337,16 +381,16 @@ impl<'s, 'w> Simulation<'s, 'w> {
 
     fn arrival(&mut self, now: Time, i: usize) -> io::Result<()> {
         let s = &mut self.streams[i];
-        let kind = s.kinds[s.mix.pick(&mut s.rng)];
+        let Drawn { kind, key, query } = s.next;
         let request = match kind {
             RequestKind::GetUser => Request::Read {
                 resource: Resource::Users,
-                key: s.users.pick(&mut s.rng),
+                key: s.users.key(key),
                 fault: InBandFault::default(),
             },
             RequestKind::GetProduct => Request::Read {
                 resource: Resource::Products,
-                key: s.products.pick(&mut s.rng),
+                key: s.products.key(key),
                 fault: InBandFault::default(),
             },
             RequestKind::UpdateUser | RequestKind::UpdateProduct => {
@@ -355,7 +399,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 } else {
                     (Resource::Products, &s.products)
                 };
-                let key = keys.pick(&mut s.rng);
+                let key = keys.key(key);
                 s.writes += 1;
                 Request::Write {
                     resource,
@@ -365,10 +409,10 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 }
             }
             RequestKind::GetRecommendations => Request::Recommendations {
-                user_id: s.users.pick(&mut s.rng),
+                user_id: s.users.key(key),
             },
             RequestKind::Search => Request::Search {
-                query: self.queries[s.rng.random_range(0..QUERIES.len())].clone(),
+                query: self.queries[usize::from(query)].clone(),
             },
         };
         let to = self.new_request(now, workload_kind_index(kind), None);

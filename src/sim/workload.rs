@@ -404,16 +404,45 @@ enum KeyInner {
     Zipf(Zipf<f64>, u64),
 }
 
+/// The random numbers of one key pick, drawn by [`KeySampler::draw`]; the same
+/// sampler's [`KeySampler::key`] turns them into the key. For a table, the column and
+/// the coin (the table not read yet); otherwise the key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyDraw(u64);
+
 impl KeySampler {
     /// Picks a key in `1..=n`.
     #[inline]
     pub fn pick(&self, rng: &mut impl Rng) -> u64 {
-        match &self.inner {
+        self.key(self.draw(rng))
+    }
+
+    /// Draws what [`KeySampler::pick`] would draw, and for a table asks the CPU to start
+    /// loading the entry it will read: an alias table is read at a uniformly random
+    /// place, so that read misses the CPU's caches more than any other in a run.
+    #[inline]
+    pub fn draw(&self, rng: &mut impl Rng) -> KeyDraw {
+        KeyDraw(match &self.inner {
             KeyInner::Uniform(n) => rng.random_range(1..=*n),
-            KeyInner::ZipfTable(table) => table.sample(rng) as u64 + 1,
+            KeyInner::ZipfTable(table) => {
+                let (column, coin) = table.draw(rng);
+                table.prefetch(column);
+                u64::from(column) << 32 | u64::from(coin)
+            }
             // The sampler returns whole numbers in 1..=n; the clamp only guards the
             // float-to-integer edge.
             KeyInner::Zipf(zipf, n) => (zipf.sample(rng) as u64).clamp(1, *n),
+        })
+    }
+
+    /// The key `draw`, made by this sampler's [`KeySampler::draw`], stands for.
+    #[inline]
+    pub fn key(&self, draw: KeyDraw) -> u64 {
+        match &self.inner {
+            KeyInner::ZipfTable(table) => {
+                table.resolve((draw.0 >> 32) as u32, draw.0 as u32) as u64 + 1
+            }
+            KeyInner::Uniform(_) | KeyInner::Zipf(..) => draw.0,
         }
     }
 
