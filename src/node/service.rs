@@ -630,15 +630,19 @@ impl Node {
         }
         let dep = &mut self.deps[index];
         match dep.breaker.try_acquire(now, &mut self.rng) {
-            Ok(permit) => self.start_call(
-                now,
-                index,
-                key,
-                permit,
-                Op::Read { key },
-                fault.service_unavailable,
-                Purpose::Read { to, msg_id },
-            ),
+            Ok(permit) => {
+                // The answer will be stored: start loading the entry now.
+                dep.cache.prefetch(key);
+                self.start_call(
+                    now,
+                    index,
+                    key,
+                    permit,
+                    Op::Read { key },
+                    fault.service_unavailable,
+                    Purpose::Read { to, msg_id },
+                );
+            }
             Err(_) => {
                 let name = resource.as_str();
                 let reason = format_args!("{name} service unavailable (circuit open)");
