@@ -14,7 +14,7 @@
 //!
 //! See `ARCHITECTURE.md` for the code map and the invariants.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod cli;
