@@ -999,24 +999,18 @@ mod tests {
 
     #[test]
     fn repeated_restores_keep_the_store_order_consistent() {
-        fn forward(c: &StaleCache<u64, &str>) -> Vec<u64> {
+        /// The keys met walking the list from `start`, taking `step` at each link.
+        fn walk(c: &StaleCache<u64, &str>, start: u32, step: fn(&Link) -> u32) -> Vec<u64> {
             let mut keys = Vec::new();
-            let mut i = c.head;
+            let mut i = start;
             while i != NIL {
                 keys.push(c.slots[i as usize].key);
-                i = c.links[i as usize].next;
+                i = step(&c.links[i as usize]);
             }
             keys
         }
-        fn backward(c: &StaleCache<u64, &str>) -> Vec<u64> {
-            let mut keys = Vec::new();
-            let mut i = c.tail;
-            while i != NIL {
-                keys.push(c.slots[i as usize].key);
-                i = c.links[i as usize].prev;
-            }
-            keys
-        }
+        let forward = |c: &StaleCache<u64, &str>| walk(c, c.head, |l| l.next);
+        let backward = |c: &StaleCache<u64, &str>| walk(c, c.tail, |l| l.prev);
         let mut c = cache(4);
         for t in 0..1_000 {
             c.insert(t % 3, "x", t);
