@@ -380,16 +380,18 @@ const NIL: u32 = u32::MAX;
 /// (by the parallel array `links`) in a doubly linked list in store order. Eviction is
 /// least-recently-stored: the head of
 /// the list. A re-store moves the entry to the tail; an eviction reuses the evicted
-/// slot for the new entry. Every operation is O(1) without amortisation (an earlier
-/// design with a queue of store records and lazy deletion spent a tenth of a long
-/// simulation compacting that queue), and reads never touch the list.
+/// slot for the new entry. Every operation is O(1) without amortisation, but for the
+/// one-time build below (an earlier design with a queue of store records and lazy
+/// deletion spent a tenth of a long simulation compacting that queue), and reads
+/// never touch the list.
 ///
 /// The list is only needed to evict, so it is built the first time the cache is full
-/// (by sorting the slots on their store number, once) and kept from then on; the
-/// cache never shrinks. Until then a store writes its slot and nothing else. A cache
-/// sized for its whole key space, the usual setup, never pays for the list: moving an
-/// entry to the tail touches its two neighbours, scattered over memory, and those
-/// misses were most of a re-store's cost.
+/// (by sorting the slots on their store number, O(n log n) once) and kept from then
+/// on; the cache never shrinks. Until then a store writes its slot and nothing else.
+/// A cache sized for its whole key space, as in every scenario of the library, never
+/// pays for the list: moving an entry to the tail touches its two neighbours,
+/// scattered over memory, and those misses were most of a re-store's cost.
+///
 /// The order is the order of `insert` calls, a pure function of the caller's inputs,
 /// so hash order cannot decide which key is evicted. Least-recently-stored rather than
 /// least-recently-used because the oldest store is the value closest to expiry, the
