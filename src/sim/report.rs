@@ -134,6 +134,8 @@ pub struct DependencyReport {
     pub max_stale_age: Span,
     /// Reads refused because the cached value was past the stale limit.
     pub expired_refusals: u64,
+    /// Entries evicted to make room (the cache was full).
+    pub evictions: u64,
     /// Writes accepted into the queue.
     pub queue_accepted: u64,
     /// Queued writes applied.
@@ -617,6 +619,7 @@ impl Metrics {
                     stale_serves: cache.stale_serves,
                     max_stale_age: cache.max_stale_age_served,
                     expired_refusals: cache.expired_refusals,
+                    evictions: cache.evictions,
                     queue_accepted: queue.accepted,
                     queue_applied: queue.applied,
                     queue_dead_lettered: queue.dead_lettered,
@@ -1040,9 +1043,14 @@ impl Report {
                 HumanSpan(d.time_open),
                 d.final_state
             );
+            // Evictions only when there were any: most caches hold their whole key space.
+            let evicted = match d.evictions {
+                0 => String::new(),
+                n => format!("; {n} evicted for room"),
+            };
             let _ = writeln!(
                 w,
-                "    cache: {} stale serve(s), oldest {}; {} refused as too old",
+                "    cache: {} stale serve(s), oldest {}; {} refused as too old{evicted}",
                 d.stale_serves,
                 HumanSpan(d.max_stale_age),
                 d.expired_refusals
