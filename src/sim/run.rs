@@ -114,6 +114,23 @@ struct Drawn {
 }
 
 impl StreamSim {
+    /// The sampler of the key a request of `kind` names; none for a search. (A
+    /// function of the fields, not `&self`, so that the stream's RNG can be borrowed
+    /// beside it.)
+    fn keys_for<'a>(
+        kind: RequestKind,
+        users: &'a KeySampler,
+        products: &'a KeySampler,
+    ) -> Option<&'a KeySampler> {
+        match kind {
+            RequestKind::GetUser | RequestKind::UpdateUser | RequestKind::GetRecommendations => {
+                Some(users)
+            }
+            RequestKind::GetProduct | RequestKind::UpdateProduct => Some(products),
+            RequestKind::Search => None,
+        }
+    }
+
     /// Draws the next arrival's request when the arrival is scheduled rather than when
     /// it comes, so that the key's table entry is on its way into the CPU's cache
     /// meanwhile. The stream draws in the same order either way (an arrival time, then
@@ -122,14 +139,9 @@ impl StreamSim {
     #[inline]
     fn draw_next(&mut self) {
         let kind = self.kinds[self.mix.pick(&mut self.rng)];
-        let (key, query) = match kind {
-            RequestKind::GetUser | RequestKind::UpdateUser | RequestKind::GetRecommendations => {
-                (self.users.draw(&mut self.rng), 0)
-            }
-            RequestKind::GetProduct | RequestKind::UpdateProduct => {
-                (self.products.draw(&mut self.rng), 0)
-            }
-            RequestKind::Search => (
+        let (key, query) = match Self::keys_for(kind, &self.users, &self.products) {
+            Some(keys) => (keys.draw(&mut self.rng), 0),
+            None => (
                 KeyDraw::default(),
                 self.rng.random_range(0..QUERIES.len() as u8),
             ),
@@ -382,24 +394,24 @@ impl<'s, 'w> Simulation<'s, 'w> {
     fn arrival(&mut self, now: Time, i: usize) -> io::Result<()> {
         let s = &mut self.streams[i];
         let Drawn { kind, key, query } = s.next;
+        let key = StreamSim::keys_for(kind, &s.users, &s.products).map_or(0, |keys| keys.key(key));
         let request = match kind {
             RequestKind::GetUser => Request::Read {
                 resource: Resource::Users,
-                key: s.users.key(key),
+                key,
                 fault: InBandFault::default(),
             },
             RequestKind::GetProduct => Request::Read {
                 resource: Resource::Products,
-                key: s.products.key(key),
+                key,
                 fault: InBandFault::default(),
             },
             RequestKind::UpdateUser | RequestKind::UpdateProduct => {
-                let (resource, keys) = if kind == RequestKind::UpdateUser {
-                    (Resource::Users, &s.users)
+                let resource = if kind == RequestKind::UpdateUser {
+                    Resource::Users
                 } else {
-                    (Resource::Products, &s.products)
+                    Resource::Products
                 };
-                let key = keys.key(key);
                 s.writes += 1;
                 Request::Write {
                     resource,
@@ -408,9 +420,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     fault: InBandFault::default(),
                 }
             }
-            RequestKind::GetRecommendations => Request::Recommendations {
-                user_id: s.users.key(key),
-            },
+            RequestKind::GetRecommendations => Request::Recommendations { user_id: key },
             RequestKind::Search => Request::Search {
                 query: self.queries[usize::from(query)].clone(),
             },
