@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::live::{self, LiveOptions};
 use crate::node::{DataSet, NodeConfig};
+use crate::scenario::budget::{self, Limits};
 use crate::scenario::{self, Scenario};
 use crate::sim::{self, Report, RunOptions};
 use crate::sweep::{self, SeedRange, Shard, SweepOptions, SweepReport};
@@ -40,6 +41,9 @@ enum Command {
         /// The scenario files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Accept scenarios beyond the work budget (see scenarios/README.md).
+        #[arg(long)]
+        allow_large: bool,
     },
     /// Run one scenario under many seeds in parallel: statistics across seeds, and every
     /// failing seed with the command that replays it.
@@ -68,6 +72,9 @@ struct SweepArgs {
     /// Report format; json carries the per-seed results that --merge needs.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Run a scenario beyond the work budget (see scenarios/README.md).
+    #[arg(long)]
+    allow_large: bool,
     /// Merge the JSON reports of all shards of one sweep and print the whole range's
     /// report, exactly as one machine would have printed it.
     #[arg(
@@ -107,6 +114,10 @@ struct RunArgs {
     /// Run twice and compare trace digests; on a mismatch, print the first differing event.
     #[arg(long)]
     self_check: bool,
+    /// Run a scenario beyond the work budget: more requests, outstanding calls, held
+    /// entries, fault windows or CPU samples than the limits in scenarios/README.md.
+    #[arg(long)]
+    allow_large: bool,
 }
 
 #[derive(Debug, Args)]
@@ -133,7 +144,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Node(args)) => node(args),
-        Some(Command::Check { files }) => check(&files),
+        Some(Command::Check { files, allow_large }) => check(&files, allow_large),
         Some(Command::Sweep(args)) => sweep(args),
         None => run(cli.run),
     };
@@ -150,13 +161,34 @@ fn load(path: &Path) -> Result<Scenario, BadInput> {
     Ok(scenario::load(path)?)
 }
 
+fn limits(allow_large: bool) -> Limits {
+    if allow_large {
+        Limits::NONE
+    } else {
+        Limits::DEFAULT
+    }
+}
+
+/// Reads, validates and budgets the scenario at `path`, returning it with its text.
+fn load_budgeted(path: &Path, allow_large: bool) -> Result<(Scenario, String), BadInput> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("{}: cannot read the file: {e}", path.display())))?;
+    let scenario = scenario::parse(&text, path)?;
+    let refused = scenario::budget_errors(&scenario, &text, &limits(allow_large));
+    if !refused.is_empty() {
+        let lines: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        return Err(BadInput(lines.join("\nerror: ")));
+    }
+    Ok((scenario, text))
+}
+
 fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
     let Some(path) = args.scenario else {
         return Err(BadInput(
             "no scenario given; try `brownout scenarios/outage.toml` (see --help)".into(),
         ));
     };
-    let scenario = load(&path)?;
+    let (scenario, _) = load_budgeted(&path, args.allow_large)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     if args.self_check {
         return self_check(&scenario, seed);
@@ -255,13 +287,22 @@ fn self_check(scenario: &Scenario, seed: u64) -> Result<ExitCode, BadInput> {
     }
 }
 
-fn check(files: &[PathBuf]) -> Result<ExitCode, BadInput> {
+fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
     let mut bad = 0;
     for path in files {
-        match scenario::load(path) {
-            Ok(s) => println!("ok: {} ({})", path.display(), s.name),
-            Err(e) => {
-                eprintln!("error: {e}");
+        match load_budgeted(path, allow_large) {
+            Ok((s, _)) => {
+                let e = budget::estimate(&s);
+                println!(
+                    "ok: {} ({}): about {} requests, up to {} outstanding",
+                    path.display(),
+                    s.name,
+                    budget::count(e.requests),
+                    budget::count(e.outstanding)
+                );
+            }
+            Err(BadInput(message)) => {
+                eprintln!("error: {message}");
                 bad += 1;
             }
         }
@@ -291,9 +332,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
         (None, Some(path), Some(seeds)) => {
             // Read once: the same bytes are parsed and digested, so shards of edited
             // files refuse to merge.
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| BadInput(format!("{}: cannot read the file: {e}", path.display())))?;
-            let scenario = scenario::parse(&text, path)?;
+            let (scenario, text) = load_budgeted(path, args.allow_large)?;
             let mut digest = sim::trace::Digest::default();
             digest.update(text.as_bytes());
             let jobs = match args.jobs {

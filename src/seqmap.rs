@@ -64,6 +64,18 @@ impl<T> SeqMap<T> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Removes every entry, returning them with their keys in increasing key order
+    /// (a fixed order, so what is done with them can reach output).
+    pub fn drain_in_order(&mut self) -> impl Iterator<Item = (u64, T)> + '_ {
+        let base = self.base;
+        self.base += self.slots.len() as u64;
+        self.len = 0;
+        self.slots
+            .drain(..)
+            .enumerate()
+            .filter_map(move |(i, slot)| slot.map(|value| (base + i as u64, value)))
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +117,11 @@ mod tests {
                 }
                 prop_assert_eq!(m.len(), model.len());
             }
+            let drained: Vec<(u64, u64)> = m.drain_in_order().collect();
+            prop_assert_eq!(drained, model.into_iter().collect::<Vec<_>>());
+            prop_assert!(m.is_empty());
+            let next = m.insert(0);
+            prop_assert_eq!(m.remove(next), Some(0));
         }
     }
 }

@@ -205,10 +205,12 @@ pub struct BreakerConfig {
     /// Growth factor of the open duration for each further trip before the breaker closes
     /// again (at least 1; 1 means a fixed open duration).
     pub open_duration_multiplier: f64,
-    /// Ceiling of the grown open duration, before jitter (at least `open_duration`).
+    /// Ceiling of every open duration, applied after the growth and after the jitter, so
+    /// that no open spell is longer (at least `open_duration`).
     pub max_open_duration: Span,
     /// Jitter of each open duration as a fraction in [0, 1): the duration is drawn uniformly
-    /// from `d * (1 - jitter) .. d * (1 + jitter)`. With 0 no randomness is drawn at all.
+    /// from `d * (1 - jitter) .. d * (1 + jitter)`, then cut at `max_open_duration`. With 0
+    /// no randomness is drawn at all.
     pub open_duration_jitter: f64,
     /// Probes admitted at the same time while half-open (1..=[`MAX_HALF_OPEN_PROBES`]).
     pub half_open_max_probes: u32,
@@ -1158,7 +1160,9 @@ impl CircuitBreaker {
             ((nominal as f64 * factor).round() as Span).max(1)
         } else {
             nominal
-        };
+        }
+        // The ceiling is applied last, after the jitter: a maximum is a maximum.
+        .min(self.config.max_open_duration);
         // Float growth, then an integer cap: `as` saturates, so a huge product is fine.
         self.next_open = ((nominal as f64 * self.config.open_duration_multiplier) as Span)
             .min(self.config.max_open_duration);
@@ -1704,7 +1708,7 @@ mod tests {
         assert_ne!(a, run(2), "another seed, other durations");
         let nominal = [1, 2, 4, 5, 5, 5, 5, 5].map(|s| s * SECOND);
         for (d, n) in a.iter().zip(nominal) {
-            let (lo, hi) = (n * 3 / 4, n * 5 / 4);
+            let (lo, hi) = (n * 3 / 4, (n * 5 / 4).min(5 * SECOND));
             assert!((lo..=hi).contains(d), "{d} not within ±25% of {n}");
         }
         assert!(
@@ -1715,10 +1719,11 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut b = CircuitBreaker::new(growing(0.25)).unwrap();
         let d = open_durations(&mut b, &mut rng, 200);
+        // At the ceiling, jitter only shortens: `max_open_duration` is never exceeded.
         let capped = &d[3..];
         assert!(capped.iter().any(|&d| d < 4_500_000));
-        assert!(capped.iter().any(|&d| d > 5_500_000));
-        assert!(capped.iter().all(|&d| (3_750_000..=6_250_000).contains(&d)));
+        assert!(capped.contains(&5_000_000));
+        assert!(capped.iter().all(|&d| (3_750_000..=5_000_000).contains(&d)));
     }
 
     #[test]

@@ -24,6 +24,13 @@ pub type Time = u64;
 /// A length of time in microseconds.
 pub type Span = u64;
 
+/// The longest span any configuration may name: 100 years (of 365.25 days).
+///
+/// Every configured duration is at most this, and every drawn latency is cut at it, so
+/// that adding a few spans to an instant of a run (itself at most this long) stays far
+/// below `u64::MAX` microseconds (about 584 000 years): time arithmetic cannot wrap.
+pub const MAX_SPAN: Span = 36_525 * 24 * 3_600 * SECOND;
+
 /// One millisecond, as a [`Span`].
 pub const MILLISECOND: Span = 1_000;
 /// One second, as a [`Span`].

@@ -546,7 +546,8 @@ impl Node {
                     // retrying into the same failure at once. Its version keeps a later
                     // write to the same record from being overwritten when it drains.
                     let dep = &mut self.deps[dependency];
-                    let not_before = now + dep.queue.config().backoff(1, &mut self.rng);
+                    let not_before =
+                        now.saturating_add(dep.queue.config().backoff(1, &mut self.rng));
                     self.enqueue_write(now, to, msg_id, dependency, write, not_before);
                 }
             }
@@ -885,7 +886,7 @@ impl Node {
             dependency: index,
             op,
             force_down,
-            deadline: now + self.deps[index].timeout,
+            deadline: now.saturating_add(self.deps[index].timeout),
         }));
     }
 

@@ -87,6 +87,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     })
 }
 
+/// The 1-based line and column of the key at dotted `path` (`workload[0].rate`) in
+/// `text`, or of its nearest parent that is there.
+pub(super) fn position_of(text: &str, path: &str) -> (usize, usize) {
+    locate::line_column(text, locate::locate(text, path).start)
+}
+
 /// toml's and serde's message, in the file's vocabulary: TOML has keys, not fields,
 /// and integers, not `u32`s.
 fn toml_message(message: &str) -> String {

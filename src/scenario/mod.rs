@@ -16,11 +16,29 @@ use crate::sim::faults::{Fault, RandomFaults};
 use crate::sim::load::CpuCurveConfig;
 use crate::sim::workload::{Keys, RatePlan};
 
+pub mod budget;
 mod error;
 mod file;
 
 pub use error::ScenarioError;
 pub use file::{load, parse};
+
+/// Every budget of `limits` that `scenario`, parsed from `text`, exceeds, as errors
+/// that point at the key to change (see [`budget`]).
+pub fn budget_errors(
+    scenario: &Scenario,
+    text: &str,
+    limits: &budget::Limits,
+) -> Vec<ScenarioError> {
+    budget::check(scenario, limits)
+        .into_iter()
+        .map(|refusal| ScenarioError {
+            path: scenario.path.clone(),
+            position: Some(file::position_of(text, &refusal.key)),
+            message: format!("too large: {}", refusal.message),
+        })
+        .collect()
+}
 
 /// A validated scenario: everything one simulated run needs, seed included.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@
 use rand::Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
 
-use crate::engine::{ConfigError, Span};
+use crate::engine::{ConfigError, Span, MAX_SPAN};
 
 /// The standard normal quantile of 0.99: a log-normal's p99 is `exp(mu + Z_99 * sigma)`.
 pub const Z_99: f64 = 2.326_347_874_040_841;
@@ -121,7 +121,8 @@ enum Inner {
 }
 
 impl LatencySampler {
-    /// Draws one latency: whole microseconds, rounded to nearest, saturating.
+    /// Draws one latency: whole microseconds, rounded to nearest, at most
+    /// [`MAX_SPAN`] (a heavy tail can draw any float, even infinity).
     ///
     /// A constant draws nothing from `rng`; every other kind draws on every call.
     #[inline]
@@ -129,8 +130,8 @@ impl LatencySampler {
         match self.inner {
             Inner::Constant(span) => span,
             Inner::Uniform { min, max } => rng.random_range(min..=max),
-            Inner::Exponential(exp) => to_span(exp.sample(rng)),
-            Inner::LogNormal(log_normal) => to_span(log_normal.sample(rng)),
+            Inner::Exponential(exp) => to_span(exp.sample(rng)).min(MAX_SPAN),
+            Inner::LogNormal(log_normal) => to_span(log_normal.sample(rng)).min(MAX_SPAN),
         }
     }
 
@@ -232,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn huge_tails_saturate_instead_of_wrapping() {
+    fn huge_tails_are_cut_at_the_longest_span() {
         let s = Latency::LogNormal {
             p50: 1,
             p99: Span::MAX,
@@ -242,9 +243,12 @@ mod tests {
         let mut rng = rng();
         let mut saw_max = false;
         for _ in 0..10_000 {
-            saw_max |= s.sample(&mut rng) == Span::MAX;
+            let sample = s.sample(&mut rng);
+            assert!(sample <= MAX_SPAN, "{sample}");
+            saw_max |= sample == MAX_SPAN;
         }
         assert!(saw_max);
+        assert_eq!(to_span(f64::INFINITY), Span::MAX);
         assert_eq!(to_span(-3.0), 0);
         assert_eq!(to_span(f64::NAN), 0);
         assert_eq!(to_span(2.5), 3);

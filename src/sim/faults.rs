@@ -1,16 +1,21 @@
 //! The fault schedule: which dependency misbehaves how, and when.
 //!
 //! Faults are windows `[start, end)` on one dependency (dependencies are indices; the
-//! simulator maps names to them). Seeded random faults ([`RandomFaults`]) are expanded
-//! into concrete windows before the run starts, so the whole schedule is a fixed list
-//! whose draws can never interleave with workload or latency draws: adding a request
-//! to a scenario does not move an outage.
+//! simulator maps names to them). Seeded random faults ([`RandomFaults`]) draw their
+//! windows from a generator of their own ([`RandomWindows`]), so their draws can never
+//! interleave with workload or latency draws: adding a request to a scenario does not
+//! move an outage.
 //!
 //! [`FaultPlan::condition`] is asked on every dependency call, so the plan precomputes,
-//! per dependency, a timeline of segments between consecutive fault edges with the
-//! combined static effect of every fault active in that segment. A query is a binary
-//! search plus an arithmetic check of the (rare) flapping faults active in the
-//! segment: `O(log edges + active flapping faults)`, no allocation.
+//! per dependency, a timeline of segments between consecutive edges of the fixed
+//! faults with the combined static effect of every fault active in that segment. A
+//! query is a binary search plus an arithmetic check of the (rare) flapping faults
+//! active in the segment: `O(log edges + active flapping faults)`, no allocation.
+//!
+//! Random windows are streamed, not expanded: each entry keeps only its current
+//! window and draws the next when a query passes its end (queries come in time order),
+//! so `mtbf = "1us"` over an hour costs time, never memory. The simulator schedules
+//! their edges from a second copy of each generator, which draws the same windows.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -147,32 +152,116 @@ impl RandomFaults {
         self.kind.validate_as(path)
     }
 
-    /// The concrete windows over `0..duration`, drawn from `rng`.
-    ///
-    /// Gaps and lengths are rounded to whole microseconds and at least 1 µs, so the
-    /// windows are sorted, non-empty and never touch; a window that would outlast the
-    /// run is cut at `duration`.
+    /// Every window over `0..duration`, drawn from `rng` (as [`RandomWindows`] draws
+    /// them one at a time).
     pub fn expand(&self, duration: Time, rng: &mut impl Rng) -> Result<Vec<Fault>, ConfigError> {
         self.validate()?;
-        let gap = Exp::new(1.0 / self.mtbf as f64).expect("validated: positive mtbf");
-        let length = Exp::new(1.0 / self.mttr as f64).expect("validated: positive mttr");
-        let draw = |d: &Exp<f64>, rng: &mut _| (d.sample(rng).round() as Span).max(1);
+        let mut windows = RandomWindows::new(self, rng.random(), duration);
         let mut faults = Vec::new();
-        let mut t: Time = 0;
-        loop {
-            let start = t.saturating_add(draw(&gap, rng));
-            if start >= duration {
-                return Ok(faults);
-            }
-            let end = start.saturating_add(draw(&length, rng)).min(duration);
+        while let Some(w) = windows.current() {
             faults.push(Fault {
                 dependency: self.dependency,
                 kind: self.kind.clone(),
-                start,
-                end,
+                start: w.start,
+                end: w.end,
             });
-            t = end;
+            windows.advance();
         }
+        Ok(faults)
+    }
+}
+
+/// One window of a random fault entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// When it starts (inclusive).
+    pub start: Time,
+    /// When it ends (exclusive); after `start`, at most the run's end.
+    pub end: Time,
+    /// Its position among the entry's windows, from 0.
+    pub ordinal: u64,
+}
+
+/// The windows of one [`RandomFaults`] entry, drawn one at a time from its own
+/// generator: the same seed gives the same windows however far and however often they
+/// are drawn.
+///
+/// Gaps and lengths are rounded to whole microseconds and at least 1 µs, so the
+/// windows are sorted, non-empty and never touch; a window that would outlast the run
+/// is cut at its end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomWindows {
+    entry: RandomFaults,
+    gap: Exp<f64>,
+    length: Exp<f64>,
+    rng: ChaCha8Rng,
+    duration: Time,
+    /// The end of the last window drawn (0 before the first).
+    last_end: Time,
+    current: Option<Window>,
+    drawn: u64,
+}
+
+impl RandomWindows {
+    /// The windows of the validated `entry` over `0..duration`, drawn from a generator
+    /// seeded with `seed`; the first is drawn at once.
+    fn new(entry: &RandomFaults, seed: u64, duration: Time) -> RandomWindows {
+        let mut windows = RandomWindows {
+            entry: entry.clone(),
+            gap: Exp::new(1.0 / entry.mtbf as f64).expect("validated: positive mtbf"),
+            length: Exp::new(1.0 / entry.mttr as f64).expect("validated: positive mttr"),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            duration,
+            last_end: 0,
+            current: None,
+            drawn: 0,
+        };
+        windows.advance();
+        windows
+    }
+
+    /// The entry the windows are drawn for.
+    pub fn entry(&self) -> &RandomFaults {
+        &self.entry
+    }
+
+    /// The window not yet passed: the one in force or the next to come; none once the
+    /// run has no more.
+    pub fn current(&self) -> Option<Window> {
+        self.current
+    }
+
+    /// Moves on to the window after the current one.
+    pub fn advance(&mut self) {
+        let draw = |d: &Exp<f64>, rng: &mut ChaCha8Rng| (d.sample(rng).round() as Span).max(1);
+        let start = self.last_end.saturating_add(draw(&self.gap, &mut self.rng));
+        if start >= self.duration {
+            self.current = None;
+            return;
+        }
+        let end = start
+            .saturating_add(draw(&self.length, &mut self.rng))
+            .min(self.duration);
+        self.current = Some(Window {
+            start,
+            end,
+            ordinal: self.drawn,
+        });
+        self.drawn += 1;
+        self.last_end = end;
+    }
+
+    /// The window in force at `now`, if any, passing the windows that ended before it.
+    /// `now` must not go back between calls.
+    #[inline]
+    fn active_at(&mut self, now: Time) -> Option<Window> {
+        while let Some(w) = self.current {
+            if now < w.end {
+                return (w.start <= now).then_some(w);
+            }
+            self.advance();
+        }
+        None
     }
 }
 
@@ -195,6 +284,26 @@ pub struct Condition {
 }
 
 impl Condition {
+    /// Adds the effect at `now` of a fault of `kind` that started at `start`.
+    fn add(&mut self, kind: &FaultKind, start: Time, now: Time) {
+        match *kind {
+            FaultKind::Outage => self.down = true,
+            FaultKind::Hang => self.hang = true,
+            FaultKind::ErrorRate(p) => self.extra_error_rate = union(self.extra_error_rate, p),
+            FaultKind::AddedLatency(span) => {
+                self.added_latency = self.added_latency.saturating_add(span)
+            }
+            FaultKind::Flapping { period, down } => {
+                self.down |= Flap {
+                    start,
+                    period,
+                    down,
+                }
+                .is_down(now)
+            }
+        }
+    }
+
     /// No fault active.
     pub const HEALTHY: Condition = Condition {
         down: false,
@@ -222,12 +331,17 @@ pub struct FaultEdge {
     pub started: bool,
 }
 
-/// Every concrete fault window of a run, indexed for fast queries.
+/// Every fault of a run: the fixed windows indexed for fast queries, the random ones
+/// streamed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultPlan {
     faults: Vec<Fault>,
-    /// One timeline per dependency, indexed by dependency.
+    /// One timeline per dependency (of the fixed faults), indexed by dependency.
     timelines: Vec<Timeline>,
+    /// Each random entry's windows, in entry order.
+    random: Vec<RandomWindows>,
+    /// Per dependency, the indices into `random` of its entries, in entry order.
+    random_of: Vec<Vec<u32>>,
 }
 
 /// The piecewise-constant combined effect of one dependency's faults.
@@ -285,11 +399,16 @@ impl FaultPlan {
         for (dependency, timeline) in timelines.iter_mut().enumerate() {
             *timeline = Timeline::build(&faults, dependency);
         }
-        Ok(FaultPlan { faults, timelines })
+        Ok(FaultPlan {
+            faults,
+            timelines,
+            random: Vec::new(),
+            random_of: vec![Vec::new(); dependencies],
+        })
     }
 
-    /// A plan of the fixed windows `scheduled` followed by the expansion of each
-    /// [`RandomFaults`] in `random` over `0..duration`.
+    /// A plan of the fixed windows `scheduled` and the windows of each [`RandomFaults`]
+    /// in `random` over `0..duration`.
     ///
     /// Each random entry draws from its own generator, seeded by one `u64` drawn from
     /// `rng` in entry order, so an entry's windows depend only on the seed, its
@@ -302,7 +421,7 @@ impl FaultPlan {
         duration: Time,
         rng: &mut impl Rng,
     ) -> Result<FaultPlan, ConfigError> {
-        let mut faults = scheduled;
+        let mut plan = FaultPlan::new(dependencies, scheduled)?;
         for (i, entry) in random.iter().enumerate() {
             let path = format!("random_faults[{i}]");
             if entry.dependency >= dependencies {
@@ -315,15 +434,22 @@ impl FaultPlan {
                 ));
             }
             entry.validate_as(&path)?;
-            let mut entry_rng = ChaCha8Rng::seed_from_u64(rng.random());
-            faults.extend(entry.expand(duration, &mut entry_rng)?);
+            plan.random_of[entry.dependency].push(plan.random.len() as u32);
+            plan.random
+                .push(RandomWindows::new(entry, rng.random(), duration));
         }
-        FaultPlan::new(dependencies, faults)
+        Ok(plan)
     }
 
-    /// Every window, fixed ones first, then the expanded random ones in entry order.
+    /// The fixed windows.
     pub fn faults(&self) -> &[Fault] {
         &self.faults
+    }
+
+    /// Each random entry's windows as they stood when the plan was made (a copy draws
+    /// the same windows as the plan's own).
+    pub fn random(&self) -> &[RandomWindows] {
+        &self.random
     }
 
     /// The number of dependencies the plan covers.
@@ -331,13 +457,29 @@ impl FaultPlan {
         self.timelines.len()
     }
 
-    /// The combined effect of every fault active on `dependency` at `now`.
+    /// The combined effect of every fault active on `dependency` at `now`: the fixed
+    /// faults, then the random entries in entry order (the order in which error rates
+    /// combine). Random windows that ended before `now` are passed for good, so `now`
+    /// must not go back between calls.
     ///
     /// # Panics
     ///
     /// If `dependency` is not below [`dependencies`](Self::dependencies).
     #[inline]
-    pub fn condition(&self, dependency: usize, now: Time) -> Condition {
+    pub fn condition(&mut self, dependency: usize, now: Time) -> Condition {
+        let mut condition = self.fixed_condition(dependency, now);
+        for &i in &self.random_of[dependency] {
+            let windows = &mut self.random[i as usize];
+            if let Some(w) = windows.active_at(now) {
+                condition.add(&windows.entry.kind, w.start, now);
+            }
+        }
+        condition
+    }
+
+    /// The combined effect of the fixed faults active on `dependency` at `now`.
+    #[inline]
+    fn fixed_condition(&self, dependency: usize, now: Time) -> Condition {
         let timeline = &self.timelines[dependency];
         let k = timeline.starts.partition_point(|&s| s <= now);
         let Some(segment) = k.checked_sub(1).map(|k| &timeline.segments[k]) else {
@@ -351,7 +493,7 @@ impl FaultPlan {
         condition
     }
 
-    /// Every fault's start and end, sorted by time; at the same time ends come before
+    /// Every fixed fault's start and end, sorted by time; at the same time ends come before
     /// starts (a window is `[start, end)`), then by dependency, then by fault index.
     pub fn edges(&self) -> Vec<FaultEdge> {
         let mut edges: Vec<FaultEdge> = self
@@ -454,7 +596,7 @@ mod tests {
 
     #[test]
     fn no_faults_is_healthy() {
-        let p = plan(vec![]);
+        let mut p = plan(vec![]);
         assert!(p.condition(0, 0).is_healthy());
         assert!(p.condition(1, Time::MAX).is_healthy());
         assert!(p.edges().is_empty());
@@ -462,7 +604,7 @@ mod tests {
 
     #[test]
     fn outage_is_down_inside_its_half_open_window_only() {
-        let p = plan(vec![fault(0, FaultKind::Outage, 100, 200)]);
+        let mut p = plan(vec![fault(0, FaultKind::Outage, 100, 200)]);
         assert!(p.condition(0, 99).is_healthy());
         assert!(p.condition(0, 100).down);
         assert!(p.condition(0, 199).down);
@@ -473,7 +615,7 @@ mod tests {
 
     #[test]
     fn each_kind_sets_its_field() {
-        let p = plan(vec![
+        let mut p = plan(vec![
             fault(0, FaultKind::ErrorRate(0.25), 0, 10),
             fault(1, FaultKind::AddedLatency(5_000), 0, 10),
             fault(0, FaultKind::Hang, 20, 30),
@@ -504,7 +646,7 @@ mod tests {
 
     #[test]
     fn overlapping_faults_combine() {
-        let p = plan(vec![
+        let mut p = plan(vec![
             fault(0, FaultKind::ErrorRate(0.5), 0, 100),
             fault(0, FaultKind::ErrorRate(0.5), 50, 150),
             fault(0, FaultKind::AddedLatency(10), 0, 100),
@@ -529,7 +671,7 @@ mod tests {
     #[test]
     fn flapping_phases_at_exact_boundaries() {
         let s = SECOND;
-        let p = plan(vec![fault(
+        let mut p = plan(vec![fault(
             0,
             FaultKind::Flapping {
                 period: 10 * s,
@@ -538,7 +680,7 @@ mod tests {
             100 * s,
             125 * s,
         )]);
-        let down = |t| p.condition(0, t).down;
+        let mut down = |t| p.condition(0, t).down;
         assert!(!down(100 * s - 1));
         assert!(down(100 * s));
         assert!(down(103 * s - 1));
@@ -553,7 +695,7 @@ mod tests {
 
     #[test]
     fn flapping_overlapping_other_faults() {
-        let p = plan(vec![
+        let mut p = plan(vec![
             fault(0, FaultKind::ErrorRate(0.1), 0, 1_000),
             fault(
                 0,
@@ -617,27 +759,78 @@ mod tests {
         }
     }
 
+    fn faults_rng(seed: u64) -> ChaCha8Rng {
+        crate::sim::rng::stream(seed, crate::sim::rng::Stream::Faults)
+    }
+
     fn random_plan(seed: u64, random: &[RandomFaults], duration: Time) -> FaultPlan {
-        let mut rng = crate::sim::rng::stream(seed, crate::sim::rng::Stream::Faults);
-        FaultPlan::with_random(2, vec![], random, duration, &mut rng).unwrap()
+        FaultPlan::with_random(2, vec![], random, duration, &mut faults_rng(seed)).unwrap()
+    }
+
+    /// The windows the plan streams, drawn to the end from a copy of its generators.
+    fn windows(plan: &FaultPlan) -> Vec<Fault> {
+        let mut out = Vec::new();
+        for w in plan.random() {
+            let mut w = w.clone();
+            while let Some(window) = w.current() {
+                out.push(Fault {
+                    dependency: w.entry().dependency,
+                    kind: w.entry().kind.clone(),
+                    start: window.start,
+                    end: window.end,
+                });
+                w.advance();
+            }
+        }
+        out
     }
 
     #[test]
     fn random_faults_are_deterministic_per_seed_and_differ_across_seeds() {
         let hour = 3_600 * SECOND;
-        let a = random_plan(1, &[random(0)], hour);
-        assert_eq!(a, random_plan(1, &[random(0)], hour));
-        assert_ne!(a.faults(), random_plan(2, &[random(0)], hour).faults());
+        let mut a = random_plan(1, &[random(0)], hour);
+        let faults = windows(&a);
+        assert_eq!(faults, windows(&random_plan(1, &[random(0)], hour)));
+        assert_ne!(faults, windows(&random_plan(2, &[random(0)], hour)));
         // About hour / (mtbf + mttr) = 51 windows; sorted, inside the run, apart.
-        let n = a.faults().len();
+        let n = faults.len();
         assert!((25..=80).contains(&n), "{n} windows");
-        for pair in a.faults().windows(2) {
+        for pair in faults.windows(2) {
             assert!(pair[0].end < pair[1].start);
         }
-        for f in a.faults() {
+        for f in &faults {
             assert!(f.start < f.end && f.end <= hour);
+            assert!(!a.condition(0, f.start - 1).down);
             assert!(a.condition(0, f.start).down);
+            assert!(a.condition(0, f.end - 1).down);
         }
+        // The same windows as expanding the entry up front.
+        let mut rng = faults_rng(1);
+        assert_eq!(faults, random(0).expand(hour, &mut rng).unwrap());
+    }
+
+    #[test]
+    fn random_windows_cost_no_memory_however_many() {
+        // mtbf = mttr = 1 us over an hour: 1.8e9 windows expanded would not fit in memory;
+        // streamed, a plan is a few hundred bytes and queries move through the windows.
+        let entry = RandomFaults {
+            dependency: 0,
+            mtbf: 1,
+            mttr: 1,
+            kind: FaultKind::Outage,
+        };
+        let mut p = random_plan(3, &[entry], 3_600 * SECOND);
+        let down = (0..10_000u64).filter(|&t| p.condition(0, t).down).count();
+        assert!(
+            (2_000..8_000).contains(&down),
+            "{down} of 10000 instants down"
+        );
+        // Far into the run, and past its end, queries still answer at once.
+        let late = (0..1_000u64)
+            .filter(|&t| p.condition(0, 1_800 * SECOND + t).down)
+            .count();
+        assert!((200..800).contains(&late), "{late} of 1000 instants down");
+        assert!(p.condition(0, 3_600 * SECOND).is_healthy());
     }
 
     #[test]
@@ -645,25 +838,23 @@ mod tests {
         let hour = 3_600 * SECOND;
         let one = random_plan(9, &[random(0)], hour);
         let two = random_plan(9, &[random(0), random(1)], hour);
-        let on_dep0 = |p: &FaultPlan| {
-            p.faults()
-                .iter()
-                .filter(|f| f.dependency == 0)
-                .cloned()
+        let on_dep = |p: &FaultPlan, d: usize| {
+            windows(p)
+                .into_iter()
+                .filter(|f| f.dependency == d)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(on_dep0(&one), on_dep0(&two));
-        assert!(two.faults().iter().any(|f| f.dependency == 1));
+        assert_eq!(on_dep(&one, 0), on_dep(&two, 0));
+        assert!(!on_dep(&two, 1).is_empty());
         // A longer run extends entry 0's windows; entry 1's early windows stay put.
         let longer = random_plan(9, &[random(0), random(1)], 2 * hour);
-        let early_dep1 = |p: &FaultPlan| {
-            p.faults()
-                .iter()
-                .filter(|f| f.dependency == 1 && f.end < hour)
-                .cloned()
+        let early = |p: &FaultPlan| {
+            on_dep(p, 1)
+                .into_iter()
+                .filter(|f| f.end < hour)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(early_dep1(&two), early_dep1(&longer));
+        assert_eq!(early(&two), early(&longer));
     }
 
     #[test]
@@ -839,10 +1030,44 @@ mod proptests {
             faults in proptest::collection::vec(fault(), 0..12),
             times in proptest::collection::vec(0u64..900, 1..40),
         ) {
-            let plan = FaultPlan::new(3, faults.clone()).unwrap();
+            let mut plan = FaultPlan::new(3, faults.clone()).unwrap();
             for now in times {
                 for dependency in 0..3 {
                     prop_assert_eq!(plan.condition(dependency, now), model(&faults, dependency, now));
+                }
+            }
+        }
+
+        /// Streamed random windows give the conditions that expanding them up front
+        /// into fixed faults gives, for queries in time order.
+        #[test]
+        fn streamed_random_faults_match_their_expansion(
+            fixed in proptest::collection::vec(fault(), 0..6),
+            random in proptest::collection::vec(
+                (0usize..3, kind(), 1u64..60, 1u64..60),
+                0..4,
+            ),
+            seed in any::<u64>(),
+            mut times in proptest::collection::vec(0u64..900, 1..60),
+        ) {
+            let random: Vec<RandomFaults> = random
+                .into_iter()
+                .map(|(dependency, kind, mtbf, mttr)| RandomFaults { dependency, mtbf, mttr, kind })
+                .collect();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut plan = FaultPlan::with_random(3, fixed.clone(), &random, 800, &mut rng).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut expanded = fixed;
+            for entry in &random {
+                expanded.extend(entry.expand(800, &mut rng).unwrap());
+            }
+            times.sort_unstable();
+            for now in times {
+                for dependency in 0..3 {
+                    prop_assert_eq!(
+                        plan.condition(dependency, now),
+                        model(&expanded, dependency, now)
+                    );
                 }
             }
         }

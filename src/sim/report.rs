@@ -21,7 +21,7 @@ use crate::engine::{HumanSpan, Span, Time};
 use crate::node::{CallError, CallResult, Node, NodeEvent, ReplyBody, Resource, Served};
 use crate::scenario::Scenario;
 
-use super::faults::{Fault, FaultEdge, FaultKind, FaultPlan};
+use super::faults::FaultKind;
 
 /// At most this many timeline entries are kept; the rest are counted. Keeps reports and
 /// snapshots reviewable when a scenario flaps for an hour.
@@ -61,6 +61,9 @@ pub struct Outcomes {
     pub refused: u64,
     /// Control messages answered.
     pub control: u64,
+    /// Requests still waiting for their reply when the run ended: nobody was served,
+    /// so they count against availability, with the time they waited as their latency.
+    pub unanswered: u64,
 }
 
 impl Outcomes {
@@ -92,6 +95,7 @@ impl Outcomes {
         self.error += other.error;
         self.refused += other.refused;
         self.control += other.control;
+        self.unanswered += other.unanswered;
     }
 }
 
@@ -115,6 +119,8 @@ pub struct DependencyReport {
     pub name: String,
     /// Calls made.
     pub calls: u64,
+    /// Calls still waiting for their answer when the run ended.
+    pub in_flight_at_end: u64,
     /// Calls that failed (refused or errored).
     pub failures: u64,
     /// Calls that timed out.
@@ -288,6 +294,7 @@ impl Report {
 #[derive(Debug, Clone)]
 struct DepMetrics {
     calls: u64,
+    answered: u64,
     failures: u64,
     timeouts: u64,
     overloads: u64,
@@ -311,6 +318,7 @@ impl Default for DepMetrics {
     fn default() -> Self {
         DepMetrics {
             calls: 0,
+            answered: 0,
             failures: 0,
             timeouts: 0,
             overloads: 0,
@@ -356,6 +364,9 @@ pub struct Metrics {
     /// each one was 2% of a long run.
     instant_replies: u64,
     deps: [DepMetrics; 2],
+    /// The run's length.
+    duration: Time,
+    /// The outages and hangs that started, in the order they did.
     hard_faults: Vec<HardFault>,
     timeline: Vec<TimelineEntry>,
     timeline_omitted: u64,
@@ -364,19 +375,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Empty metrics for a run of `scenario` under the fault plan `faults`.
-    pub fn new(scenario: &Scenario, faults: &FaultPlan) -> Self {
-        let hard_faults = faults
-            .faults()
-            .iter()
-            .filter(|f| matches!(f.kind, FaultKind::Outage | FaultKind::Hang))
-            .map(|f| HardFault {
-                dependency: f.dependency,
-                start: f.start,
-                end: f.end.min(scenario.duration),
-            })
-            .collect();
+    /// Empty metrics for a run of `scenario`.
+    pub fn new(scenario: &Scenario) -> Self {
         Metrics {
+            duration: scenario.duration,
             by_kind: std::array::from_fn(|i| Outcomes {
                 kind: KINDS[i].to_owned(),
                 ..Outcomes::default()
@@ -385,10 +387,22 @@ impl Metrics {
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             instant_replies: 0,
             deps: Default::default(),
-            hard_faults,
+            hard_faults: Vec::new(),
             timeline: Vec::new(),
             timeline_omitted: 0,
-            scripted: Vec::with_capacity(scenario.script.len()),
+            // One exchange per entry, in file order, filled in as messages go and replies
+            // come: entries need not be in time order in the file.
+            scripted: scenario
+                .script
+                .iter()
+                .map(|m| ScriptedExchange {
+                    at: m.at,
+                    request: m.body.clone(),
+                    replied_at: None,
+                    reply: None,
+                    served: None,
+                })
+                .collect(),
             mode_changes: 0,
         }
     }
@@ -401,28 +415,30 @@ impl Metrics {
         }
     }
 
-    /// A fault started or ended.
-    pub fn fault_edge(&mut self, t: Time, edge: &FaultEdge, fault: &Fault) {
-        let dep = Resource::ALL[edge.dependency].as_str();
-        let what = describe_fault(&fault.kind);
-        let text = if edge.started {
-            format!("{dep}: {what} begins (until {})", HumanSpan(fault.end))
+    /// A fault of `kind` on `dependency` that lasts until `end` started or ended.
+    pub fn fault_edge(
+        &mut self,
+        t: Time,
+        dependency: usize,
+        kind: &FaultKind,
+        started: bool,
+        end: Time,
+    ) {
+        if started && matches!(kind, FaultKind::Outage | FaultKind::Hang) {
+            self.hard_faults.push(HardFault {
+                dependency,
+                start: t,
+                end: end.min(self.duration),
+            });
+        }
+        let dep = Resource::ALL[dependency].as_str();
+        let what = describe_fault(kind);
+        let text = if started {
+            format!("{dep}: {what} begins (until {})", HumanSpan(end))
         } else {
             format!("{dep}: {what} ends")
         };
         self.note(t, "fault", text);
-    }
-
-    /// A scripted message was sent.
-    pub fn script_request(&mut self, index: u32, at: Time, body: &Value) {
-        debug_assert_eq!(index as usize, self.scripted.len());
-        self.scripted.push(ScriptedExchange {
-            at,
-            request: body.clone(),
-            replied_at: None,
-            reply: None,
-            served: None,
-        });
     }
 
     /// A reply went out.
@@ -453,10 +469,25 @@ impl Metrics {
         }
     }
 
-    /// A dependency call was started with this (already decided) result.
-    pub fn call(&mut self, dependency: usize, result: &CallResult) {
+    /// A request was still waiting for its reply when the run ended, after waiting
+    /// `waited`.
+    pub fn unanswered(&mut self, kind: u8, waited: Span) {
+        let outcomes = &mut self.by_kind[usize::from(kind)];
+        outcomes.total += 1;
+        outcomes.unanswered += 1;
+        self.latency.saturating_record(waited.saturating_add(1));
+    }
+
+    /// A dependency call was started.
+    pub fn call(&mut self, dependency: usize) {
+        self.deps[dependency].calls += 1;
+    }
+
+    /// A dependency call's answer was delivered (a call still out when the run ends
+    /// has no answer, so it is neither a failure nor a timeout yet).
+    pub fn answer(&mut self, dependency: usize, result: &CallResult) {
         let dep = &mut self.deps[dependency];
-        dep.calls += 1;
+        dep.answered += 1;
         match result {
             CallResult::Failed(CallError::Timeout) => dep.timeouts += 1,
             CallResult::Failed(_) => dep.failures += 1,
@@ -579,7 +610,7 @@ impl Metrics {
             requests.push(o.clone());
         }
         let answered = total.total - total.control - total.refused;
-        let unavailable = total.rejected + total.error;
+        let unavailable = total.rejected + total.error + total.unanswered;
         let availability = if answered == 0 {
             1.0
         } else {
@@ -610,6 +641,7 @@ impl Metrics {
                 DependencyReport {
                     name: resource.as_str().to_owned(),
                     calls: m.calls,
+                    in_flight_at_end: m.calls - m.answered,
                     failures: m.failures,
                     timeouts: m.timeouts,
                     overloads: m.overloads,
@@ -662,7 +694,12 @@ impl Metrics {
             modes,
             timeline: std::mem::take(&mut self.timeline),
             timeline_omitted: self.timeline_omitted,
-            scripted: std::mem::take(&mut self.scripted),
+            scripted: {
+                // Listed in the order they were sent; ties keep file order.
+                let mut scripted = std::mem::take(&mut self.scripted);
+                scripted.sort_by_key(|x| x.at);
+                scripted
+            },
             expectations: Vec::new(),
             events,
             trace_digest,
@@ -979,7 +1016,7 @@ impl Report {
         let _ = writeln!(w, "Requests: {total}");
         let _ = writeln!(
             w,
-            "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7}",
+            "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10}",
             "type",
             "total",
             "fresh",
@@ -990,12 +1027,14 @@ impl Report {
             "queued",
             "rejected",
             "error",
-            "refused"
+            "refused",
+            "control",
+            "unanswered"
         );
         for o in &self.requests {
             let _ = writeln!(
                 w,
-                "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7}",
+                "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10}",
                 o.kind,
                 o.total,
                 o.fresh,
@@ -1006,12 +1045,14 @@ impl Report {
                 o.queued,
                 o.rejected,
                 o.error,
-                o.refused
+                o.refused,
+                o.control,
+                o.unanswered
             );
         }
         let _ = writeln!(
             w,
-            "  availability {} (answered with data, a fallback, or an accepted write; refused requests left out)",
+            "  availability {} (answered with data, a fallback or an accepted write, of all but refused and control requests)",
             percent(self.availability)
         );
         let l = &self.latency;
@@ -1031,9 +1072,14 @@ impl Report {
             } else {
                 String::new()
             };
+            let in_flight = if d.in_flight_at_end > 0 {
+                format!(", {} still in flight at the end", d.in_flight_at_end)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 w,
-                "  {}: {} calls, {} failed{overloads}, {} timed out",
+                "  {}: {} calls, {} failed{overloads}, {} timed out{in_flight}",
                 d.name, d.calls, d.failures, d.timeouts
             );
             let _ = writeln!(

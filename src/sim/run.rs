@@ -26,7 +26,7 @@ use crate::scenario::{RequestKind, Scenario};
 use crate::seqmap::SeqMap;
 
 use super::dist::LatencySampler;
-use super::faults::{FaultEdge, FaultPlan};
+use super::faults::{FaultEdge, FaultPlan, RandomWindows};
 use super::load::CpuCurve;
 use super::queue::LanedQueue;
 use super::report::{kind_index, workload_kind_index, Metrics, Report};
@@ -75,6 +75,8 @@ enum Ev {
     Timer(Timer),
     Cpu,
     Fault(u32),
+    /// The next edge of random fault entry `i` (see [`RandomEdges`]).
+    RandomFault(u32),
 }
 
 const _: () = assert!(std::mem::size_of::<Ev>() <= 16);
@@ -88,6 +90,14 @@ struct DependencySim {
     busy: u32,
     store: Store,
     rng: ChaCha8Rng,
+}
+
+/// The edges of one random fault entry, scheduled one at a time from a copy of the
+/// entry's window generator (the plan's own copy advances with the calls' queries).
+struct RandomEdges {
+    windows: RandomWindows,
+    /// The current window has started (its end edge is the one scheduled).
+    inside: bool,
 }
 
 struct StreamSim {
@@ -178,6 +188,7 @@ struct Simulation<'s, 'w> {
     deps: Vec<DependencySim>,
     faults: FaultPlan,
     edges: Vec<FaultEdge>,
+    random_edges: Vec<RandomEdges>,
     cpu: Option<(CpuCurve, ChaCha8Rng)>,
     streams: Vec<StreamSim>,
     in_flight: SeqMap<InFlight>,
@@ -229,6 +240,14 @@ impl<'s, 'w> Simulation<'s, 'w> {
         )
         .map_err(invalid)?;
         let edges = faults.edges();
+        let random_edges = faults
+            .random()
+            .iter()
+            .map(|windows| RandomEdges {
+                windows: windows.clone(),
+                inside: false,
+            })
+            .collect();
         let cpu = match &scenario.cpu {
             Some(config) => Some((
                 CpuCurve::new(config.clone()).map_err(invalid)?,
@@ -258,7 +277,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
-        let metrics = Metrics::new(scenario, &faults);
+        let metrics = Metrics::new(scenario);
         Ok(Simulation {
             scenario,
             seed,
@@ -267,6 +286,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
             deps,
             faults,
             edges,
+            random_edges,
             cpu,
             streams,
             in_flight: SeqMap::new(),
@@ -284,6 +304,11 @@ impl<'s, 'w> Simulation<'s, 'w> {
         self.apply_effects(0)?;
         for (i, edge) in self.edges.iter().enumerate() {
             self.events.push(edge.at, Ev::Fault(i as u32));
+        }
+        for (i, entry) in self.random_edges.iter().enumerate() {
+            if let Some(w) = entry.windows.current() {
+                self.events.push(w.start, Ev::RandomFault(i as u32));
+            }
         }
         for (i, message) in self.scenario.script.iter().enumerate() {
             self.events.push(message.at, Ev::Script(i as u32));
@@ -320,6 +345,10 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     if holds_slot {
                         self.deps[usize::from(dependency)].busy -= 1;
                     }
+                    self.metrics.answer(usize::from(dependency), &result);
+                    if overloaded {
+                        self.metrics.overload(usize::from(dependency));
+                    }
                     if self.trace.enabled() {
                         self.trace.record(
                             now,
@@ -350,18 +379,23 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     let edge = &self.edges[i as usize];
                     let fault = &self.faults.faults()[edge.fault_index];
                     let line = FaultLine {
-                        kind: if edge.started {
-                            "fault_start"
-                        } else {
-                            "fault_end"
-                        },
+                        kind: FaultLine::kind(edge.started),
                         dependency: Resource::ALL[edge.dependency].as_str(),
                         fault: fault.kind.as_str(),
-                        index: edge.fault_index,
+                        index: Some(edge.fault_index),
+                        random_fault: None,
+                        window: None,
                     };
-                    self.metrics.fault_edge(now, edge, fault);
+                    self.metrics.fault_edge(
+                        now,
+                        edge.dependency,
+                        &fault.kind,
+                        edge.started,
+                        fault.end,
+                    );
                     self.trace.record(now, &line)?;
                 }
+                Ev::RandomFault(i) => self.random_fault_edge(now, i)?,
             }
             self.apply_effects(now)?;
         }
@@ -369,8 +403,23 @@ impl<'s, 'w> Simulation<'s, 'w> {
     }
 
     fn finish(mut self) -> io::Result<Report> {
-        self.trace.flush()?;
         let end = self.scenario.duration;
+        // What is still waiting has waited until the end, and was served by nobody.
+        for (id, request) in self.in_flight.drain_in_order() {
+            let waited = end - request.at;
+            self.metrics.unanswered(request.kind, waited);
+            if self.trace.enabled() {
+                self.trace.record(
+                    end,
+                    &UnansweredLine {
+                        kind: "unanswered",
+                        id,
+                        waited,
+                    },
+                )?;
+            }
+        }
+        self.trace.flush()?;
         Ok(self.metrics.report(
             self.scenario,
             self.seed,
@@ -379,6 +428,43 @@ impl<'s, 'w> Simulation<'s, 'w> {
             self.processed,
             self.trace.digest().map(|d| d.hex()),
         ))
+    }
+
+    /// Random fault entry `i`'s window starts or ends now; the entry's next edge is
+    /// scheduled.
+    fn random_fault_edge(&mut self, now: Time, i: u32) -> io::Result<()> {
+        let edges = &mut self.random_edges[i as usize];
+        let window = edges
+            .windows
+            .current()
+            .expect("an edge is scheduled only for a window");
+        let started = !edges.inside;
+        let entry = edges.windows.entry();
+        self.metrics
+            .fault_edge(now, entry.dependency, &entry.kind, started, window.end);
+        self.trace.record(
+            now,
+            &FaultLine {
+                kind: FaultLine::kind(started),
+                dependency: Resource::ALL[entry.dependency].as_str(),
+                fault: entry.kind.as_str(),
+                index: None,
+                random_fault: Some(i),
+                window: Some(window.ordinal),
+            },
+        )?;
+        let next = if started {
+            edges.inside = true;
+            Some(window.end)
+        } else {
+            edges.inside = false;
+            edges.windows.advance();
+            edges.windows.current().map(|w| w.start)
+        };
+        if let Some(at) = next {
+            self.events.push(at, Ev::RandomFault(i));
+        }
+        Ok(())
     }
 
     fn schedule_arrival(&mut self, i: usize) {
@@ -454,7 +540,6 @@ impl<'s, 'w> Simulation<'s, 'w> {
             Err(_) => "invalid",
         };
         let to = self.new_request(now, kind_index(kind), Some(index));
-        self.metrics.script_request(index, now, &message.body);
         self.trace.record(
             now,
             &RequestLine {
@@ -525,7 +610,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                         )?;
                     }
                     let (at, result, holds_slot, overloaded) = self.dependency_answer(now, call);
-                    self.metrics.call(call.dependency, &result);
+                    self.metrics.call(call.dependency);
                     let slot = self.answers.insert(Answer {
                         id: call.id,
                         result,
@@ -569,12 +654,8 @@ impl<'s, 'w> Simulation<'s, 'w> {
         let dep = &mut self.deps[call.dependency];
         let down = call.force_down || condition.down;
         let overloaded = !down && dep.max_concurrency.is_some_and(|max| dep.busy >= max);
-        if overloaded {
-            self.metrics.overload(call.dependency);
-        }
-        let dep = &mut self.deps[call.dependency];
         if down || overloaded {
-            let at = (now + dep.down_latency).min(call.deadline);
+            let at = now.saturating_add(dep.down_latency).min(call.deadline);
             let result = if at == call.deadline {
                 CallResult::Failed(CallError::Timeout)
             } else {
@@ -597,10 +678,14 @@ impl<'s, 'w> Simulation<'s, 'w> {
         if condition.hang {
             return (call.deadline, CallResult::Failed(CallError::Timeout));
         }
-        let latency = dep.latency.sample(&mut dep.rng) + condition.added_latency;
+        // Saturating: spans are bounded (MAX_SPAN), so this is a guard, not a case.
+        let latency = dep
+            .latency
+            .sample(&mut dep.rng)
+            .saturating_add(condition.added_latency);
         let error_rate = 1.0 - (1.0 - dep.error_rate) * (1.0 - condition.extra_error_rate);
         let failed = error_rate > 0.0 && dep.rng.random::<f64>() < error_rate;
-        let at = now + latency;
+        let at = now.saturating_add(latency);
         if failed {
             if at >= call.deadline {
                 return (call.deadline, CallResult::Failed(CallError::Timeout));
@@ -656,6 +741,15 @@ struct ReplyLine<'a> {
     body: &'a crate::node::ReplyBody,
 }
 
+/// A request with no reply by the end of the run.
+#[derive(Serialize)]
+struct UnansweredLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u64,
+    waited: u64,
+}
+
 #[derive(Serialize)]
 struct CallLine<'a> {
     #[serde(rename = "type")]
@@ -683,11 +777,28 @@ struct EventLine<'a> {
     event: &'a crate::node::NodeEvent,
 }
 
+/// A fault window starting or ending: a fixed fault by its index in the file, a
+/// random one by its entry's index and the window's ordinal.
 #[derive(Serialize)]
 struct FaultLine {
     #[serde(rename = "type")]
     kind: &'static str,
     dependency: &'static str,
     fault: &'static str,
-    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    random_fault: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<u64>,
+}
+
+impl FaultLine {
+    fn kind(started: bool) -> &'static str {
+        if started {
+            "fault_start"
+        } else {
+            "fault_end"
+        }
+    }
 }

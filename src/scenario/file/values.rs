@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
-use crate::engine::Span;
+use crate::engine::{Span, MAX_SPAN};
 
 /// What every duration error says it expected.
 const EXPECTED_DURATION: &str = "expected a duration such as \"250ms\" or \"3m\"";
@@ -27,8 +27,12 @@ pub fn parse_duration(text: &str) -> Result<Span, String> {
             "{EXPECTED_DURATION}, got {text:?}: simulated time counts whole microseconds"
         ));
     }
-    Span::try_from(parsed.as_micros())
-        .map_err(|_| format!("{EXPECTED_DURATION}, got {text:?}: too long"))
+    match Span::try_from(parsed.as_micros()) {
+        Ok(span) if span <= MAX_SPAN => Ok(span),
+        _ => Err(format!(
+            "{EXPECTED_DURATION}, got {text:?}: longer than the longest accepted, 100 years"
+        )),
+    }
 }
 
 /// Formats microseconds the way a scenario writes them (`"12m"`, `"1s 500ms"`).

@@ -1,0 +1,296 @@
+//! The work budget: what a scenario will cost, estimated from its configuration before
+//! anything runs, and refused when a typo has multiplied it past what a run can do.
+//!
+//! A simulation's memory is bounded by its configuration, not by its traffic: requests
+//! are answered and forgotten, the event queue holds only what is pending. But some
+//! products of the configuration are unbounded in practice: `rate = 1e12`, a `1h`
+//! timeout at 10 000 requests per second, `mtbf = "1us"` over an hour. Each would run
+//! out of memory or run for days with no word. [`estimate`] computes, from the file
+//! alone:
+//!
+//! - **requests**: the integral of every stream's rate over the run, plus scripts;
+//! - **outstanding**: requests and calls waiting at once. The simulator keeps them in
+//!   rings spanning the oldest to the newest outstanding one ([`crate::seqmap`]), so the
+//!   bound is the peak arrival rate times the longest a request can wait (the longest
+//!   call timeout among the dependencies its mix calls), whatever a concurrency limit
+//!   refuses meanwhile;
+//! - **entries held**: cache entries (at most the cache's capacity and the key space),
+//!   queued writes (at most the queue's capacity and the writes sent) and records that
+//!   writes create beyond the data set;
+//! - **fault windows**: the expected number of random fault windows, `duration / (mtbf
+//!   + mttr)` per entry;
+//! - **CPU samples**: `duration / every`.
+//!
+//! [`Limits::DEFAULT`] is documented in `scenarios/README.md`; `--allow-large` lifts it.
+
+use crate::engine::{HumanSpan, Span, SECOND};
+use crate::node::Resource;
+use crate::scenario::{RequestKind, Scenario};
+use crate::sim::workload::{Keys, RatePhase};
+
+/// The most of each kind of work a run may take on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Requests over the run.
+    pub requests: f64,
+    /// Requests and calls outstanding at once.
+    pub outstanding: f64,
+    /// Cache entries, queued writes and created records held at once.
+    pub entries: f64,
+    /// Random fault windows over the run.
+    pub fault_windows: f64,
+    /// CPU samples over the run.
+    pub cpu_samples: f64,
+}
+
+impl Limits {
+    /// The default budget: a run within it finishes in minutes and a few hundred MiB
+    /// (about 6 million requests a second and 150 bytes per outstanding request on the
+    /// benchmark machine).
+    pub const DEFAULT: Limits = Limits {
+        requests: 1e9,
+        outstanding: 1e6,
+        entries: 2e7,
+        fault_windows: 1e6,
+        cpu_samples: 1e8,
+    };
+
+    /// No limit at all (`--allow-large`).
+    pub const NONE: Limits = Limits {
+        requests: f64::INFINITY,
+        outstanding: f64::INFINITY,
+        entries: f64::INFINITY,
+        fault_windows: f64::INFINITY,
+        cpu_samples: f64::INFINITY,
+    };
+}
+
+/// What a scenario is expected to cost; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Estimate {
+    /// Requests over the run.
+    pub requests: f64,
+    /// Requests and calls outstanding at once, at most.
+    pub outstanding: f64,
+    /// Cache entries, queued writes and created records held at once, at most.
+    pub entries: f64,
+    /// Random fault windows over the run, expected.
+    pub fault_windows: f64,
+    /// CPU samples over the run.
+    pub cpu_samples: f64,
+}
+
+/// One budget the scenario exceeds: the key to change and what to tell the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The key path in the file that drives the estimate (`workload[0].rate`).
+    pub key: String,
+    /// The estimate, the limit and what to change.
+    pub message: String,
+}
+
+/// Kinds that call the dependency serving `resource`.
+fn calls(kind: RequestKind) -> Option<Resource> {
+    match kind {
+        RequestKind::GetUser | RequestKind::UpdateUser => Some(Resource::Users),
+        RequestKind::GetProduct | RequestKind::UpdateProduct => Some(Resource::Products),
+        RequestKind::GetRecommendations | RequestKind::Search => None,
+    }
+}
+
+fn is_write(kind: RequestKind) -> bool {
+    matches!(kind, RequestKind::UpdateUser | RequestKind::UpdateProduct)
+}
+
+fn key_count(keys: &Keys) -> f64 {
+    match *keys {
+        Keys::Uniform { n } | Keys::Zipf { n, .. } => n as f64,
+    }
+}
+
+fn seconds(span: Span) -> f64 {
+    span as f64 / SECOND as f64
+}
+
+/// Per stream: the requests it sends over the run and its peak rate per second.
+fn stream_load(phases: &[RatePhase]) -> (f64, f64) {
+    let mut requests = 0.0;
+    let mut peak: f64 = 0.0;
+    for phase in phases {
+        let (from, to, r0, r1) = match *phase {
+            RatePhase::Constant {
+                from,
+                to,
+                rate_per_sec,
+            } => (from, to, rate_per_sec, rate_per_sec),
+            RatePhase::Ramp {
+                from,
+                to,
+                rate_from,
+                rate_to,
+            } => (from, to, rate_from, rate_to),
+        };
+        requests += (r0 + r1) / 2.0 * seconds(to.saturating_sub(from));
+        peak = peak.max(r0).max(r1);
+    }
+    (requests, peak)
+}
+
+/// The work `scenario` will take on; see the module documentation.
+pub fn estimate(scenario: &Scenario) -> Estimate {
+    let mut e = Estimate {
+        requests: scenario.script.len() as f64,
+        ..Estimate::default()
+    };
+    // Per dependency: reads and writes sent, and the largest key space read.
+    let mut reads = [0.0f64; 2];
+    let mut writes = [0.0f64; 2];
+    let mut keys = [0.0f64; 2];
+    // One ring holds every stream's requests, so it spans the sum of the peak rates
+    // times the longest wait of any (a request answered at once still sits behind the
+    // oldest one waiting); the node's and the simulator's rings of calls likewise.
+    let mut peak_rate = 0.0;
+    let mut longest_wait: Span = 0;
+    for stream in &scenario.workload {
+        let (requests, peak) = stream_load(&stream.rate.phases);
+        e.requests += requests;
+        peak_rate += peak;
+        let total_weight: f64 = stream.mix.iter().map(|&(_, w)| w).sum();
+        for &(kind, weight) in &stream.mix {
+            let Some(resource) = calls(kind) else {
+                continue;
+            };
+            let i = resource.dependency();
+            longest_wait = longest_wait.max(scenario.node.dependencies[i].timeout);
+            let share = if total_weight > 0.0 {
+                weight / total_weight
+            } else {
+                0.0
+            };
+            if is_write(kind) {
+                writes[i] += requests * share;
+            } else {
+                reads[i] += requests * share;
+            }
+            let space = match resource {
+                Resource::Users => &stream.user_keys,
+                Resource::Products => &stream.product_keys,
+            };
+            keys[i] = keys[i].max(key_count(space));
+        }
+    }
+    e.outstanding = peak_rate * seconds(longest_wait);
+    for resource in Resource::ALL {
+        let i = resource.dependency();
+        let config = &scenario.node.dependencies[i];
+        let collection = scenario.data.collection(resource);
+        let stored = collection.count as f64 + collection.records.len() as f64;
+        // The cache: warmed with the data set, then filled by reads, up to capacity.
+        let warm = if collection.warm { stored } else { 0.0 };
+        let cached = (config.cache.capacity as f64).min(warm + reads[i].min(keys[i]));
+        let queued = (config.queue.capacity as f64).min(writes[i]);
+        let created = writes[i].min((keys[i] - collection.count as f64).max(0.0));
+        e.entries += cached + queued + created;
+    }
+    let duration = seconds(scenario.duration);
+    for entry in &scenario.random_faults {
+        e.fault_windows += duration / seconds(entry.mtbf + entry.mttr);
+    }
+    if let Some(cpu) = &scenario.cpu {
+        e.cpu_samples = duration / seconds(cpu.every);
+    }
+    e
+}
+
+/// A count as people read it: `3600000`, `3.6e12`.
+pub fn count(x: f64) -> String {
+    if x < 1e7 {
+        format!("{}", x.round())
+    } else {
+        format!("{x:.2e}").replace(".00e", "e").replace("0e", "e")
+    }
+}
+
+/// The key path of the first element of `items` that has the largest `value`, as
+/// `table[i].key`.
+fn heaviest<T>(items: &[T], table: &str, key: &str, value: impl Fn(&T) -> f64) -> String {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, item) in items.iter().enumerate() {
+        let v = value(item);
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    format!("{table}[{}].{key}", best.0)
+}
+
+/// Every budget of `limits` that `scenario` exceeds, in a fixed order.
+pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
+    let e = estimate(scenario);
+    let mut refusals = Vec::new();
+    let lift = "or pass `--allow-large`";
+    if e.requests > limits.requests {
+        refusals.push(Refusal {
+            key: heaviest(&scenario.workload, "workload", "rate", |w| {
+                stream_load(&w.rate.phases).0
+            }),
+            message: format!(
+                "about {} requests over the run of {}; the limit is {}; lower `rate` or `duration`, {lift}",
+                count(e.requests),
+                HumanSpan(scenario.duration),
+                count(limits.requests)
+            ),
+        });
+    }
+    if e.outstanding > limits.outstanding {
+        let (slowest, timeout) = Resource::ALL
+            .iter()
+            .map(|&r| (r, scenario.node.dependency(r).timeout))
+            .max_by_key(|&(_, t)| t)
+            .expect("two dependencies");
+        refusals.push(Refusal {
+            key: format!("dependencies.{}.timeout", slowest.as_str()),
+            message: format!(
+                "up to {} requests and calls outstanding at once (peak rate x the longest call timeout, {}); \
+                 the limit is {}; lower `timeout` or the peak `rate`, {lift}",
+                count(e.outstanding),
+                HumanSpan(timeout),
+                count(limits.outstanding)
+            ),
+        });
+    }
+    if e.entries > limits.entries {
+        refusals.push(Refusal {
+            key: "dependencies".to_owned(),
+            message: format!(
+                "up to {} cache entries, queued writes and written records held at once; \
+                 the limit is {}; lower a cache's or a queue's `capacity` or the key count `n`, {lift}",
+                count(e.entries),
+                count(limits.entries)
+            ),
+        });
+    }
+    if e.fault_windows > limits.fault_windows {
+        refusals.push(Refusal {
+            key: heaviest(&scenario.random_faults, "random_fault", "mtbf", |f| {
+                1.0 / seconds(f.mtbf + f.mttr)
+            }),
+            message: format!(
+                "about {} random fault windows over the run; the limit is {}; raise `mtbf` and `mttr`, {lift}",
+                count(e.fault_windows),
+                count(limits.fault_windows)
+            ),
+        });
+    }
+    if e.cpu_samples > limits.cpu_samples {
+        refusals.push(Refusal {
+            key: "cpu.every".to_owned(),
+            message: format!(
+                "about {} CPU samples over the run; the limit is {}; raise `every`, {lift}",
+                count(e.cpu_samples),
+                count(limits.cpu_samples)
+            ),
+        });
+    }
+    refusals
+}
