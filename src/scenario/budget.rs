@@ -179,7 +179,8 @@ pub fn estimate(scenario: &Scenario) -> Estimate {
             keys[i] = keys[i].max(key_count(space));
         }
     }
-    e.outstanding = peak_rate * seconds(longest_wait);
+    // Nothing waits longer than the run.
+    e.outstanding = peak_rate * seconds(longest_wait.min(scenario.duration));
     for resource in Resource::ALL {
         let i = resource.dependency();
         let config = &scenario.node.dependencies[i];
@@ -204,7 +205,7 @@ pub fn estimate(scenario: &Scenario) -> Estimate {
 
 /// A count as people read it: `3600000`, `3.6e12`.
 pub fn count(x: f64) -> String {
-    if x < 1e7 {
+    if x < 1e6 {
         format!("{}", x.round())
     } else {
         format!("{x:.2e}").replace(".00e", "e").replace("0e", "e")
@@ -248,8 +249,16 @@ pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
             .map(|&r| (r, scenario.node.dependency(r).timeout))
             .max_by_key(|&(_, t)| t)
             .expect("two dependencies");
+        // Point at the timeout when it is longer than the default, else at the rate.
+        let key = if timeout > crate::node::config::DEFAULT_CALL_TIMEOUT {
+            format!("dependencies.{}.timeout", slowest.as_str())
+        } else {
+            heaviest(&scenario.workload, "workload", "rate", |w| {
+                stream_load(&w.rate.phases).1
+            })
+        };
         refusals.push(Refusal {
-            key: format!("dependencies.{}.timeout", slowest.as_str()),
+            key,
             message: format!(
                 "up to {} requests and calls outstanding at once (peak rate x the longest call timeout, {}); \
                  the limit is {}; lower `timeout` or the peak `rate`, {lift}",
@@ -293,4 +302,122 @@ pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
         });
     }
     refusals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn scenario(text: &str) -> Scenario {
+        crate::scenario::parse(text, Path::new("t.toml")).expect("valid")
+    }
+
+    /// The keys of the refusals of `text` under the default limits.
+    fn refused(text: &str) -> Vec<String> {
+        check(&scenario(text), &Limits::DEFAULT)
+            .into_iter()
+            .map(|r| r.key)
+            .collect()
+    }
+
+    fn stream(duration: &str, rate: &str, extra: &str) -> String {
+        format!(
+            "duration = \"{duration}\"\n{extra}\n[[workload]]\nrate = {rate}\nmix = {{ search = 1 }}\n"
+        )
+    }
+
+    #[test]
+    fn requests_at_the_limit_pass_and_one_more_is_refused() {
+        // 1e6 per second for 1000 s: exactly 1e9.
+        assert_eq!(
+            estimate(&scenario(&stream("1000s", "1e6", ""))).requests,
+            1e9
+        );
+        assert!(refused(&stream("1000s", "1e6", "")).is_empty());
+        assert_eq!(
+            refused(&stream("1000s 1us", "1e6", "")),
+            ["workload[0].rate"]
+        );
+        // Ramps count their mean rate.
+        let ramp = "[{ from = \"0s\", to = \"1000s\", rps_from = 0, rps_to = 2e6 }]";
+        assert_eq!(
+            estimate(&scenario(&stream("1000s", ramp, ""))).requests,
+            1e9
+        );
+    }
+
+    #[test]
+    fn outstanding_is_peak_rate_times_the_longest_timeout_within_the_run() {
+        let text = |timeout: &str| {
+            format!(
+                "duration = \"1h\"\n[dependencies.users]\ntimeout = \"{timeout}\"\n\
+                 [[workload]]\nrate = 1000\nmix = {{ get_user = 1, search = 1 }}\n"
+            )
+        };
+        assert_eq!(estimate(&scenario(&text("1000s"))).outstanding, 1e6);
+        assert!(refused(&text("1000s")).is_empty());
+        assert_eq!(refused(&text("1000s 1ms")), ["dependencies.users.timeout"]);
+        // A stream that calls nothing waits for nothing.
+        assert_eq!(
+            estimate(&scenario(&stream("1h", "1e5", ""))).outstanding,
+            0.0
+        );
+        // Nothing waits longer than the run.
+        let short = "duration = \"10s\"\n[dependencies.users]\ntimeout = \"1h\"\n\
+                     [[workload]]\nrate = 1000\nmix = { get_user = 1 }\n";
+        assert_eq!(estimate(&scenario(short)).outstanding, 1e4);
+    }
+
+    #[test]
+    fn fault_windows_and_cpu_samples_at_the_limit() {
+        let faults = |duration: &str| {
+            format!(
+                "duration = \"{duration}\"\n[[random_fault]]\ndependency = \"users\"\n\
+                 kind = \"outage\"\nmtbf = \"600us\"\nmttr = \"400us\"\n"
+            )
+        };
+        assert_eq!(estimate(&scenario(&faults("1000s"))).fault_windows, 1e6);
+        assert!(refused(&faults("1000s")).is_empty());
+        assert_eq!(refused(&faults("1000s 1ms")), ["random_fault[0].mtbf"]);
+        let cpu = |duration: &str| format!("duration = \"{duration}\"\n[cpu]\nevery = \"1us\"\n");
+        assert_eq!(estimate(&scenario(&cpu("100s"))).cpu_samples, 1e8);
+        assert!(refused(&cpu("100s")).is_empty());
+        assert_eq!(refused(&cpu("100s 1us")), ["cpu.every"]);
+    }
+
+    #[test]
+    fn held_entries_count_caches_queues_and_created_records() {
+        // A queue with room for every write of a long outage.
+        let text = "duration = \"1d\"\n[dependencies.users.queue]\ncapacity = 4000000000\n\
+                    [[workload]]\nrate = 500\nmix = { update_user = 1 }\n";
+        let e = estimate(&scenario(text));
+        // 1000 users warm in the cache, 4.32e7 writes queued, none beyond the key space.
+        assert_eq!(e.entries, 1000.0 + 1000.0 + 500.0 * 86_400.0);
+        assert_eq!(refused(text), ["dependencies"]);
+        // The default queue (1000) bounds the same load.
+        let bounded = "duration = \"1d\"\n[[workload]]\nrate = 500\nmix = { update_user = 1 }\n";
+        assert!(refused(bounded).is_empty());
+    }
+
+    #[test]
+    fn every_refusal_names_the_estimate_the_limit_and_the_way_out() {
+        let r = check(&scenario(&stream("1h", "1e9", "")), &Limits::DEFAULT);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            r[0].message,
+            "about 3.6e12 requests over the run of 1h; the limit is 1e9; lower `rate` or \
+             `duration`, or pass `--allow-large`"
+        );
+        assert!(check(&scenario(&stream("1h", "1e9", "")), &Limits::NONE).is_empty());
+    }
+
+    #[test]
+    fn counts_read_as_people_write_them() {
+        assert_eq!(count(999_999.0), "999999");
+        assert_eq!(count(1e6), "1e6");
+        assert_eq!(count(3.6e12), "3.6e12");
+        assert_eq!(count(2.5e7), "2.5e7");
+        assert_eq!(count(1.25e10), "1.25e10");
+    }
 }

@@ -2,6 +2,7 @@
 //! so the crate is linked once and `cargo test` stays quick.
 //!
 //! - `cli`: the command line's contract (exit codes, scenario errors, check, trace);
+//! - `hostile`: the hostile corpus under `tests/hostile/` ends cleanly, as its headers say;
 //! - `node`: the real `brownout node` binary on stdin/stdout (the seed task, errors,
 //!   the write queue, garbage input);
 //! - `scenarios`: every scenario file is run and pinned as a snapshot under
@@ -9,6 +10,7 @@
 //! - `sweep`: `brownout sweep` (jobs, shards and merge, failing seeds replayed).
 
 mod cli;
+mod hostile;
 mod node;
 mod scenarios;
 mod sweep;
