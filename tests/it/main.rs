@@ -2,6 +2,7 @@
 //! so the crate is linked once and `cargo test` stays quick.
 //!
 //! - `cli`: the command line's contract (exit codes, scenario errors, check, trace);
+//! - `fuzz`: mutation fuzzing of scenario files and node input (long runs opt in);
 //! - `hostile`: the hostile corpus under `tests/hostile/` ends cleanly, as its headers say;
 //! - `node`: the real `brownout node` binary on stdin/stdout (the seed task, errors,
 //!   the write queue, garbage input);
@@ -10,6 +11,7 @@
 //! - `sweep`: `brownout sweep` (jobs, shards and merge, failing seeds replayed).
 
 mod cli;
+mod fuzz;
 mod hostile;
 mod node;
 mod scenarios;
