@@ -19,7 +19,7 @@ use crate::sim::workload::{Keys, RatePlan};
 mod error;
 mod file;
 
-pub use error::ScenarioError;
+pub use error::{ScenarioError, ScenarioErrors};
 pub use file::{load, parse};
 
 /// A validated scenario: everything one simulated run needs, seed included.
