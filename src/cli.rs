@@ -130,12 +130,19 @@ struct NodeArgs {
     log_events: bool,
 }
 
-/// Bad input: printed, exit 2.
-struct BadInput(String);
+/// Bad input: printed one `error: ` line per problem, exit 2.
+struct BadInput(Vec<String>);
 
-impl From<scenario::ScenarioError> for BadInput {
-    fn from(e: scenario::ScenarioError) -> Self {
-        BadInput(e.to_string())
+impl BadInput {
+    fn new(message: impl Into<String>) -> Self {
+        BadInput(vec![message.into()])
+    }
+}
+
+/// Every error of the scenario, one per line.
+impl From<scenario::ScenarioErrors> for BadInput {
+    fn from(e: scenario::ScenarioErrors) -> Self {
+        BadInput(e.lines())
     }
 }
 
@@ -150,8 +157,10 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(BadInput(message)) => {
-            eprintln!("error: {message}");
+        Err(BadInput(lines)) => {
+            for line in lines {
+                eprintln!("error: {line}");
+            }
             ExitCode::from(2)
         }
     }
@@ -172,20 +181,19 @@ fn limits(allow_large: bool) -> Limits {
 /// Reads, validates and budgets the scenario at `path`, returning it with its text.
 fn load_budgeted(path: &Path, allow_large: bool) -> Result<(Scenario, String), BadInput> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| BadInput(format!("{}: cannot read the file: {e}", path.display())))?;
+        .map_err(|e| BadInput::new(format!("{}: cannot read the file: {e}", path.display())))?;
     let scenario = scenario::parse(&text, path)?;
     let refused = scenario::budget_errors(&scenario, &text, &limits(allow_large));
     if !refused.is_empty() {
-        let lines: Vec<String> = refused.iter().map(ToString::to_string).collect();
-        return Err(BadInput(lines.join("\nerror: ")));
+        return Err(BadInput(refused.iter().map(ToString::to_string).collect()));
     }
     Ok((scenario, text))
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
     let Some(path) = args.scenario else {
-        return Err(BadInput(
-            "no scenario given; try `brownout scenarios/outage.toml` (see --help)".into(),
+        return Err(BadInput::new(
+            "no scenario given; try `brownout scenarios/outage.toml` (see --help)",
         ));
     };
     let (scenario, _) = load_budgeted(&path, args.allow_large)?;
@@ -202,8 +210,9 @@ fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
             simulate(&scenario, seed, Some(&mut out))
         }
         Some(p) => {
-            let file = File::create(p)
-                .map_err(|e| BadInput(format!("cannot create trace file {}: {e}", p.display())))?;
+            let file = File::create(p).map_err(|e| {
+                BadInput::new(format!("cannot create trace file {}: {e}", p.display()))
+            })?;
             let mut out = BufWriter::with_capacity(1 << 16, file);
             simulate(&scenario, seed, Some(&mut out))
         }
@@ -255,7 +264,7 @@ fn simulate(
             digest: false,
         },
     )
-    .map_err(|e| BadInput(format!("{}: {e}", scenario.path.display())))
+    .map_err(|e| BadInput::new(format!("{}: {e}", scenario.path.display())))
 }
 
 /// Exit 1 with every failed expectation and the replay command, or 0.
@@ -279,7 +288,7 @@ fn self_check(scenario: &Scenario, seed: u64) -> Result<ExitCode, BadInput> {
             println!("deterministic: two runs of seed {seed} gave trace digest {digest}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(sim::Divergence::Io(e)) => Err(BadInput(e.to_string())),
+        Err(sim::Divergence::Io(e)) => Err(BadInput::new(e.to_string())),
         Err(divergence) => {
             eprintln!("{divergence}");
             Ok(ExitCode::from(1))
@@ -301,8 +310,10 @@ fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
                     budget::count(e.outstanding)
                 );
             }
-            Err(BadInput(message)) => {
-                eprintln!("error: {message}");
+            Err(BadInput(lines)) => {
+                for line in lines {
+                    eprintln!("error: {line}");
+                }
                 bad += 1;
             }
         }
@@ -323,11 +334,14 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
                     std::fs::read_to_string(path)
                         .map(|text| (path.display().to_string(), text))
                         .map_err(|e| {
-                            BadInput(format!("cannot read shard report {}: {e}", path.display()))
+                            BadInput::new(format!(
+                                "cannot read shard report {}: {e}",
+                                path.display()
+                            ))
                         })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            sweep::merge(&texts).map_err(|e| BadInput(e.to_string()))?
+            sweep::merge(&texts).map_err(|e| BadInput::new(e.to_string()))?
         }
         (None, Some(path), Some(seeds)) => {
             // Read once: the same bytes are parsed and digested, so shards of edited
@@ -345,12 +359,13 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
                 jobs,
                 progress: io::stderr().is_terminal(),
             };
-            sweep::run(&scenario, &digest.hex(), &options).map_err(|e| BadInput(e.to_string()))?
+            sweep::run(&scenario, &digest.hex(), &options)
+                .map_err(|e| BadInput::new(e.to_string()))?
         }
         // clap requires a scenario and --seeds unless --merge is given.
         _ => {
-            return Err(BadInput(
-                "sweep needs SCENARIO and --seeds, or --merge".into(),
+            return Err(BadInput::new(
+                "sweep needs SCENARIO and --seeds, or --merge",
             ))
         }
     };
@@ -392,6 +407,6 @@ fn node(args: NodeArgs) -> Result<ExitCode, BadInput> {
         io::stderr(),
         options,
     )
-    .map_err(|e| BadInput(format!("node: {e}")))?;
+    .map_err(|e| BadInput::new(format!("node: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }

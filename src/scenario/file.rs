@@ -10,17 +10,27 @@
 //! that parses is guaranteed to build. Errors of that second step name a dotted key
 //! path, which [`locate`] finds in the document to report its line and column.
 //!
+//! Every error is reported, not only the first. The text is parsed once into toml's
+//! spanned tree; a syntax error there is reported alone (there is no document to go
+//! on with). The first step then runs on that tree, and [`recover`] removes what each
+//! error points at and deserializes again, until the rest deserializes. The second step
+//! runs only if the first found nothing (its input would otherwise be partial), and
+//! collects the errors of independent parts. Either way the errors are reported in
+//! file order, without duplicates, at most [`ScenarioErrors::MAX_SHOWN`] of them.
+//!
 //! `scenarios/README.md` is the reference of the format; keep it in step.
 
 use std::path::Path;
 
 use serde::Deserialize;
+use toml::de::DeTable;
 
-use super::{Scenario, ScenarioError};
+use super::{Scenario, ScenarioError, ScenarioErrors};
 use crate::engine::{Span, MILLISECOND};
 
 mod build;
 mod locate;
+mod recover;
 mod values;
 
 use values::{Dur, NonNegative, Percent, Probability, Rate};
@@ -57,7 +67,7 @@ pub const DEFAULT_BUCKET: Span = crate::engine::SECOND;
 pub const DEFAULT_ZIPF_S: f64 = 1.0;
 
 /// Reads and validates the scenario at `path`.
-pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         path: path.to_owned(),
         position: None,
@@ -67,30 +77,48 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 }
 
 /// Validates scenario `text`, read from `path` (used in messages and as
-/// [`Scenario::path`]).
-pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
-    let file: ScenarioFile = toml::from_str(text).map_err(|e| ScenarioError {
+/// [`Scenario::path`]), reporting every error it finds rather than the first one.
+pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioErrors> {
+    let error = |offset: usize, message: String| ScenarioError {
         path: path.to_owned(),
-        position: Some(locate::line_column(
-            text,
+        position: Some(locate::line_column(text, offset)),
+        message,
+    };
+    // A syntax error leaves no document to recover in: it is reported alone.
+    let root = DeTable::parse(text).map_err(|e| {
+        error(
             e.span().map_or(0, |span| span.start),
-        )),
-        message: toml_message(e.message()),
+            toml_message(e.message()),
+        )
     })?;
-    build::build(file, path).map_err(|invalid| ScenarioError {
-        path: path.to_owned(),
-        position: Some(locate::line_column(
-            text,
-            locate::locate(text, &invalid.path).start,
-        )),
-        message: format!("invalid {}: {}", invalid.path, invalid.reason),
+    let file: ScenarioFile = recover::deserialize(&root).map_err(|found| {
+        let errors = found
+            .errors
+            .into_iter()
+            .map(|(span, message)| error(span.start, toml_message(&message)))
+            .collect();
+        ScenarioErrors::new(errors, found.incomplete)
+    })?;
+    build::build(file, path).map_err(|invalid| {
+        let errors = invalid
+            .into_iter()
+            .map(|invalid| {
+                error(
+                    locate::locate(root.get_ref(), &invalid.path).start,
+                    format!("invalid {}: {}", invalid.path, invalid.reason),
+                )
+            })
+            .collect();
+        ScenarioErrors::new(errors, false)
     })
 }
 
 /// The 1-based line and column of the key at dotted `path` (`workload[0].rate`) in
 /// `text`, or of its nearest parent that is there.
 pub(super) fn position_of(text: &str, path: &str) -> (usize, usize) {
-    locate::line_column(text, locate::locate(text, path).start)
+    // The text parsed once already (it is a scenario's), so this cannot fail.
+    let offset = DeTable::parse(text).map_or(0, |root| locate::locate(root.get_ref(), path).start);
+    locate::line_column(text, offset)
 }
 
 /// toml's and serde's message, in the file's vocabulary: TOML has keys, not fields,
@@ -550,11 +578,23 @@ mod tests {
         parse(text, Path::new("scenarios/test.toml")).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// `(line, column, message)` of the error `text` gives.
-    fn err(text: &str) -> (usize, usize, String) {
+    /// Every error `text` gives, as `(line, column, message)`.
+    fn errs(text: &str) -> Vec<(usize, usize, String)> {
         let e = parse(text, Path::new("t.toml")).expect_err("should be refused");
-        let (line, column) = e.position.expect("errors carry a position");
-        (line, column, e.message)
+        e.errors
+            .into_iter()
+            .map(|e| {
+                let (line, column) = e.position.expect("errors carry a position");
+                (line, column, e.message)
+            })
+            .collect()
+    }
+
+    /// `(line, column, message)` of the one error `text` gives.
+    fn err(text: &str) -> (usize, usize, String) {
+        let mut all = errs(text);
+        assert_eq!(all.len(), 1, "one error expected: {all:?}");
+        all.remove(0)
     }
 
     /// The full example of `scenarios/README.md`.
@@ -958,6 +998,7 @@ policy = "count_window"
     #[test]
     fn display_names_file_line_and_column() {
         let e = parse("duration = \"1m\"\nbogus = 1\n", Path::new("s/x.toml")).unwrap_err();
+        assert_eq!(e.errors.len(), 1);
         assert_eq!(
             e.to_string(),
             "s/x.toml:2:1: unknown key `bogus`, expected one of `name`, `description`, \
@@ -965,7 +1006,7 @@ policy = "count_window"
              `random_fault`, `cpu`, `script`, `expect`"
         );
         let e = load(Path::new("/nonexistent/brownout.toml")).unwrap_err();
-        assert_eq!(e.position, None);
+        assert_eq!(e.first().position, None);
         assert!(e
             .to_string()
             .starts_with("/nonexistent/brownout.toml: cannot read the file"));
@@ -1149,11 +1190,22 @@ policy = "count_window"
             "invalid workload[0].users.n: is required: data.users.count is 0, so there is no \
              default key range"
         );
-        let (l, c, m) = err("duration = \"1m\"\n[[workload]]\nrate = 1\nmix = { get_user = 0 }\nusers = { dist = \"zipf\", n = 0 }\n");
-        assert_eq!((l, c), (4, 1));
+        // The mix and the keys are checked independently: both are reported.
+        let all = errs("duration = \"1m\"\n[[workload]]\nrate = 1\nmix = { get_user = 0 }\nusers = { dist = \"zipf\", n = 0 }\n");
+        assert_eq!(all.len(), 2, "{all:?}");
+        let (l, c, m) = &all[0];
+        assert_eq!((*l, *c), (4, 1));
         assert!(
             m.starts_with("invalid workload[0].mix: needs at least one request kind"),
             "{m}"
+        );
+        assert_eq!(
+            all[1],
+            (
+                5,
+                26,
+                "invalid workload[0].users.n: must be positive".to_owned()
+            )
         );
         let (l, c, m) = err("duration = \"1m\"\n[[workload]]\nrate = 1\nmix = { get_user = 1 }\nusers = { dist = \"zipf\", n = 0 }\n");
         assert_eq!((l, c), (5, 26));
@@ -1210,6 +1262,179 @@ policy = "count_window"
     }
 
     #[test]
+    fn every_error_is_reported_in_file_order() {
+        let text = "duration = \"1m\"\n\
+                    bogus = 1\n\
+                    [dependencies.users]\n\
+                    timeuot = \"1s\"\n\
+                    error_rate = 1.5\n\
+                    [dependencies.users.cache]\n\
+                    ttl = \"forever\"\n\
+                    [[workload]]\n\
+                    rate = 1\n\
+                    mix = { get_user = 1, get_users = 2 }\n";
+        let all = errs(text);
+        let at: Vec<(usize, usize)> = all.iter().map(|&(l, c, _)| (l, c)).collect();
+        assert_eq!(at, [(2, 1), (4, 1), (5, 14), (7, 7), (10, 23)], "{all:?}");
+        assert!(all[0]
+            .2
+            .starts_with("unknown key `bogus`, expected one of `name`"));
+        assert!(all[1]
+            .2
+            .starts_with("unknown key `timeuot`, expected one of `latency`"));
+        assert_eq!(all[2].2, "expected a probability between 0 and 1, got 1.5");
+        assert!(all[3]
+            .2
+            .starts_with("expected a duration such as \"250ms\" or \"3m\", got \"forever\""));
+        assert!(all[4]
+            .2
+            .starts_with("unknown key `get_users`, expected one of `get_user`"));
+        // Shown one per line, each as file:line:column: message.
+        let shown = parse(text, Path::new("s/x.toml")).unwrap_err().to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 5, "{shown}");
+        assert!(
+            lines[0].starts_with("s/x.toml:2:1: unknown key `bogus`"),
+            "{shown}"
+        );
+        assert!(
+            lines[4].starts_with("s/x.toml:10:23: unknown key `get_users`"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_alone() {
+        let (l, c, m) = err("bogus = 1\nduration = 5\n[modes\nmin_dwell = \"1s\"\n");
+        assert_eq!((l, c), (3, 7));
+        assert!(m.contains("expected `]`"), "{m}");
+    }
+
+    #[test]
+    fn a_removed_required_key_is_not_reported_missing() {
+        // The bad `duration` is removed to go on; "missing key `duration`" would be a
+        // second report of the same mistake.
+        let all = errs("duration = 5\nbogus = 1\n");
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!((all[0].0, all[0].1), (1, 12));
+        assert!(all[0].2.starts_with("expected a duration"), "{all:?}");
+        assert!(all[1].2.starts_with("unknown key `bogus`"), "{all:?}");
+        // Nested: the fault goes with its bad kind, and the search goes on after it.
+        let all = errs("duration = \"1m\"\n[[fault]]\ndependency = \"users\"\nkind = \"meltdown\"\nstart = \"1s\"\n[[fault]]\ndependency = \"users\"\nkind = \"hang\"\nstart = 5\n[expect]\nmax_stale = \"1s\"\n");
+        let at: Vec<(usize, usize)> = all.iter().map(|&(l, c, _)| (l, c)).collect();
+        assert_eq!(at, [(4, 8), (9, 9), (11, 1)], "{all:?}");
+        assert!(
+            all.iter().all(|(_, _, m)| !m.starts_with("missing")),
+            "{all:?}"
+        );
+        // A key that is really missing is reported, at its table.
+        let all = errs("[[fault]]\ndependency = \"users\"\nstart = \"1s\"\n");
+        assert_eq!(
+            all,
+            [
+                (1, 1, "missing key `kind`".to_owned()),
+                (1, 1, "missing key `duration`".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn too_many_errors_are_capped() {
+        let shown = ScenarioErrors::MAX_SHOWN;
+        let text = |n: usize| {
+            let mut text = "duration = \"1m\"\n".to_owned();
+            for i in 0..n {
+                text.push_str(&format!("bogus{i:03} = 1\n"));
+            }
+            text
+        };
+        let e = parse(&text(shown + 7), Path::new("t.toml")).unwrap_err();
+        assert_eq!(e.errors.len(), shown);
+        assert_eq!((e.not_shown, e.more_may_follow), (7, false));
+        // The first ones in the file are the ones shown.
+        assert_eq!(e.errors[0].position, Some((2, 1)));
+        assert_eq!(e.errors[shown - 1].position, Some((shown + 1, 1)));
+        assert_eq!(e.lines().last().unwrap(), "t.toml: 7 more errors not shown");
+        // Past the search's bound, the count is a lower bound.
+        let e = parse(&text(recover::MAX_FOUND + 50), Path::new("t.toml")).unwrap_err();
+        assert_eq!(e.errors.len(), shown);
+        assert_eq!(e.not_shown, recover::MAX_FOUND - shown);
+        assert!(e.more_may_follow);
+        assert_eq!(
+            e.lines().last().unwrap(),
+            &format!(
+                "t.toml: {} more errors not shown, and more may follow",
+                recover::MAX_FOUND - shown
+            )
+        );
+    }
+
+    #[test]
+    fn independent_validation_errors_are_all_reported() {
+        let text = "name = \" \"\n\
+                    duration = \"1m\"\n\
+                    [dependencies.users]\n\
+                    max_concurrency = 0\n\
+                    timeout = \"0s\"\n\
+                    [dependencies.products.breaker]\n\
+                    failure_threshold = 0\n\
+                    [[fault]]\n\
+                    dependency = \"users\"\n\
+                    kind = \"hang\"\n\
+                    start = \"2m\"\n\
+                    [[script]]\n\
+                    at = \"3m\"\n\
+                    body = { type = \"get_user\" }\n\
+                    [expect]\n\
+                    queue_drained_by = \"5m\"\n";
+        let all = errs(text);
+        let got: Vec<(usize, &str)> = all
+            .iter()
+            .map(|(l, _, m)| (*l, m.split(':').next().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "invalid name"),
+                (4, "invalid dependencies.users.max_concurrency"),
+                (5, "invalid dependencies.users.timeout"),
+                (7, "invalid dependencies.products.breaker.failure_threshold"),
+                (11, "invalid fault[0].start"),
+                (13, "invalid script[0].at"),
+                (16, "invalid expect.queue_drained_by"),
+            ],
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn checks_that_depend_on_a_refused_value_are_skipped() {
+        // With duration refused, no time can be compared with it.
+        let all = errs("duration = \"0s\"\n[[fault]]\ndependency = \"users\"\nkind = \"hang\"\nstart = \"2m\"\n[[workload]]\nrate = 1\nmix = { get_user = 1 }\n");
+        assert_eq!(
+            all,
+            [(
+                1,
+                1,
+                "invalid duration: must be longer than zero".to_owned()
+            )]
+        );
+        // A bad phase is reported, not also the plan it is part of.
+        let all = errs("duration = \"1m\"\n[[workload]]\nrate = [{ from = \"0s\", to = \"2m\", rps = 1 }, { from = \"10s\", to = \"20s\", rps = 1 }]\nmix = { search = 1 }\n");
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(
+            all[0]
+                .2
+                .starts_with("invalid workload[0].rate[0].to: 2m is past the end"),
+            "{all:?}"
+        );
+        // Validation waits until the file deserializes: a stray key hides the rest.
+        let all = errs("duration = \"0s\"\nbogus = 1\n");
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(all[0].2.starts_with("unknown key `bogus`"), "{all:?}");
+    }
+
+    #[test]
     fn syntax_errors_are_located() {
         let (l, c, m) = err("duration = \"1m\"\n[modes\nmin_dwell = \"1s\"\n");
         assert_eq!((l, c), (2, 7));
@@ -1234,6 +1459,39 @@ mod robustness {
             let _ = parse(&text, Path::new("fuzz.toml"));
         }
 
+        /// Stray keys written at the end of any of the flagship's tables are each
+        /// reported once, at their line, and nothing else is.
+        #[test]
+        fn every_stray_key_is_reported(before in proptest::collection::btree_set(0usize..=15, 1..8)) {
+            let headers: Vec<usize> = FLAGSHIP
+                .lines()
+                .enumerate()
+                .filter_map(|(i, line)| line.starts_with('[').then_some(i))
+                .collect();
+            let mut text = String::new();
+            let mut expected = Vec::new();
+            for (i, line) in FLAGSHIP.lines().enumerate() {
+                if let Some(k) = headers.iter().position(|&h| h == i) {
+                    if before.contains(&k) {
+                        expected.push((text.lines().count() + 1, 1));
+                        text.push_str(&format!("stray_{k} = 1\n"));
+                    }
+                }
+                text.push_str(line);
+                text.push('\n');
+            }
+            // Past the last header: the end of the last table.
+            if before.contains(&headers.len()) {
+                expected.push((text.lines().count() + 1, 1));
+                text.push_str("stray_end = 1\n");
+            }
+            prop_assume!(!expected.is_empty());
+            let e = parse(&text, Path::new("stray.toml")).unwrap_err();
+            let got: Vec<_> = e.errors.iter().map(|e| e.position.unwrap()).collect();
+            prop_assert_eq!(got, expected);
+            prop_assert!(e.errors.iter().all(|e| e.message.starts_with("unknown key `stray_")));
+        }
+
         #[test]
         fn edited_scenarios_never_panic(
             edits in proptest::collection::vec((0usize..FLAGSHIP.len(), "\\PC{0,6}"), 1..4)
@@ -1254,9 +1512,15 @@ mod robustness {
             match parse(&text, Path::new("edited.toml")) {
                 Ok(_) => {}
                 Err(e) => {
-                    let shown = e.to_string();
-                    prop_assert!(shown.starts_with("edited.toml"), "{}", shown);
-                    prop_assert!(!e.message.is_empty());
+                    prop_assert!(!e.errors.is_empty());
+                    for line in e.lines() {
+                        prop_assert!(line.starts_with("edited.toml"), "{}", line);
+                    }
+                    for error in &e.errors {
+                        prop_assert!(!error.message.is_empty());
+                    }
+                    let positions: Vec<_> = e.errors.iter().map(|e| e.position).collect();
+                    prop_assert!(positions.windows(2).all(|w| w[0] <= w[1]), "{:?}", positions);
                 }
             }
         }

@@ -20,7 +20,7 @@ pub mod budget;
 mod error;
 mod file;
 
-pub use error::ScenarioError;
+pub use error::{ScenarioError, ScenarioErrors};
 pub use file::{load, parse};
 
 /// Every budget of `limits` that `scenario`, parsed from `text`, exceeds, as errors

@@ -1,6 +1,7 @@
 //! The command line's contract, through the real binary: exit codes (0 ran and held,
 //! 1 an expectation failed, 2 bad input), scenario errors that name file, line, column
-//! and what was expected, `check`, the trace on stdout, JSON output, the self-check.
+//! and what was expected (all of them, one per line), `check`, the trace on stdout,
+//! JSON output, the self-check.
 
 use serde_json::Value;
 
@@ -91,6 +92,26 @@ fn malformed_scenarios_exit_2_naming_file_line_column_and_what_was_expected() {
             );
             assert!(!err.contains("panicked"), "{err}");
         }
+    }
+}
+
+#[test]
+fn every_error_of_a_scenario_is_printed_in_one_run() {
+    let text = "duration = 5\nbogus = 1\n[dependencies.users]\ntimeuot = \"1s\"\nerror_rate = 2\n";
+    let path = scenario_file("malformed", "many.toml", text);
+    for args in [vec![path.as_str()], vec!["check", path.as_str()]] {
+        let out = brownout(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let positions: Vec<&str> = err
+            .lines()
+            .map(|line| {
+                let rest = line.strip_prefix("error: ").expect("one error per line");
+                let rest = rest.strip_prefix(path.as_str()).expect("naming the file");
+                rest.split(": ").next().unwrap()
+            })
+            .collect();
+        assert_eq!(positions, [":1:12", ":2:1", ":4:1", ":5:14"], "{err}");
     }
 }
 

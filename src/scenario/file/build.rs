@@ -5,6 +5,15 @@
 //! (`dependencies.users.breaker.failure_threshold`, `workload[0].rate[1].to`), which
 //! the caller locates in the document. Engine errors name the engine's fields
 //! (`breaker.trip_policy.failure_threshold`); they are renamed here, next to the call.
+//!
+//! Independent parts are all checked and their errors collected: each of `name`,
+//! `duration`, each data collection, `modes`, each part of each dependency, each
+//! workload stream (its rate, mix and keys), each fault, random fault, CPU point and
+//! script entry, and `expect`. A check that depends on a part that failed is skipped
+//! rather than reported on a guess: nothing that compares times with `duration` runs
+//! when `duration` is refused, a whole rate plan or CPU curve is validated only once
+//! its phases or points are, and the node only once all its parts are. Within one
+//! part (a fault, a phase, a breaker) the first error is the part's error.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +48,41 @@ pub(super) struct Invalid {
 }
 
 type Result<T> = std::result::Result<T, Invalid>;
+
+/// The result of a part made of independent parts: every error they had.
+pub(super) type Many<T> = std::result::Result<T, Vec<Invalid>>;
+
+/// The errors collected while building independent parts.
+#[derive(Debug, Default)]
+struct Problems(Vec<Invalid>);
+
+impl Problems {
+    /// The value of a part, or `None` with its error kept.
+    fn check<T>(&mut self, result: Result<T>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+
+    /// The value of a part made of parts, or `None` with all their errors kept.
+    fn check_all<T>(&mut self, result: Many<T>) -> Option<T> {
+        result.map_err(|e| self.0.extend(e)).ok()
+    }
+
+    fn push(&mut self, invalid: Invalid) {
+        self.0.push(invalid);
+    }
+
+    /// `value` if nothing was wrong, else every error. A part without a value says
+    /// why, so `value` is `None` only with errors.
+    fn finish<T>(self, value: Option<T>) -> Many<T> {
+        match value {
+            Some(value) if self.0.is_empty() => Ok(value),
+            _ => {
+                assert!(!self.0.is_empty(), "a part failed without an error");
+                Err(self.0)
+            }
+        }
+    }
+}
 
 fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Invalid {
     Invalid {
@@ -131,104 +175,164 @@ fn span(d: Option<Dur>, default: Span) -> Span {
     d.map_or(default, |d| d.0)
 }
 
-/// The whole scenario.
-pub(super) fn build(file: ScenarioFile, path: &Path) -> Result<Scenario> {
-    let name = match file.name {
-        Some(name) if name.trim().is_empty() => {
-            return Err(invalid("name", "must not be empty"));
-        }
-        Some(name) => name,
-        None => path.file_stem().map_or_else(
+/// The whole scenario, or every error found.
+pub(super) fn build(file: ScenarioFile, path: &Path) -> Many<Scenario> {
+    let mut problems = Problems::default();
+    let name = problems.check(match file.name {
+        Some(name) if name.trim().is_empty() => Err(invalid("name", "must not be empty")),
+        Some(name) => Ok(name),
+        None => Ok(path.file_stem().map_or_else(
             || "scenario".to_owned(),
             |s| s.to_string_lossy().into_owned(),
-        ),
-    };
-    let duration = file.duration.0;
-    if duration == 0 {
-        return Err(invalid("duration", "must be longer than zero"));
-    }
-    let data = build_data(&file.data)?;
-    let modes = build_modes(&file.modes)?;
-
-    let dependency_files = [&file.dependencies.users, &file.dependencies.products];
-    let mut node = NodeConfig {
-        dependencies: Default::default(),
-        modes,
-    };
-    let mut dependencies: [SimDependency; 2] = std::array::from_fn(|_| SimDependency {
-        latency: default_latency(),
-        error_rate: DEFAULT_ERROR_RATE,
-        down_latency: DEFAULT_DOWN_LATENCY,
-        max_concurrency: None,
+        )),
     });
-    for resource in Resource::ALL {
-        let i = resource.dependency();
-        let default = DependencyFile::default();
-        let dep = dependency_files[i].as_ref().unwrap_or(&default);
-        let prefix = format!("dependencies.{}", resource.as_str());
-        (dependencies[i], node.dependencies[i]) = build_dependency(dep, &prefix)?;
-    }
-    // Every part was checked above with precise paths; this is the guarantee that the
-    // node builds, whatever NodeConfig checks beyond its parts.
-    node.validate()
-        .map_err(engine("dependencies.", &[("trip_policy.", "")]))?;
-
-    let mut workload = Vec::with_capacity(file.workload.len());
-    for (k, stream) in file.workload.iter().enumerate() {
-        let built = build_stream(stream, k, duration, &data)?;
-        if let Some(j) = workload
-            .iter()
-            .position(|w: &WorkloadStream| w.name == built.name)
-        {
-            return Err(invalid(
-                format!("workload[{k}].name"),
-                format!("`{}` is already the name of workload[{j}]", built.name),
-            ));
-        }
-        workload.push(built);
-    }
-
-    let faults = file
-        .fault
-        .iter()
-        .enumerate()
-        .map(|(i, f)| build_fault(f, i, duration))
-        .collect::<Result<Vec<_>>>()?;
+    let duration = problems.check(match file.duration.0 {
+        0 => Err(invalid("duration", "must be longer than zero")),
+        d => Ok(d),
+    });
+    let data = problems.check_all(build_data(&file.data));
+    let node = problems.check_all(build_node(&file.modes, &file.dependencies));
     let random_faults = file
         .random_fault
         .iter()
         .enumerate()
-        .map(|(i, f)| build_random_fault(f, i))
-        .collect::<Result<Vec<_>>>()?;
-    let cpu = file
-        .cpu
-        .as_ref()
-        .map(|cpu| build_cpu(cpu, duration))
-        .transpose()?;
-    let script = file
-        .script
-        .iter()
-        .enumerate()
-        .map(|(i, s)| build_script(s, i, duration))
-        .collect::<Result<Vec<_>>>()?;
-    let expect = build_expect(&file.expect, duration)?;
+        .map(|(i, f)| problems.check(build_random_fault(f, i)))
+        .collect::<Option<Vec<_>>>();
 
-    Ok(Scenario {
+    // Everything below compares times with the run's duration.
+    let (mut workload, mut faults, mut cpu, mut script, mut expect) =
+        (None, None, None, None, None);
+    if let Some(duration) = duration {
+        let counts = Resource::ALL.map(|r| data_count(&file.data, r));
+        workload = problems.check_all(build_workload(&file.workload, duration, counts));
+        faults = file
+            .fault
+            .iter()
+            .enumerate()
+            .map(|(i, f)| problems.check(build_fault(f, i, duration)))
+            .collect::<Option<Vec<_>>>();
+        cpu = match &file.cpu {
+            Some(c) => problems.check_all(build_cpu(c, duration)).map(Some),
+            None => Some(None),
+        };
+        script = file
+            .script
+            .iter()
+            .enumerate()
+            .map(|(i, s)| problems.check(build_script(s, i, duration)))
+            .collect::<Option<Vec<_>>>();
+        expect = problems.check(build_expect(&file.expect, duration));
+    }
+
+    let scenario = match (
         name,
-        description: file.description,
-        path: path.to_owned(),
-        seed: file.seed.unwrap_or(DEFAULT_SEED),
         duration,
-        node,
         data,
-        dependencies,
-        faults,
+        node,
         random_faults,
-        cpu,
         workload,
+        faults,
+        cpu,
         script,
         expect,
-    })
+    ) {
+        (
+            Some(name),
+            Some(duration),
+            Some(data),
+            Some((node, dependencies)),
+            Some(random_faults),
+            Some(workload),
+            Some(faults),
+            Some(cpu),
+            Some(script),
+            Some(expect),
+        ) => Some(Scenario {
+            name,
+            description: file.description,
+            path: path.to_owned(),
+            seed: file.seed.unwrap_or(DEFAULT_SEED),
+            duration,
+            node,
+            data,
+            dependencies,
+            faults,
+            random_faults,
+            cpu,
+            workload,
+            script,
+            expect,
+        }),
+        _ => None,
+    };
+    problems.finish(scenario)
+}
+
+/// The node's configuration and the simulated dependencies behind it.
+fn build_node(
+    modes: &ModesFile,
+    files: &DependenciesFile,
+) -> Many<(NodeConfig, [SimDependency; 2])> {
+    let mut problems = Problems::default();
+    let modes = problems.check(build_modes(modes));
+    let built = Resource::ALL.map(|resource| {
+        let default = DependencyFile::default();
+        let dep = [&files.users, &files.products][resource.dependency()]
+            .as_ref()
+            .unwrap_or(&default);
+        let prefix = format!("dependencies.{}", resource.as_str());
+        problems.check_all(build_dependency(dep, &prefix))
+    });
+    let (Some(modes), [Some(users), Some(products)]) = (modes, built) else {
+        return problems.finish(None);
+    };
+    let ((sim_users, users), (sim_products, products)) = (users, products);
+    let node = NodeConfig {
+        dependencies: [users, products],
+        modes,
+    };
+    // Every part was checked above with precise paths; this is the guarantee that the
+    // node builds, whatever NodeConfig checks beyond its parts.
+    let node = problems.check(
+        node.validate()
+            .map(|()| node)
+            .map_err(engine("dependencies.", &[("trip_policy.", "")])),
+    );
+    problems.finish(node.map(|node| (node, [sim_users, sim_products])))
+}
+
+/// Every workload stream, and that no two share a name.
+fn build_workload(
+    files: &[WorkloadFile],
+    duration: Time,
+    counts: [u64; 2],
+) -> Many<Vec<WorkloadStream>> {
+    let mut problems = Problems::default();
+    let names: Vec<String> = files
+        .iter()
+        .enumerate()
+        .map(|(k, f)| f.name.clone().unwrap_or_else(|| default_stream_name(k)))
+        .collect();
+    let mut streams = Vec::with_capacity(files.len());
+    for (k, stream) in files.iter().enumerate() {
+        streams.push(problems.check_all(build_stream(stream, k, duration, counts)));
+        let name = &names[k];
+        // An empty name is refused on its own; it is not also a duplicate.
+        if name.trim().is_empty() {
+            continue;
+        }
+        if let Some(j) = names[..k].iter().position(|n| n == name) {
+            problems.push(invalid(
+                format!("workload[{k}].name"),
+                format!("`{name}` is already the name of workload[{j}]"),
+            ));
+        }
+    }
+    problems.finish(streams.into_iter().collect())
+}
+
+fn default_stream_name(k: usize) -> String {
+    format!("stream-{}", k + 1)
 }
 
 fn default_latency() -> Latency {
@@ -238,27 +342,43 @@ fn default_latency() -> Latency {
     }
 }
 
-fn build_data(file: &DataFile) -> Result<DataSet> {
+/// The collection of `resource` as written, or its default.
+fn collection_file(file: &DataFile, resource: Resource) -> &CollectionFile {
+    static DEFAULT: CollectionFile = CollectionFile {
+        count: None,
+        warm: None,
+        records: Vec::new(),
+    };
+    [&file.users, &file.products][resource.dependency()]
+        .as_ref()
+        .unwrap_or(&DEFAULT)
+}
+
+/// The number of generated records of `resource`, as written or defaulted.
+fn data_count(file: &DataFile, resource: Resource) -> u64 {
+    collection_file(file, resource)
+        .count
+        .unwrap_or(DEFAULT_DATA_COUNT)
+}
+
+fn build_data(file: &DataFile) -> Many<DataSet> {
+    let mut problems = Problems::default();
     let mut collections: [Collection; 2] = Default::default();
     for resource in Resource::ALL {
-        let i = resource.dependency();
-        let default = CollectionFile::default();
-        let c = [&file.users, &file.products][i]
-            .as_ref()
-            .unwrap_or(&default);
+        let c = collection_file(file, resource);
         let mut records = BTreeMap::new();
         for (j, record) in c.records.iter().enumerate() {
             let name: Arc<str> = Arc::from(record.name.as_str());
             if records.insert(record.id, name).is_some() {
-                return Err(invalid(
+                problems.push(invalid(
                     format!("data.{}.records[{j}].id", resource.as_str()),
                     format!("record {} is listed twice", record.id),
                 ));
             }
         }
-        let count = c.count.unwrap_or(DEFAULT_DATA_COUNT);
+        let count = data_count(file, resource);
         if count > MAX_DATA_COUNT {
-            return Err(invalid(
+            problems.push(invalid(
                 format!("data.{}.count", resource.as_str()),
                 format!(
                     "must be at most {MAX_DATA_COUNT} (records are generated in memory), \
@@ -266,13 +386,13 @@ fn build_data(file: &DataFile) -> Result<DataSet> {
                 ),
             ));
         }
-        collections[i] = Collection {
+        collections[resource.dependency()] = Collection {
             count,
             records,
             warm: c.warm.unwrap_or(DEFAULT_WARM),
         };
     }
-    Ok(DataSet { collections })
+    problems.finish(Some(DataSet { collections }))
 }
 
 fn build_modes(file: &ModesFile) -> Result<ModeConfig> {
@@ -311,10 +431,49 @@ fn build_modes(file: &ModesFile) -> Result<ModeConfig> {
 fn build_dependency(
     file: &DependencyFile,
     prefix: &str,
-) -> Result<(SimDependency, DependencyConfig)> {
+) -> Many<(SimDependency, DependencyConfig)> {
+    let mut problems = Problems::default();
     let latency = match &file.latency {
-        Some(l) => build_latency(l, prefix)?,
-        None => default_latency(),
+        Some(l) => problems.check(build_latency(l, prefix)),
+        None => Some(default_latency()),
+    };
+    if file.max_concurrency == Some(0) {
+        problems.push(invalid(
+            format!("{prefix}.max_concurrency"),
+            "must be at least 1 (leave it out for no limit)",
+        ));
+    }
+    let timeout = span(file.timeout, DEFAULT_CALL_TIMEOUT);
+    if timeout == 0 {
+        problems.push(invalid(
+            format!("{prefix}.timeout"),
+            "must be longer than zero",
+        ));
+    }
+    let dotted = format!("{prefix}.");
+    let breaker = problems.check(build_breaker(&file.breaker, prefix).and_then(|breaker| {
+        breaker
+            .validate()
+            .map(|()| breaker)
+            .map_err(engine(&dotted, &[("trip_policy.", "")]))
+    }));
+    let cache = build_cache(&file.cache);
+    let cache = problems.check(
+        cache
+            .validate()
+            .map(|()| cache)
+            .map_err(engine(&dotted, &[])),
+    );
+    let queue = build_queue(&file.queue);
+    let queue = problems.check(
+        queue
+            .validate()
+            .map(|()| queue)
+            .map_err(engine(&dotted, &[])),
+    );
+    let (Some(latency), Some(breaker), Some(cache), Some(queue)) = (latency, breaker, cache, queue)
+    else {
+        return problems.finish(None);
     };
     let sim = SimDependency {
         latency,
@@ -322,28 +481,6 @@ fn build_dependency(
         down_latency: span(file.down_latency, DEFAULT_DOWN_LATENCY),
         max_concurrency: file.max_concurrency,
     };
-    if file.max_concurrency == Some(0) {
-        return Err(invalid(
-            format!("{prefix}.max_concurrency"),
-            "must be at least 1 (leave it out for no limit)",
-        ));
-    }
-    let timeout = span(file.timeout, DEFAULT_CALL_TIMEOUT);
-    if timeout == 0 {
-        return Err(invalid(
-            format!("{prefix}.timeout"),
-            "must be longer than zero",
-        ));
-    }
-    let dotted = format!("{prefix}.");
-    let breaker = build_breaker(&file.breaker, prefix)?;
-    breaker
-        .validate()
-        .map_err(engine(&dotted, &[("trip_policy.", "")]))?;
-    let cache = build_cache(&file.cache);
-    cache.validate().map_err(engine(&dotted, &[]))?;
-    let queue = build_queue(&file.queue);
-    queue.validate().map_err(engine(&dotted, &[]))?;
     let config = DependencyConfig {
         timeout,
         read_policy: match file.read_policy {
@@ -355,7 +492,7 @@ fn build_dependency(
         cache,
         queue,
     };
-    Ok((sim, config))
+    problems.finish(Some((sim, config)))
 }
 
 fn build_latency(file: &LatencyFile, prefix: &str) -> Result<Latency> {
@@ -506,39 +643,43 @@ fn build_stream(
     file: &WorkloadFile,
     k: usize,
     duration: Time,
-    data: &DataSet,
-) -> Result<WorkloadStream> {
+    counts: [u64; 2],
+) -> Many<WorkloadStream> {
+    let mut problems = Problems::default();
     let at = format!("workload[{k}]");
-    let name = match &file.name {
+    let name = problems.check(match &file.name {
         Some(name) if name.trim().is_empty() => {
-            return Err(invalid(format!("{at}.name"), "must not be empty"));
+            Err(invalid(format!("{at}.name"), "must not be empty"))
         }
-        Some(name) => name.clone(),
-        None => format!("stream-{}", k + 1),
-    };
+        Some(name) => Ok(name.clone()),
+        None => Ok(default_stream_name(k)),
+    });
 
     let phases = match &file.rate {
-        RateFile::Constant(rps) => vec![RatePhase::Constant {
+        RateFile::Constant(rps) => Some(vec![RatePhase::Constant {
             from: 0,
             to: duration,
             rate_per_sec: rps.0,
-        }],
+        }]),
         RateFile::Phases(phases) => phases
             .iter()
             .enumerate()
-            .map(|(j, p)| build_phase(p, &format!("{at}.rate[{j}]"), duration))
-            .collect::<Result<_>>()?,
+            .map(|(j, p)| problems.check(build_phase(p, &format!("{at}.rate[{j}]"), duration)))
+            .collect::<Option<Vec<_>>>(),
     };
-    let rate = RatePlan { phases };
-    rate.validate().map_err(engine(
-        "",
-        &[
-            ("workload.phases", &format!("{at}.rate")),
-            (".rate_per_sec", ".rps"),
-            (".rate_from", ".rps_from"),
-            (".rate_to", ".rps_to"),
-        ],
-    ))?;
+    // The plan as a whole (order, overlaps) only once each phase is valid.
+    let rate = phases.and_then(|phases| {
+        let rate = RatePlan { phases };
+        problems.check(rate.validate().map(|()| rate).map_err(engine(
+            "",
+            &[
+                ("workload.phases", &format!("{at}.rate")),
+                (".rate_per_sec", ".rps"),
+                (".rate_from", ".rps_from"),
+                (".rate_to", ".rps_to"),
+            ],
+        )))
+    });
 
     let m = &file.mix;
     let weights = [
@@ -556,32 +697,45 @@ fn build_stream(
         .filter_map(|(kind, w)| w.map(|w| (kind, w.0)))
         .filter(|&(_, w)| w > 0.0)
         .collect();
-    if mix.is_empty() {
-        return Err(invalid(
+    let mix = problems.check(if mix.is_empty() {
+        Err(invalid(
             format!("{at}.mix"),
             format!(
                 "needs at least one request kind with a positive weight, such as \
                  {{ get_user = 1 }} (kinds: {})",
                 RequestKind::ALL.map(RequestKind::as_str).join(", ")
             ),
-        ));
-    }
-    if !mix.iter().map(|&(_, w)| w).sum::<f64>().is_finite() {
-        return Err(invalid(
+        ))
+    } else if !mix.iter().map(|&(_, w)| w).sum::<f64>().is_finite() {
+        Err(invalid(
             format!("{at}.mix"),
             "the weights add up to more than a float can hold",
-        ));
-    }
+        ))
+    } else {
+        Ok(mix)
+    });
 
-    let user_keys = build_keys(file.users.as_ref(), &at, Resource::Users, data)?;
-    let product_keys = build_keys(file.products.as_ref(), &at, Resource::Products, data)?;
-    Ok(WorkloadStream {
-        name,
-        rate,
-        mix,
-        user_keys,
-        product_keys,
-    })
+    let [user_keys, product_keys] = [
+        (file.users.as_ref(), Resource::Users),
+        (file.products.as_ref(), Resource::Products),
+    ]
+    .map(|(keys, resource)| {
+        let count = counts[resource.dependency()];
+        problems.check(build_keys(keys, &at, resource, count))
+    });
+    let stream = match (name, rate, mix, user_keys, product_keys) {
+        (Some(name), Some(rate), Some(mix), Some(user_keys), Some(product_keys)) => {
+            Some(WorkloadStream {
+                name,
+                rate,
+                mix,
+                user_keys,
+                product_keys,
+            })
+        }
+        _ => None,
+    };
+    problems.finish(stream)
 }
 
 fn build_phase(file: &PhaseFile, at: &str, duration: Time) -> Result<RatePhase> {
@@ -617,14 +771,14 @@ fn build_phase(file: &PhaseFile, at: &str, duration: Time) -> Result<RatePhase> 
     }
 }
 
+/// The keys a stream draws for `resource`, whose data has `count` generated records.
 fn build_keys(
     file: Option<&KeysFile>,
     stream: &str,
     resource: Resource,
-    data: &DataSet,
+    count: u64,
 ) -> Result<Keys> {
     let at = format!("{stream}.{}", resource.as_str());
-    let count = data.collection(resource).count;
     let n = match file.and_then(|f| f.n) {
         Some(n) => n,
         None if count == 0 => {
@@ -763,69 +917,77 @@ fn build_random_fault(file: &RandomFaultFile, i: usize) -> Result<RandomFaults> 
     Ok(faults)
 }
 
-fn build_cpu(file: &CpuFile, duration: Time) -> Result<CpuCurveConfig> {
-    let mut segments = Vec::with_capacity(file.points.len());
-    for (i, p) in file.points.iter().enumerate() {
-        let at = format!("cpu.points[{i}]");
-        let present = [
-            ("at", p.at.is_some()),
-            ("cpu", p.cpu.is_some()),
-            ("from", p.from.is_some()),
-            ("to", p.to.is_some()),
-            ("cpu_from", p.cpu_from.is_some()),
-            ("cpu_to", p.cpu_to.is_some()),
-        ];
-        let is_ramp = p.at.is_none() && (p.from.is_some() || p.to.is_some());
-        if !is_ramp && p.at.is_none() {
-            return Err(invalid(
-                at,
-                "needs at and cpu (a step) or from, to, cpu_from and cpu_to (a ramp)",
-            ));
-        }
-        if is_ramp {
-            let keys = ["from", "to", "cpu_from", "cpu_to"];
-            check_variant_keys(&at, "a ramp (from, to)", &present, &keys, &keys)?;
-        } else {
-            let keys = ["at", "cpu"];
-            check_variant_keys(&at, "a step (at)", &present, &keys, &keys)?;
-        }
-        let get = |d: Option<Dur>| d.map_or(0, |d| d.0);
-        let pct = |p: Option<Percent>| p.map_or(0.0, |p| p.0);
-        let segment = if is_ramp {
-            let (from, to) = (get(p.from), get(p.to));
-            within_run(format!("{at}.from"), from, duration)?;
-            within_run(format!("{at}.to"), to, duration)?;
-            forward(format!("{at}.to"), from, to, "from")?;
-            CpuSegment::Ramp {
-                from,
-                to,
-                cpu_from: pct(p.cpu_from),
-                cpu_to: pct(p.cpu_to),
-            }
-        } else {
-            let t = get(p.at);
-            within_run(format!("{at}.at"), t, duration)?;
-            CpuSegment::Step {
-                at: t,
-                cpu: pct(p.cpu),
-            }
+fn build_cpu(file: &CpuFile, duration: Time) -> Many<CpuCurveConfig> {
+    let mut problems = Problems::default();
+    let segments = file
+        .points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| problems.check(build_cpu_point(p, &format!("cpu.points[{i}]"), duration)))
+        .collect::<Option<Vec<_>>>();
+    // The curve as a whole only once each point is valid.
+    let config = segments.and_then(|segments| {
+        let config = CpuCurveConfig {
+            initial: file.initial.map_or(DEFAULT_INITIAL_CPU, |p| p.0),
+            segments,
+            noise_stddev: file.noise.map_or(0.0, |n| n.0),
+            every: span(file.every, DEFAULT_SAMPLE_EVERY),
         };
-        segments.push(segment);
+        problems.check(config.validate().map(|()| config).map_err(engine(
+            "",
+            &[
+                ("cpu.segments", "cpu.points"),
+                ("cpu.noise_stddev", "cpu.noise"),
+            ],
+        )))
+    });
+    problems.finish(config)
+}
+
+fn build_cpu_point(p: &CpuPointFile, at: &str, duration: Time) -> Result<CpuSegment> {
+    let present = [
+        ("at", p.at.is_some()),
+        ("cpu", p.cpu.is_some()),
+        ("from", p.from.is_some()),
+        ("to", p.to.is_some()),
+        ("cpu_from", p.cpu_from.is_some()),
+        ("cpu_to", p.cpu_to.is_some()),
+    ];
+    let is_ramp = p.at.is_none() && (p.from.is_some() || p.to.is_some());
+    if !is_ramp && p.at.is_none() {
+        return Err(invalid(
+            at,
+            "needs at and cpu (a step) or from, to, cpu_from and cpu_to (a ramp)",
+        ));
     }
-    let config = CpuCurveConfig {
-        initial: file.initial.map_or(DEFAULT_INITIAL_CPU, |p| p.0),
-        segments,
-        noise_stddev: file.noise.map_or(0.0, |n| n.0),
-        every: span(file.every, DEFAULT_SAMPLE_EVERY),
-    };
-    config.validate().map_err(engine(
-        "",
-        &[
-            ("cpu.segments", "cpu.points"),
-            ("cpu.noise_stddev", "cpu.noise"),
-        ],
-    ))?;
-    Ok(config)
+    if is_ramp {
+        let keys = ["from", "to", "cpu_from", "cpu_to"];
+        check_variant_keys(at, "a ramp (from, to)", &present, &keys, &keys)?;
+    } else {
+        let keys = ["at", "cpu"];
+        check_variant_keys(at, "a step (at)", &present, &keys, &keys)?;
+    }
+    let get = |d: Option<Dur>| d.map_or(0, |d| d.0);
+    let pct = |p: Option<Percent>| p.map_or(0.0, |p| p.0);
+    Ok(if is_ramp {
+        let (from, to) = (get(p.from), get(p.to));
+        within_run(format!("{at}.from"), from, duration)?;
+        within_run(format!("{at}.to"), to, duration)?;
+        forward(format!("{at}.to"), from, to, "from")?;
+        CpuSegment::Ramp {
+            from,
+            to,
+            cpu_from: pct(p.cpu_from),
+            cpu_to: pct(p.cpu_to),
+        }
+    } else {
+        let t = get(p.at);
+        within_run(format!("{at}.at"), t, duration)?;
+        CpuSegment::Step {
+            at: t,
+            cpu: pct(p.cpu),
+        }
+    })
 }
 
 fn build_script(file: &ScriptFile, i: usize, duration: Time) -> Result<ScriptedMessage> {

@@ -2,8 +2,8 @@
 //! (`workload[0].rate[1].to`) to the span of their key in the document.
 //!
 //! Used only after validation fails, for errors that concern a key rather than one
-//! value's syntax (cross-field checks, the engine's `validate()`): the document is then
-//! parsed a second time into toml's spanned tree, which keeps every key's position.
+//! value's syntax (cross-field checks, the engine's `validate()`): toml's spanned tree
+//! of the document keeps every key's position.
 
 use std::ops::Range;
 
@@ -37,14 +37,10 @@ fn segments(path: &str) -> impl Iterator<Item = (&str, Vec<usize>)> {
 
 /// The span of the key at `path` in `text`; when the key is not written (it was left
 /// to its default), the span of the nearest written parent: its key, or the header of
-/// an array-of-tables entry. The document's start when nothing matches, or when the
-/// text does not parse (it always does here: the first pass succeeded).
-pub fn locate(text: &str, path: &str) -> Range<usize> {
-    let Ok(root) = DeTable::parse(text) else {
-        return 0..0;
-    };
+/// an array-of-tables entry. The document's start when nothing matches.
+pub fn locate(root: &DeTable<'_>, path: &str) -> Range<usize> {
     let mut best = 0..0;
-    let mut table: Option<&DeTable<'_>> = Some(root.get_ref());
+    let mut table: Option<&DeTable<'_>> = Some(root);
     let mut value: Option<&Spanned<DeValue<'_>>> = None;
     for (key, indices) in segments(path) {
         let current = match (table, value) {
@@ -105,8 +101,9 @@ mod tests {
     #[test]
     fn paths_find_keys_elements_and_nearest_parents() {
         let text = "top = 1\n[a.b]\nc = 2\n[[w]]\nx = [{ y = 1 }, { y = 2 }]\n[[w]]\nz = 3\n";
+        let root = DeTable::parse(text).unwrap();
         let at = |path: &str| {
-            let span = locate(text, path);
+            let span = locate(root.get_ref(), path);
             (line_column(text, span.start), &text[span])
         };
         assert_eq!(at("top"), ((1, 1), "top"));
