@@ -210,7 +210,7 @@ pub struct ScriptedExchange {
 }
 
 /// One expectation's verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExpectationResult {
     /// The expectation's key in the scenario file (or `conservation`).
     pub name: &'static str,
@@ -220,6 +220,21 @@ pub struct ExpectationResult {
     pub measured: String,
     /// Whether it held.
     pub pass: bool,
+    /// The bound as a number, in `unit` (none for `conservation`).
+    pub expected_value: Option<f64>,
+    /// The measured figure as a number, in `unit`; none when there is none (a breaker
+    /// that never closed, a backlog that never drained).
+    pub measured_value: Option<f64>,
+    /// The unit of both numbers: `ratio` (0..=1), `us` (microseconds), `count`, or
+    /// `none`.
+    pub unit: &'static str,
+}
+
+/// An expectation's numbers: `(expected, measured, unit)`.
+type Figures = (Option<f64>, Option<f64>, &'static str);
+
+fn micros(span: Option<Span>) -> Option<f64> {
+    span.map(|s| s as f64)
 }
 
 /// How long the breakers took to close again after the hard faults (outages and hangs)
@@ -712,12 +727,16 @@ impl Metrics {
     fn check(&self, scenario: &Scenario, report: &Report) -> Vec<ExpectationResult> {
         let expect = &scenario.expect;
         let mut results = Vec::new();
-        let mut push = |name, expected: String, measured: String, pass| {
+        let mut push = |name, expected: String, measured: String, pass, figures: Figures| {
+            let (expected_value, measured_value, unit) = figures;
             results.push(ExpectationResult {
                 name,
                 expected,
                 measured,
                 pass,
+                expected_value,
+                measured_value,
+                unit,
             })
         };
         if let Some(min) = expect.min_availability {
@@ -726,6 +745,7 @@ impl Metrics {
                 format!(">= {}", percent(min)),
                 percent(report.availability),
                 report.availability >= min,
+                (Some(min), Some(report.availability), "ratio"),
             );
         }
         if let Some(max) = expect.max_stale_age {
@@ -740,6 +760,7 @@ impl Metrics {
                 format!("<= {}", HumanSpan(max)),
                 HumanSpan(worst).to_string(),
                 worst <= max,
+                (micros(Some(max)), micros(Some(worst)), "us"),
             );
         }
         if let Some(within) = expect.breaker_opens_within {
@@ -758,6 +779,7 @@ impl Metrics {
                 format!("<= {} after each outage or hang starts", HumanSpan(within)),
                 text,
                 worst.is_some_and(|w| w <= within),
+                (micros(Some(within)), micros(worst), "us"),
             );
         }
         if let Some(within) = expect.breaker_closes_within {
@@ -767,6 +789,7 @@ impl Metrics {
                 format!("<= {} after each outage or hang ends", HumanSpan(within)),
                 text,
                 worst.is_some_and(|w| w <= within),
+                (micros(Some(within)), micros(worst), "us"),
             );
         }
         if let Some(max) = expect.max_breaker_trips {
@@ -776,6 +799,7 @@ impl Metrics {
                 format!("<= {max}"),
                 trips.to_string(),
                 trips <= max,
+                (Some(max as f64), Some(trips as f64), "count"),
             );
         }
         if let Some(max) = expect.max_mode_changes {
@@ -785,6 +809,7 @@ impl Metrics {
                 format!("<= {max}"),
                 changes.to_string(),
                 changes <= max,
+                (Some(max as f64), Some(changes as f64), "count"),
             );
         }
         if let Some(max) = expect.max_writes_lost {
@@ -794,6 +819,7 @@ impl Metrics {
                 format!("<= {max}"),
                 lost.to_string(),
                 lost <= max,
+                (Some(max as f64), Some(lost as f64), "count"),
             );
         }
         if let Some(max) = expect.max_writes_rejected {
@@ -803,16 +829,20 @@ impl Metrics {
                 format!("<= {max}"),
                 rejected.to_string(),
                 rejected <= max,
+                (Some(max as f64), Some(rejected as f64), "count"),
             );
         }
         if let Some(by) = expect.queue_drained_by {
             let mut pass = true;
             let mut measured = Vec::new();
+            // The latest drain, or none if some backlog never drained.
+            let mut latest = Some(0);
             for d in &report.dependencies {
                 match (d.queue_backlog, d.queue_drained_at) {
                     (0, _) => {}
                     (depth, Some(at)) => {
                         pass &= at <= by;
+                        latest = latest.map(|l: Time| l.max(at));
                         measured.push(format!(
                             "{}: backlog of {depth} drained at {}",
                             d.name,
@@ -821,6 +851,7 @@ impl Metrics {
                     }
                     (depth, None) => {
                         pass = false;
+                        latest = None;
                         measured.push(format!(
                             "{}: backlog of {depth} not drained by the end",
                             d.name
@@ -837,6 +868,7 @@ impl Metrics {
                 format!("each queue's deepest backlog drained by {}", HumanSpan(by)),
                 measured.join("; "),
                 pass,
+                (micros(Some(by)), micros(latest), "us"),
             );
         }
         // Not optional: a run that loses track of a write is wrong whatever the file says.
@@ -858,6 +890,7 @@ impl Metrics {
                 broken.join("; ")
             },
             broken.is_empty(),
+            (None, None, "none"),
         );
         results
     }

@@ -193,6 +193,33 @@ fn json_output_is_the_report() {
         .unwrap()
         .iter()
         .all(|e| e["pass"] == true));
+    // Expectations carry numbers beside their words, in a named unit.
+    let by_name = |name: &str| {
+        report["expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    let availability = by_name("min_availability");
+    assert_eq!(availability["unit"], "ratio");
+    assert_eq!(availability["expected_value"], 0.995);
+    assert_eq!(availability["measured_value"], report["availability"]);
+    let closes = by_name("breaker_closes_within");
+    assert_eq!(closes["unit"], "us");
+    assert_eq!(closes["expected_value"], 75_000_000.0);
+    assert!(closes["measured_value"].as_f64().unwrap() > 0.0);
+    assert_eq!(by_name("conservation")["measured_value"], Value::Null);
+    // Timeline times are numbers (microseconds), in order.
+    let times: Vec<u64> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["t"].as_u64().expect("a number"))
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
 }
 
 #[test]
