@@ -27,9 +27,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use brownout::engine::SECOND;
+use brownout::model::workload::RatePhase;
 use brownout::scenario::{self, Scenario};
 use brownout::sim::queue::EventQueue;
-use brownout::sim::workload::RatePhase;
 use brownout::sim::{run, Report, RunOptions};
 
 const CHILD: &str = "BROWNOUT_BENCH_HOURS";

@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod engine;
 pub mod live;
+pub mod model;
 pub mod node;
 mod prefetch;
 pub mod scenario;

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::engine::{HumanSpan, Span};
-use crate::scenario::Scenario;
+use crate::model::Scenario;
 use crate::sim::report::Recovery;
 use crate::sim::{self, Report, RunOptions};
 

@@ -24,9 +24,9 @@
 //! [`Limits::DEFAULT`] is documented in `scenarios/README.md`; `--allow-large` lifts it.
 
 use crate::engine::{HumanSpan, Span, SECOND};
+use crate::model::workload::{Keys, RatePhase};
+use crate::model::{RequestKind, Scenario};
 use crate::node::Resource;
-use crate::scenario::{RequestKind, Scenario};
-use crate::sim::workload::{Keys, RatePhase};
 
 /// The most of each kind of work a run may take on.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -563,12 +563,12 @@ mod tests {
     use crate::engine::breaker::{BreakerConfig, TripPolicy};
     use crate::engine::modes::Mode;
     use crate::engine::SECOND;
+    use crate::model::faults::FaultKind;
+    use crate::model::latency::Latency;
+    use crate::model::load::CpuSegment;
+    use crate::model::workload::{Keys, RatePhase};
+    use crate::model::RequestKind;
     use crate::node::{NodeConfig, ReadPolicy};
-    use crate::scenario::RequestKind;
-    use crate::sim::dist::Latency;
-    use crate::sim::faults::FaultKind;
-    use crate::sim::load::CpuSegment;
-    use crate::sim::workload::{Keys, RatePhase};
     use serde_json::json;
 
     const MS: Span = MILLISECOND;

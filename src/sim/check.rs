@@ -9,7 +9,7 @@
 use std::fmt;
 use std::io;
 
-use crate::scenario::Scenario;
+use crate::model::Scenario;
 
 use super::run::{run, RunOptions};
 

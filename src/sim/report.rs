@@ -18,10 +18,10 @@ use crate::engine::breaker::{BreakerReason, BreakerState};
 use crate::engine::modes::ModeReason;
 use crate::engine::queue::QueueEvent;
 use crate::engine::{HumanSpan, Span, Time};
+use crate::model::Scenario;
 use crate::node::{CallError, CallResult, Node, NodeEvent, ReplyBody, Resource, Served};
-use crate::scenario::Scenario;
 
-use super::faults::FaultKind;
+use crate::model::FaultKind;
 
 /// At most this many timeline entries are kept; the rest are counted. Keeps reports and
 /// snapshots reviewable when a scenario flaps for an hour.
@@ -952,7 +952,7 @@ impl Metrics {
 }
 
 /// Request types as reports list them; the workload's kinds come first, in
-/// [`RequestKind::ALL`](crate::scenario::RequestKind::ALL) order.
+/// [`RequestKind::ALL`](crate::model::RequestKind::ALL) order.
 pub const KINDS: [&str; 10] = [
     "get_user",
     "get_product",
@@ -967,7 +967,7 @@ pub const KINDS: [&str; 10] = [
 ];
 
 /// The index of a workload request kind in [`KINDS`] (they come first, in order).
-pub fn workload_kind_index(kind: crate::scenario::RequestKind) -> u8 {
+pub fn workload_kind_index(kind: crate::model::RequestKind) -> u8 {
     kind as u8
 }
 
@@ -1217,7 +1217,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::RequestKind;
+    use crate::model::RequestKind;
 
     #[test]
     fn workload_kinds_lead_the_report_order() {

@@ -18,11 +18,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::engine::Time;
+use crate::model::{RequestKind, Scenario};
 use crate::node::{
     parse_body, Call, CallError, CallId, CallResult, Effect, InBandFault, Name, Node, Op, Request,
     RequestId, Resource, Served, Store, Timer, WireRequest,
 };
-use crate::scenario::{RequestKind, Scenario};
 use crate::seqmap::SeqMap;
 
 use super::dist::LatencySampler;

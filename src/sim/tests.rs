@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 
 use crate::engine::SECOND;
+use crate::model::{Expectations, RequestKind, Scenario, SimDependency, WorkloadStream};
 use crate::node::{Collection, DataSet, NodeConfig};
-use crate::scenario::{Expectations, RequestKind, Scenario, SimDependency, WorkloadStream};
 
-use super::dist::Latency;
-use super::faults::{Fault, FaultKind, RandomFaults};
-use super::workload::{Keys, RatePhase, RatePlan};
 use super::{check_determinism, run, Report, RunOptions};
+use crate::model::workload::{Keys, RatePhase, RatePlan};
+use crate::model::Latency;
+use crate::model::{Fault, FaultKind, RandomFaults};
 
 fn collection(count: u64) -> Collection {
     Collection {

@@ -28,15 +28,15 @@ use crate::engine::cache::{self, CacheConfig};
 use crate::engine::modes::{self, Mode, ModeConfig};
 use crate::engine::queue::{self, QueueConfig};
 use crate::engine::{ConfigError, Span, Time};
-use crate::node::config::DEFAULT_CALL_TIMEOUT;
-use crate::node::{Collection, DataSet, DependencyConfig, NodeConfig, ReadPolicy, Resource};
-use crate::scenario::{
+use crate::model::faults::{Fault, FaultKind, RandomFaults};
+use crate::model::latency::Latency;
+use crate::model::load::{CpuCurveConfig, CpuSegment, DEFAULT_INITIAL_CPU, DEFAULT_SAMPLE_EVERY};
+use crate::model::workload::{Keys, RatePhase, RatePlan};
+use crate::model::{
     Expectations, RequestKind, Scenario, ScriptedMessage, SimDependency, WorkloadStream,
 };
-use crate::sim::dist::Latency;
-use crate::sim::faults::{Fault, FaultKind, RandomFaults};
-use crate::sim::load::{CpuCurveConfig, CpuSegment, DEFAULT_INITIAL_CPU, DEFAULT_SAMPLE_EVERY};
-use crate::sim::workload::{Keys, RatePhase, RatePlan};
+use crate::node::config::DEFAULT_CALL_TIMEOUT;
+use crate::node::{Collection, DataSet, DependencyConfig, NodeConfig, ReadPolicy, Resource};
 
 /// A refused value: the dotted path of its key in the file, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
