@@ -13,7 +13,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::live::{self, LiveOptions};
-use crate::node::{DataSet, NodeConfig};
+use crate::node::{DataSet, NodeConfig, StoreLimits};
 use crate::scenario::budget::{self, Limits};
 use crate::scenario::{self, Scenario};
 use crate::sim::{self, Report, RunOptions};
@@ -128,6 +128,56 @@ struct NodeArgs {
     /// Write every engine event to stderr as a JSON line.
     #[arg(long)]
     log_events: bool,
+    /// Skip input lines longer than this (newline not counted), each reported on stderr;
+    /// a size in bytes, or with a KiB, MiB or GiB suffix.
+    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(live::DEFAULT_MAX_LINE_BYTES as u64))]
+    max_line_bytes: ByteSize,
+    /// Records that writes may create in each service's store beyond its data set; a
+    /// write that would create one more is answered with error 11.
+    #[arg(long, value_name = "N", default_value_t = live::DEFAULT_MAX_NEW_RECORDS)]
+    max_new_records: u64,
+    /// Bytes of names each service's store may hold beyond its data set's; a write that
+    /// would pass it is answered with error 11. A size as for --max-line-bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(live::DEFAULT_MAX_NAME_BYTES))]
+    max_name_bytes: ByteSize,
+}
+
+/// A size in bytes on the command line: `1048576`, `64KiB`, `1MiB`, `2GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ByteSize(u64);
+
+const BYTE_UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (digits, unit) = BYTE_UNITS
+            .iter()
+            .find_map(|&(suffix, unit)| text.strip_suffix(suffix).map(|d| (d, unit)))
+            .unwrap_or((text, 1));
+        let bad =
+            || format!("`{text}` is not a size: give bytes, or a number with KiB, MiB or GiB");
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        n.checked_mul(unit)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{text}` is too large"))
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match BYTE_UNITS
+            .iter()
+            .find(|&&(_, unit)| self.0 >= unit && self.0 % unit == 0)
+        {
+            Some((suffix, unit)) => write!(f, "{}{suffix}", self.0 / unit),
+            None => write!(f, "{}", self.0),
+        }
+    }
 }
 
 /// Bad input: printed one `error: ` line per problem, exit 2.
@@ -393,16 +443,33 @@ fn node(args: NodeArgs) -> Result<ExitCode, BadInput> {
         }
         None => (NodeConfig::default(), DataSet::default()),
     };
+    let max_line_bytes = usize::try_from(args.max_line_bytes.0)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            BadInput::new(format!(
+                "--max-line-bytes must be at least 1 and fit in memory, got {}",
+                args.max_line_bytes
+            ))
+        })?;
     let stdin = io::stdin();
     let stdout = io::stdout();
     let out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let options = LiveOptions {
         log_events: args.log_events,
+        max_line_bytes,
+        store: StoreLimits {
+            max_new_records: args.max_new_records,
+            max_name_bytes: args.max_name_bytes.0,
+        },
     };
+    // Each read hands the node the lines it finished in one batch: 64 KiB reads keep
+    // the batches few on a piped file, and a client that writes a line at a time still
+    // gets each answered at once.
     live::run(
         &config,
         &data,
-        io::BufReader::new(stdin),
+        io::BufReader::with_capacity(1 << 16, stdin),
         out,
         io::stderr(),
         options,

@@ -12,7 +12,8 @@
 //! traffic the longer it struggles, with jitter, so that queues on many nodes that failed
 //! together do not retry in lockstep. After `max_attempts` a write is dead-lettered, kept
 //! with its last error for an operator, so that one poison write cannot block the queue
-//! forever.
+//! forever; a write the dependency refuses for good (its store is full) is dead-lettered
+//! at once, since every retry would meet the same refusal.
 //!
 //! Delivery is at least once: the caller reports every dispatch exactly once (a timeout
 //! is a failure), and a late success for an attempt already reported as failed is
@@ -43,6 +44,12 @@ pub const DEFAULT_BACKOFF_BASE: Span = 100 * MILLISECOND;
 pub const DEFAULT_BACKOFF_MAX: Span = 10 * SECOND;
 /// Default jitter: each backoff is shortened by a random 0–20 %.
 pub const DEFAULT_JITTER: f64 = 0.2;
+
+/// Dead letters kept with their write: the latest this many. A node that runs for long
+/// (the live one) must not keep every write it ever gave up on, and an operator looks at
+/// the latest; [`QueueStats::dead_lettered`] still counts every one, so conservation is
+/// checked over all of them.
+pub const DEAD_LETTERS_KEPT: usize = 1000;
 
 /// One token of the drain bucket, in the bucket's internal unit. The drain rate is per
 /// second and time is in microseconds, so counting tokens in millionths keeps the refill
@@ -208,14 +215,15 @@ pub enum FailOutcome {
     DeadLettered,
 }
 
-/// A write that failed `max_attempts` times, kept for an operator.
+/// A write that failed `max_attempts` times, or that its dependency refused for good
+/// ([`WriteQueue::on_rejected`]), kept for an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter<W> {
     /// Its identity.
     pub id: WriteId,
     /// The write.
     pub write: W,
-    /// Attempts made (the configured maximum).
+    /// Attempts made (the configured maximum, or fewer for a refused write).
     pub attempts: u32,
     /// The error of the last attempt.
     pub last_error: String,
@@ -361,7 +369,8 @@ pub struct WriteQueue<W> {
     tokens: u64,
     /// When `tokens` was last brought up to date.
     refilled_at: Time,
-    dead_letters: Vec<DeadLetter<W>>,
+    /// The latest dead letters, at most [`DEAD_LETTERS_KEPT`].
+    dead_letters: VecDeque<DeadLetter<W>>,
     stats: QueueStats,
     events: Vec<QueueEvent>,
 }
@@ -383,7 +392,7 @@ impl<W> WriteQueue<W> {
             in_flight: 0,
             next_id: 0,
             refilled_at: 0,
-            dead_letters: Vec::new(),
+            dead_letters: VecDeque::new(),
             stats: QueueStats::default(),
             events: Vec::new(),
         })
@@ -512,24 +521,7 @@ impl<W> WriteQueue<W> {
         self.in_flight -= 1;
         let attempts = self.entries[index].attempts;
         if attempts >= self.config.max_attempts {
-            let entry = self
-                .entries
-                .remove(index)
-                .expect("in_flight_index returns a valid index");
-            self.stats.dead_lettered += 1;
-            self.events.push(QueueEvent::DeadLettered {
-                at: now,
-                id,
-                attempts,
-            });
-            self.dead_letters.push(DeadLetter {
-                id,
-                write: entry.write,
-                attempts,
-                last_error: error.to_owned(),
-                enqueued_at: entry.enqueued_at,
-                at: now,
-            });
+            self.dead_letter(index, error, now);
             return Some(FailOutcome::DeadLettered);
         }
         let retry_at = now.saturating_add(self.config.backoff(attempts, rng));
@@ -544,6 +536,44 @@ impl<W> WriteQueue<W> {
             retry_at,
         });
         Some(FailOutcome::Retry { at: retry_at })
+    }
+
+    /// Reports that attempt `id` was refused at `now` with `error` by a dependency that
+    /// will refuse it again (its store is full): retrying cannot help, so the write is
+    /// dead-lettered at once, whatever attempts it has left. `false` (and nothing
+    /// changes) if `id` is not in flight.
+    pub fn on_rejected(&mut self, id: WriteId, error: &str, now: Time) -> bool {
+        let Some(index) = self.in_flight_index(id) else {
+            return false;
+        };
+        self.in_flight -= 1;
+        self.dead_letter(index, error, now);
+        true
+    }
+
+    /// Moves the write at `index` (no longer in flight) to the dead letters.
+    fn dead_letter(&mut self, index: usize, error: &str, now: Time) {
+        let entry = self
+            .entries
+            .remove(index)
+            .expect("in_flight_index returns a valid index");
+        self.stats.dead_lettered += 1;
+        self.events.push(QueueEvent::DeadLettered {
+            at: now,
+            id: entry.id,
+            attempts: entry.attempts,
+        });
+        if self.dead_letters.len() == DEAD_LETTERS_KEPT {
+            self.dead_letters.pop_front();
+        }
+        self.dead_letters.push_back(DeadLetter {
+            id: entry.id,
+            write: entry.write,
+            attempts: entry.attempts,
+            last_error: error.to_owned(),
+            enqueued_at: entry.enqueued_at,
+            at: now,
+        });
     }
 
     /// Index of the oldest write not in flight. Everything before it is in flight, so
@@ -590,8 +620,9 @@ impl<W> WriteQueue<W> {
         self.in_flight
     }
 
-    /// Writes that used all their attempts, oldest first, each with its last error.
-    pub fn dead_letters(&self) -> &[DeadLetter<W>] {
+    /// The latest [`DEAD_LETTERS_KEPT`] writes that could not be applied, oldest first,
+    /// each with its last error ([`QueueStats::dead_lettered`] counts them all).
+    pub fn dead_letters(&self) -> &VecDeque<DeadLetter<W>> {
         &self.dead_letters
     }
 
@@ -850,6 +881,60 @@ mod tests {
                 id: WriteId(0),
                 attempts: 3
             })
+        );
+    }
+
+    #[test]
+    fn a_rejected_write_is_dead_lettered_at_once_without_retries() {
+        let mut q = queue(QueueConfig::default());
+        q.enqueue("too much", 0);
+        q.enqueue("next", 0);
+        let id = q.poll_dispatch(0).unwrap().id;
+        assert!(q.on_rejected(id, "store is full", 5));
+        ok(&q);
+        // Not in flight any more: a second report changes nothing.
+        assert!(!q.on_rejected(id, "store is full", 6));
+        assert!(!q.on_rejected(WriteId(99), "store is full", 6));
+        assert_eq!(q.front(), Some(&"next"));
+        let dead = &q.dead_letters()[0];
+        assert_eq!(
+            (dead.id, dead.write, dead.attempts, dead.last_error.as_str()),
+            (id, "too much", 1, "store is full")
+        );
+        let s = q.stats();
+        assert_eq!((s.dispatched, s.retries, s.dead_lettered), (1, 0, 1));
+        assert_eq!(
+            q.drain_events().next_back(),
+            Some(QueueEvent::DeadLettered {
+                at: 5,
+                id,
+                attempts: 1
+            })
+        );
+        // The write behind it goes next, at once.
+        assert_eq!(q.poll_dispatch(5).map(|d| *d.write), Some("next"));
+    }
+
+    #[test]
+    fn only_the_latest_dead_letters_are_kept_and_every_one_is_counted() {
+        let mut q = queue(QueueConfig {
+            drain_rate: 1_000_000,
+            burst: 1_000_000,
+            ..QueueConfig::default()
+        });
+        let total = DEAD_LETTERS_KEPT + 10;
+        for _ in 0..total {
+            q.enqueue("w", 0);
+            let id = q.poll_dispatch(0).unwrap().id;
+            q.on_rejected(id, "full", 0);
+        }
+        ok(&q);
+        assert_eq!(q.stats().dead_lettered, total as u64);
+        assert_eq!(q.dead_letters().len(), DEAD_LETTERS_KEPT);
+        assert_eq!(q.dead_letters()[0].id, WriteId(10));
+        assert_eq!(
+            q.dead_letters().back().map(|d| d.id),
+            Some(WriteId(total as u64 - 1))
         );
     }
 

@@ -5,11 +5,19 @@
 //! simulator inside each simulated dependency. Generated records have a name rendered on
 //! demand ([`Name::Generated`]), so a read in the simulator's hot loop copies a few
 //! words and touches no string.
+//!
+//! A store may be bounded ([`StoreLimits`]): the live node's is, because its clients
+//! choose the ids and names it must keep, and a store that keeps every record ever
+//! written grows with its input until the process runs out of memory. The simulator's
+//! stores are unbounded: a scenario's workload draws from its data set, and what a
+//! simulated service holds is part of the simulated world, not of the process's budget.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use super::protocol::{Name, Record, Resource};
+use super::service::{CallResult, Op};
 
 /// The records one service holds: `count` generated records with ids `1..=count`, named
 /// `"<Noun> <id>"`, plus explicit records that add to or override them.
@@ -75,6 +83,76 @@ impl DataSet {
     }
 }
 
+/// How much writes may add to a [`Store`] beyond its data set.
+///
+/// Records are never deleted, so without a bound a store grows with every new id and
+/// every longer name it is sent. Both bounds count only what writes add: the data set,
+/// however large (a scenario's, through `brownout node --config`), takes none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Records that writes may create: writes to ids the data set does not hold.
+    pub max_new_records: u64,
+    /// Bytes of names the store may hold beyond those of its data set. Only names given
+    /// as text count; generated names (`"User 7"`) are rendered on demand and take none.
+    pub max_name_bytes: u64,
+}
+
+impl StoreLimits {
+    /// No bound: the simulator's stores.
+    pub const UNLIMITED: StoreLimits = StoreLimits {
+        max_new_records: u64::MAX,
+        max_name_bytes: u64::MAX,
+    };
+}
+
+/// Why a store refused a write: applying it would pass one of its [`StoreLimits`].
+///
+/// A refusal is a healthy, definite answer: nothing was written, and the same write
+/// would be refused again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFull {
+    /// The write would create a record, and writes have created `limit` already.
+    NewRecords {
+        /// [`StoreLimits::max_new_records`].
+        limit: u64,
+    },
+    /// The write's name (`name_bytes` long) would take the names held beyond the data
+    /// set's past `limit` bytes.
+    NameBytes {
+        /// [`StoreLimits::max_name_bytes`].
+        limit: u64,
+        /// The length of the write's name.
+        name_bytes: u64,
+    },
+}
+
+impl fmt::Display for StoreFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            StoreFull::NewRecords { limit } => write!(
+                f,
+                "it holds the {limit} records that writes may create beyond its data set \
+                 (writes to records it holds are still taken)"
+            ),
+            StoreFull::NameBytes { limit, name_bytes } => write!(
+                f,
+                "a name of {name_bytes} bytes would take the names it holds past the limit of \
+                 {limit} bytes beyond its data set (writes that do not lengthen a name are \
+                 still taken)"
+            ),
+        }
+    }
+}
+
+/// The bytes a name takes in memory beyond the record itself: its text when given,
+/// nothing when rendered on demand.
+fn name_bytes(name: &Name) -> u64 {
+    match name {
+        Name::Given(text) => text.len() as u64,
+        Name::Generated(..) | Name::Revised(..) => 0,
+    }
+}
+
 /// One service's records, as the service itself holds them.
 ///
 /// Writes carry a version (the node numbers writes in the order clients sent them),
@@ -98,11 +176,24 @@ pub struct Store {
     renamed: Vec<u64>,
     /// Explicit records and records created by writes outside `1..=count`.
     explicit: BTreeMap<u64, (Name, u64)>,
+    limits: StoreLimits,
+    /// Records created by writes (ids the data set did not hold).
+    created: u64,
+    /// Bytes of given names held now, and as the data set left them: what
+    /// [`StoreLimits::max_name_bytes`] bounds is the difference.
+    name_bytes: u64,
+    data_set_name_bytes: u64,
 }
 
 impl Store {
-    /// The store of `resource`, filled from `collection`.
+    /// The store of `resource`, filled from `collection`, with no bound on writes.
     pub fn new(resource: Resource, collection: &Collection) -> Self {
+        Store::with_limits(resource, collection, StoreLimits::UNLIMITED)
+    }
+
+    /// The store of `resource`, filled from `collection`; writes may add to it up to
+    /// `limits`.
+    pub fn with_limits(resource: Resource, collection: &Collection, limits: StoreLimits) -> Self {
         let count = usize::try_from(collection.count).expect("the data set fits in memory");
         let mut store = Store {
             resource,
@@ -111,11 +202,40 @@ impl Store {
                 .collect(),
             renamed: vec![0; count.div_ceil(64)],
             explicit: BTreeMap::new(),
+            limits,
+            created: 0,
+            name_bytes: 0,
+            data_set_name_bytes: 0,
         };
         for (&id, name) in &collection.records {
             store.set(id, Name::Given(name.clone()), 0);
         }
+        store.data_set_name_bytes = store.name_bytes;
         store
+    }
+
+    /// Records created by writes so far (ids the data set did not hold).
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
+    /// Bytes of names held beyond the data set's (0 when writes gave shorter names).
+    pub fn written_name_bytes(&self) -> u64 {
+        self.name_bytes.saturating_sub(self.data_set_name_bytes)
+    }
+
+    /// Answers `op` as the service would.
+    pub fn execute(&mut self, op: &Op) -> CallResult {
+        match op {
+            Op::Read { key } => match self.read(*key) {
+                Some(record) => CallResult::Found(record),
+                None => CallResult::NotFound,
+            },
+            Op::Write { key, name, version } => match self.write(*key, name.clone(), *version) {
+                Ok(record) => CallResult::Written(record),
+                Err(full) => CallResult::Rejected(full),
+            },
+        }
     }
 
     fn index(&self, id: u64) -> Option<usize> {
@@ -146,26 +266,75 @@ impl Store {
         }
     }
 
-    fn set(&mut self, id: u64, name: Name, version: u64) {
-        match self.index(id) {
+    /// Sets record `id`, creating it if needed; returns whether it was created.
+    fn set(&mut self, id: u64, name: Name, version: u64) -> bool {
+        self.name_bytes += name_bytes(&name);
+        let old = match self.index(id) {
             Some(index) => {
+                let old = if self.is_renamed(index) {
+                    name_bytes(&self.generated[index].0)
+                } else {
+                    0
+                };
                 self.generated[index] = (name, version);
                 self.renamed[index / 64] |= 1 << (index % 64);
+                Some(old)
             }
-            None => {
-                self.explicit.insert(id, (name, version));
-            }
+            None => self
+                .explicit
+                .insert(id, (name, version))
+                .map(|(old, _)| name_bytes(&old)),
+        };
+        self.name_bytes -= old.unwrap_or(0);
+        old.is_none()
+    }
+
+    /// What writing `name` to record `id` would pass of the store's limits, if anything.
+    fn refusal(&self, id: u64, name: &Name) -> Option<StoreFull> {
+        let limits = &self.limits;
+        let (exists, old_bytes) = match self.index(id) {
+            Some(index) if self.is_renamed(index) => (true, name_bytes(&self.generated[index].0)),
+            Some(_) => (true, 0),
+            None => match self.explicit.get(&id) {
+                Some((old, _)) => (true, name_bytes(old)),
+                None => (false, 0),
+            },
+        };
+        if !exists && self.created >= limits.max_new_records {
+            return Some(StoreFull::NewRecords {
+                limit: limits.max_new_records,
+            });
         }
+        let new_bytes = name_bytes(name);
+        let held = (self.name_bytes - old_bytes).saturating_add(new_bytes);
+        if new_bytes > old_bytes
+            && held.saturating_sub(self.data_set_name_bytes) > limits.max_name_bytes
+        {
+            return Some(StoreFull::NameBytes {
+                limit: limits.max_name_bytes,
+                name_bytes: new_bytes,
+            });
+        }
+        None
     }
 
     /// Sets the name of record `id` (creating it if needed) unless the record already
-    /// holds a newer version; returns the record as it now stands.
-    pub fn write(&mut self, id: u64, name: Name, version: u64) -> Record {
+    /// holds a newer version; returns the record as it now stands, or, when applying
+    /// the write would pass the store's limits, the refusal (and nothing changes).
+    ///
+    /// A write older than what the record holds is acknowledged whatever the limits:
+    /// it changes nothing, so it cannot make the store hold more.
+    pub fn write(&mut self, id: u64, name: Name, version: u64) -> Result<Record, StoreFull> {
         if self.applied(id) > version {
-            return self.read(id).expect("a record with a version exists");
+            return Ok(self.read(id).expect("a record with a version exists"));
         }
-        self.set(id, name.clone(), version);
-        Record { id, name }
+        if let Some(full) = self.refusal(id, &name) {
+            return Err(full);
+        }
+        if self.set(id, name.clone(), version) {
+            self.created += 1;
+        }
+        Ok(Record { id, name })
     }
 }
 
@@ -198,6 +367,116 @@ mod tests {
         );
     }
 
+    fn limited(count: u64, records: &[(u64, &str)], limits: StoreLimits) -> Store {
+        let collection = Collection {
+            count,
+            records: records
+                .iter()
+                .map(|&(id, name)| (id, Arc::from(name)))
+                .collect(),
+            warm: false,
+        };
+        Store::with_limits(Resource::Users, &collection, limits)
+    }
+
+    #[test]
+    fn writes_create_records_up_to_the_limit_and_then_are_refused() {
+        let limits = StoreLimits {
+            max_new_records: 2,
+            max_name_bytes: u64::MAX,
+        };
+        // Generated records 1..=3 and explicit record 9 are the data set.
+        let mut store = limited(3, &[(9, "Nine")], limits);
+        store.write(10, "Ten".into(), 1).unwrap();
+        store.write(11, "Eleven".into(), 2).unwrap();
+        assert_eq!(store.created(), 2);
+        let refused = store.write(12, "Twelve".into(), 3);
+        assert_eq!(refused, Err(StoreFull::NewRecords { limit: 2 }));
+        assert_eq!(store.read(12), None, "a refused write changes nothing");
+        assert_eq!(store.created(), 2);
+        // Records that exist take writes: the data set's, generated or explicit, and
+        // those writes created.
+        for (id, version) in [(2, 4), (9, 5), (10, 6)] {
+            let record = store.write(id, "Renamed".into(), version).unwrap();
+            assert_eq!(record.name, "Renamed");
+        }
+        assert_eq!(store.read(2).unwrap().name, "Renamed");
+        assert_eq!(store.created(), 2);
+        assert_eq!(
+            store.execute(&Op::Write {
+                key: 13,
+                name: "x".into(),
+                version: 7
+            }),
+            CallResult::Rejected(StoreFull::NewRecords { limit: 2 })
+        );
+    }
+
+    #[test]
+    fn names_are_held_up_to_the_byte_limit_beyond_the_data_set() {
+        let limits = StoreLimits {
+            max_new_records: u64::MAX,
+            max_name_bytes: 10,
+        };
+        // The data set's own names (8 bytes) do not count against the limit.
+        let mut store = limited(2, &[(9, "Nine"), (1, "One!")], limits);
+        store.write(20, "abcd".into(), 1).unwrap();
+        store.write(21, "efgh".into(), 2).unwrap();
+        assert_eq!(store.written_name_bytes(), 8);
+        assert_eq!(
+            store.write(22, "ijk".into(), 3),
+            Err(StoreFull::NameBytes {
+                limit: 10,
+                name_bytes: 3
+            })
+        );
+        assert_eq!(store.read(22), None);
+        // Exactly at the limit is fine; a rename counts only what it adds.
+        store.write(22, "ij".into(), 4).unwrap();
+        assert_eq!(store.written_name_bytes(), 10);
+        assert!(store.write(20, "abcde".into(), 5).is_err());
+        store.write(20, "wxyz".into(), 6).unwrap();
+        // Shortening frees bytes, and so does a generated name replacing a given one
+        // (renaming a data set record shorter frees the data set's bytes too).
+        store.write(21, "e".into(), 7).unwrap();
+        store
+            .write(9, Name::Generated(Resource::Users, 9), 8)
+            .unwrap();
+        assert_eq!(store.written_name_bytes(), 3);
+        store.write(2, "abcdefg".into(), 9).unwrap();
+        assert_eq!(store.written_name_bytes(), 10);
+        // A write that lengthens nothing is taken even at the limit.
+        store.write(1, "One!".into(), 10).unwrap();
+        store
+            .write(23, Name::Generated(Resource::Users, 23), 11)
+            .unwrap();
+        assert_eq!(store.written_name_bytes(), 10);
+    }
+
+    #[test]
+    fn a_late_write_is_acknowledged_with_the_newer_record_even_when_full() {
+        let limits = StoreLimits {
+            max_new_records: 1,
+            max_name_bytes: 4,
+        };
+        let mut store = limited(0, &[], limits);
+        store.write(5, "Five".into(), 2).unwrap();
+        // Older than what record 5 holds: it changes nothing, so no limit applies.
+        let answer = store.write(5, "A much longer name".into(), 1).unwrap();
+        assert_eq!(answer.name, "Five");
+        assert_eq!(store.written_name_bytes(), 4);
+    }
+
+    #[test]
+    fn an_unlimited_store_takes_every_write() {
+        let mut store = Store::new(Resource::Users, &Collection::default());
+        for id in 0..1000 {
+            store.write(id, "a name".into(), id).unwrap();
+        }
+        assert_eq!(store.created(), 1000);
+        assert_eq!(store.written_name_bytes(), 6000);
+    }
+
     #[test]
     fn generated_explicit_and_written_records() {
         let collection = Collection {
@@ -211,11 +490,11 @@ mod tests {
         assert_eq!(store.read(9).unwrap().name, "Nine");
         assert_eq!(store.read(0), None);
         assert_eq!(store.read(4), None);
-        store.write(4, "Four".into(), 1);
+        store.write(4, "Four".into(), 1).unwrap();
         assert_eq!(store.read(4).unwrap().name, "Four");
         // An older write arriving late is acknowledged with the newer record.
-        store.write(4, "Newer".into(), 3);
-        let answer = store.write(4, "Older".into(), 2);
+        store.write(4, "Newer".into(), 3).unwrap();
+        let answer = store.write(4, "Older".into(), 2).unwrap();
         assert_eq!(answer.name, "Newer");
         assert_eq!(store.read(4).unwrap().name, "Newer");
 

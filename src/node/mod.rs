@@ -11,7 +11,7 @@ pub mod protocol;
 pub mod service;
 
 pub use config::{DependencyConfig, NodeConfig, ReadPolicy};
-pub use data::{Collection, DataSet, Store};
+pub use data::{Collection, DataSet, Store, StoreFull, StoreLimits};
 pub use protocol::{
     parse_body, ErrorCode, Ids, InBandFault, ModeRequest, Name, Parsed, ProtocolError, Record,
     ReplyBody, Request, Resource, WireRequest,

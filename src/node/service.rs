@@ -22,6 +22,7 @@ use crate::engine::{ConfigError, Span, Time};
 use crate::seqmap::SeqMap;
 
 use super::config::{NodeConfig, ReadPolicy};
+use super::data::StoreFull;
 use super::protocol::{
     DependencyStatus, ErrorCode, Ids, InBandFault, ModeRequest, Name, ProtocolError, Record,
     ReplyBody, Request, Resource,
@@ -104,8 +105,23 @@ pub enum CallResult {
     /// A write was acknowledged; the record as the service now holds it (the write's
     /// own value, or a newer one if this write arrived after it).
     Written(Record),
+    /// A write was refused because the service's store is full: nothing was written.
+    ///
+    /// Not a [`CallError`]: the service is healthy and answered definitely, so the
+    /// breaker counts it as a success, the client is told at once, and a queued write is
+    /// dead-lettered rather than retried (a retry would meet the same refusal).
+    Rejected(StoreFull),
     /// The call failed.
     Failed(CallError),
+}
+
+/// The text of the error reply to a write the service's store refused (`full`).
+fn store_full_text(resource: Resource, key: u64, full: StoreFull) -> String {
+    format!(
+        "{} store is full; the write to {} {key} was not applied: {full}",
+        resource.as_str(),
+        resource.noun()
+    )
 }
 
 /// A timer the node asked for.
@@ -514,7 +530,9 @@ impl Node {
                         format!("{} {key} does not exist", resource.noun()),
                     );
                 }
-                CallResult::Written(_) | CallResult::Failed(_) => {
+                // A store refuses writes only; a read answered otherwise is treated as
+                // a failed one.
+                CallResult::Written(_) | CallResult::Rejected(_) | CallResult::Failed(_) => {
                     let name = dep.resource.as_str();
                     let reason = format_args!("{name} service failed ({why})");
                     let stale = StaleReason::DependencyFailed;
@@ -529,8 +547,8 @@ impl Node {
                 dep.cache.end_refresh(ticket, now, value);
             }
             Purpose::Probe => {}
-            Purpose::Write { to, msg_id, write } => {
-                if let CallResult::Written(record) = result {
+            Purpose::Write { to, msg_id, write } => match result {
+                CallResult::Written(record) => {
                     let dep = &mut self.deps[dependency];
                     dep.cache.insert(key, record, now);
                     let body = ReplyBody::WriteOk {
@@ -541,7 +559,13 @@ impl Node {
                         queue_depth: dep.queue.depth(),
                     };
                     self.reply(to, body, Served::Applied);
-                } else {
+                }
+                CallResult::Rejected(full) => {
+                    let resource = self.deps[dependency].resource;
+                    let text = store_full_text(resource, key, full);
+                    self.refuse_with(to, msg_id, ErrorCode::TemporarilyUnavailable, text);
+                }
+                _ => {
                     // The call failed: hold the write for one backoff step rather than
                     // retrying into the same failure at once. Its version keeps a later
                     // write to the same record from being overwritten when it drains.
@@ -550,15 +574,23 @@ impl Node {
                         now.saturating_add(dep.queue.config().backoff(1, &mut self.rng));
                     self.enqueue_write(now, to, msg_id, dependency, write, not_before);
                 }
-            }
-            Purpose::Drain { write } => {
-                if let CallResult::Written(record) = result {
+            },
+            Purpose::Drain { write } => match result {
+                CallResult::Written(record) => {
                     dep.queue.on_applied(write, now);
                     dep.cache.insert(key, record, now);
-                } else {
+                }
+                CallResult::Rejected(full) => {
+                    // The client was told the write was queued; it cannot be applied,
+                    // so it goes to the dead letters at once (with the reason), where
+                    // the queue's conservation still counts it.
+                    let text = store_full_text(dep.resource, key, full);
+                    dep.queue.on_rejected(write, &text, now);
+                }
+                _ => {
                     dep.queue.on_failed(write, why, now, &mut self.rng);
                 }
-            }
+            },
         }
         self.after(now);
     }

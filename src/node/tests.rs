@@ -215,15 +215,7 @@ impl Harness {
     }
 
     fn execute(&mut self, call: &Call) -> CallResult {
-        let store = &mut self.stores[call.dependency];
-        match &call.op {
-            Op::Read { key } => store
-                .read(*key)
-                .map_or(CallResult::NotFound, CallResult::Found),
-            Op::Write { key, name, version } => {
-                CallResult::Written(store.write(*key, name.clone(), *version))
-            }
-        }
+        self.stores[call.dependency].execute(&call.op)
     }
 
     /// The invariants, over the effects not checked yet.
@@ -659,7 +651,7 @@ fn item_past_the_max_stale_age_is_error_11_saying_why() {
 #[test]
 fn uncached_item_while_down_is_error_11() {
     let mut h = Harness::new();
-    h.stores[0].write(7, "Alice".into(), 0);
+    h.stores[0].write(7, "Alice".into(), 0).unwrap();
     let (reply, served) = h.ask(
         0,
         json!({"type":"get_user","msg_id":1,"user_id":7,"service_unavailable":true}),
@@ -1183,7 +1175,7 @@ fn writes_to_one_record_apply_in_request_order_when_an_earlier_direct_write_fail
     let Op::Write { version, .. } = newer.op else {
         panic!("a write call");
     };
-    let applied = h.stores[0].write(123, "newer".into(), version);
+    let applied = h.stores[0].write(123, "newer".into(), version).unwrap();
     h.answer(2, newer.id, CallResult::Written(applied));
     h.answer(3, older.id, CallResult::Failed(CallError::Error));
     h.backend[0] = Backend::Up;
@@ -1264,6 +1256,104 @@ fn a_write_that_uses_its_attempts_is_dead_lettered_and_reported() {
     let (status, _) = h.ask(SECOND, json!({"type":"status","msg_id":2}));
     assert_eq!(status["dependencies"][0]["dead_letters"], 1);
     assert_eq!(status["dependencies"][0]["queue_depth"], 0);
+    assert!(!h.node.is_busy());
+}
+
+/// A harness whose users store takes at most `max_new_records` records from writes.
+fn with_users_store_limit(max_new_records: u64) -> Harness {
+    let mut h = Harness::new();
+    let limits = StoreLimits {
+        max_new_records,
+        max_name_bytes: u64::MAX,
+    };
+    let data = DataSet::default();
+    h.stores[0] = Store::with_limits(Resource::Users, data.collection(Resource::Users), limits);
+    h
+}
+
+#[test]
+fn a_write_the_store_refuses_is_error_11_and_counts_as_the_service_answering() {
+    let mut h = with_users_store_limit(1);
+    let (reply, served) = h.ask(
+        0,
+        json!({"type":"update_user","msg_id":1,"user_id":7,"name":"A"}),
+    );
+    assert_eq!(
+        (reply["queued"].clone(), served),
+        (json!(false), Served::Applied)
+    );
+    // More refusals than the breaker's failure threshold: the service is healthy and
+    // said no, so the breaker stays closed, and nothing is queued to retry.
+    for msg_id in 2..=8 {
+        let (reply, served) = h.ask(
+            msg_id,
+            json!({"type":"update_user","msg_id":msg_id,"user_id":100 + msg_id,"name":"B"}),
+        );
+        assert_eq!(served, Served::Error { code: 11 });
+        assert_eq!(
+            reply,
+            json!({"type":"error","in_reply_to":msg_id,"code":11,
+                   "text":format!("users store is full; the write to user {} was not applied: \
+                                   it holds the 1 records that writes may create beyond its \
+                                   data set (writes to records it holds are still taken)",
+                                  100 + msg_id)})
+        );
+    }
+    assert_eq!(h.node.breaker(0).state(), BreakerState::Closed);
+    assert!(h.node.queue(0).is_empty());
+    assert!(!h.node.is_busy());
+    // Nothing of a refused write reached the cache: with the service down, the record
+    // is not there to serve.
+    h.backend[0] = Backend::Down;
+    let (reply, _) = h.ask(10, json!({"type":"get_user","msg_id":9,"user_id":102}));
+    assert_eq!(
+        (reply["type"].clone(), reply["code"].clone()),
+        (json!("error"), json!(11))
+    );
+    // Records that exist still take writes.
+    h.backend[0] = Backend::Up;
+    let (_, served) = h.ask(
+        11,
+        json!({"type":"update_user","msg_id":10,"user_id":7,"name":"C"}),
+    );
+    assert_eq!(served, Served::Applied);
+    let (_, served) = h.ask(
+        12,
+        json!({"type":"update_user","msg_id":11,"user_id":123,"name":"D"}),
+    );
+    assert_eq!(served, Served::Applied);
+}
+
+#[test]
+fn a_queued_write_the_store_refuses_is_dead_lettered_without_retries() {
+    let mut h = with_users_store_limit(0);
+    let (reply, _) = h.ask(
+        0,
+        json!({"type":"update_user","msg_id":1,"user_id":7,"name":"A",
+               "service_unavailable":true}),
+    );
+    assert_eq!(reply["queued"], true);
+    let effects = h.advance(10 * SECOND);
+    // The direct call, then one drain attempt, refused: no retry follows.
+    assert_eq!(h.calls.len(), 2);
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Event(NodeEvent::Queue {
+            event: QueueEvent::DeadLettered { attempts: 1, .. },
+            ..
+        })
+    )));
+    let dead = &h.node.queue(0).dead_letters()[0];
+    assert!(
+        dead.last_error
+            .starts_with("users store is full; the write to user 7 was not applied"),
+        "{}",
+        dead.last_error
+    );
+    let (status, _) = h.ask(10 * SECOND, json!({"type":"status","msg_id":2}));
+    assert_eq!(status["dependencies"][0]["dead_letters"], 1);
+    assert_eq!(status["dependencies"][0]["queue_depth"], 0);
+    assert_eq!(h.node.breaker(0).state(), BreakerState::Closed);
     assert!(!h.node.is_busy());
 }
 
@@ -1542,6 +1632,10 @@ fn random_result(rng: &mut ChaCha8Rng, call: &Call) -> CallResult {
         _ => match &call.op {
             Op::Read { key } if *key == 999 => CallResult::NotFound,
             Op::Read { key } => CallResult::Found(record(*key, "R")),
+            // A store with no room for a record it does not hold (999 never exists).
+            Op::Write { key, .. } if *key == 999 => {
+                CallResult::Rejected(StoreFull::NewRecords { limit: 0 })
+            }
             Op::Write { key, name, .. } => CallResult::Written(Record {
                 id: *key,
                 name: name.clone(),

@@ -694,15 +694,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
         }
         // The service does the work even when the client has stopped waiting: a write
         // that times out may still be applied (and a retry then applies it again).
-        let result = match &call.op {
-            Op::Read { key } => match dep.store.read(*key) {
-                Some(record) => CallResult::Found(record),
-                None => CallResult::NotFound,
-            },
-            Op::Write { key, name, version } => {
-                CallResult::Written(dep.store.write(*key, name.clone(), *version))
-            }
-        };
+        let result = dep.store.execute(&call.op);
         if at >= call.deadline {
             (call.deadline, CallResult::Failed(CallError::Timeout))
         } else {
@@ -716,6 +708,7 @@ fn result_name(result: &CallResult) -> &'static str {
         CallResult::Found(_) => "found",
         CallResult::NotFound => "not_found",
         CallResult::Written(_) => "written",
+        CallResult::Rejected(_) => "rejected",
         CallResult::Failed(CallError::Unavailable) => "unavailable",
         CallResult::Failed(CallError::Error) => "error",
         CallResult::Failed(CallError::Timeout) => "timeout",
