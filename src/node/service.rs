@@ -413,9 +413,12 @@ impl Node {
             }
             Request::Recommendations { user_id } => {
                 let (enabled, served) = self.feature("recommendations");
-                // A stand-in for a recommender: deterministic, cheap, plausible.
+                // A stand-in for a recommender: deterministic, cheap, plausible. Wrapping:
+                // a client may send any id up to u64::MAX.
                 let recommendations = if enabled {
-                    (1..=3).map(|k| (user_id * 31 + k * 7) % 1000 + 1).collect()
+                    (1..=3)
+                        .map(|k| user_id.wrapping_mul(31).wrapping_add(k * 7) % 1000 + 1)
+                        .collect()
                 } else {
                     Ids::default()
                 };
@@ -434,7 +437,9 @@ impl Node {
                     let seed = query
                         .bytes()
                         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-                    (0..3).map(|k| (seed + k * 13) % 1000 + 1).collect()
+                    (0..3)
+                        .map(|k| seed.wrapping_add(k * 13) % 1000 + 1)
+                        .collect()
                 } else {
                     Ids::default()
                 };

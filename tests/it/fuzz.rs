@@ -265,7 +265,11 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], case: fn(&[u8]) -> &'static str, ext: &st
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
     let mut failures = Vec::new();
     let mut outcomes = std::collections::BTreeMap::new();
-    // Quiet: the panics are collected and reported below.
+    // Quiet: the panics are collected and reported below. The panic hook is global,
+    // so the fuzzers take turns (the other tests' panics stay loud meanwhile only if
+    // they do not overlap; a failing assertion still fails its test).
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = HOOK.lock().unwrap_or_else(|e| e.into_inner());
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     for i in 0..n {
@@ -295,6 +299,9 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], case: fn(&[u8]) -> &'static str, ext: &st
         "fuzz {name}: {n} cases from seed {base}: {outcomes:?}, {} failures",
         failures.len()
     );
+    for failure in &failures {
+        eprintln!("  {failure}");
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
