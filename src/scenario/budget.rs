@@ -14,9 +14,10 @@
 //!   bound is the peak arrival rate times the longest a request can wait (the longest
 //!   call timeout among the dependencies its mix calls), whatever a concurrency limit
 //!   refuses meanwhile;
-//! - **entries held**: cache entries (at most the cache's capacity and the key space),
-//!   queued writes (at most the queue's capacity and the writes sent) and records that
-//!   writes create beyond the data set;
+//! - **entries held**: the data set's records (each service holds its own), cache
+//!   entries (at most the cache's capacity and the key space), queued writes (at most
+//!   the queue's capacity and the writes sent) and records that writes create beyond
+//!   the data set, and each stream's zipf alias tables (one entry per key);
 //! - **fault windows**: the expected number of random fault windows, `duration / (mtbf
 //!   + mttr)` per entry;
 //! - **CPU samples**: `duration / every`.
@@ -27,6 +28,7 @@ use crate::engine::{HumanSpan, Span, SECOND};
 use crate::model::workload::{Keys, RatePhase};
 use crate::model::{RequestKind, Scenario};
 use crate::node::Resource;
+use crate::sim::workload::MAX_ZIPF_TABLE_KEYS;
 
 /// The most of each kind of work a run may take on.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,7 +37,7 @@ pub struct Limits {
     pub requests: f64,
     /// Requests and calls outstanding at once.
     pub outstanding: f64,
-    /// Cache entries, queued writes and created records held at once.
+    /// Records, cache entries, queued writes and created records held at once.
     pub entries: f64,
     /// Random fault windows over the run.
     pub fault_windows: f64,
@@ -72,7 +74,7 @@ pub struct Estimate {
     pub requests: f64,
     /// Requests and calls outstanding at once, at most.
     pub outstanding: f64,
-    /// Cache entries, queued writes and created records held at once, at most.
+    /// Records, cache entries, queued writes and created records held at once, at most.
     pub entries: f64,
     /// Random fault windows over the run, expected.
     pub fault_windows: f64,
@@ -154,6 +156,14 @@ pub fn estimate(scenario: &Scenario) -> Estimate {
     for stream in &scenario.workload {
         let (requests, peak) = stream_load(&stream.rate.phases);
         e.requests += requests;
+        // Each stream builds its own alias table for a zipf of up to 2^20 keys.
+        for keys in [&stream.user_keys, &stream.product_keys] {
+            if let Keys::Zipf { n, .. } = *keys {
+                if n <= MAX_ZIPF_TABLE_KEYS {
+                    e.entries += n as f64;
+                }
+            }
+        }
         peak_rate += peak;
         let total_weight: f64 = stream.mix.iter().map(|&(_, w)| w).sum();
         for &(kind, weight) in &stream.mix {
@@ -191,7 +201,7 @@ pub fn estimate(scenario: &Scenario) -> Estimate {
         let cached = (config.cache.capacity as f64).min(warm + reads[i].min(keys[i]));
         let queued = (config.queue.capacity as f64).min(writes[i]);
         let created = writes[i].min((keys[i] - collection.count as f64).max(0.0));
-        e.entries += cached + queued + created;
+        e.entries += stored + cached + queued + created;
     }
     let duration = seconds(scenario.duration);
     for entry in &scenario.random_faults {
@@ -272,8 +282,8 @@ pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
         refusals.push(Refusal {
             key: "dependencies".to_owned(),
             message: format!(
-                "up to {} cache entries, queued writes and written records held at once; \
-                 the limit is {}; lower a cache's or a queue's `capacity` or the key count `n`, {lift}",
+                "up to {} records, cache entries and queued writes held at once; the limit is {}; \
+                 lower a data set's `count`, a cache's or a queue's `capacity` or the key count `n`, {lift}",
                 count(e.entries),
                 count(limits.entries)
             ),
@@ -392,12 +402,37 @@ mod tests {
         let text = "duration = \"1d\"\n[dependencies.users.queue]\ncapacity = 4000000000\n\
                     [[workload]]\nrate = 500\nmix = { update_user = 1 }\n";
         let e = estimate(&scenario(text));
-        // 1000 users warm in the cache, 4.32e7 writes queued, none beyond the key space.
-        assert_eq!(e.entries, 1000.0 + 1000.0 + 500.0 * 86_400.0);
+        // 1000 users stored and warm in the cache (and 1000 products), 4.32e7 writes
+        // queued, none beyond the key space.
+        assert_eq!(e.entries, 1000.0 + 1000.0 + 500.0 * 86_400.0 + 2000.0);
         assert_eq!(refused(text), ["dependencies"]);
         // The default queue (1000) bounds the same load.
         let bounded = "duration = \"1d\"\n[[workload]]\nrate = 500\nmix = { update_user = 1 }\n";
         assert!(refused(bounded).is_empty());
+        // The largest data set fits once, not twice with caches to match.
+        let data = |capacity: u64| {
+            format!(
+                "duration = \"1s\"\n[data.users]\ncount = 10000000\n[data.products]\n\
+                 count = 10000000\n[dependencies.users.cache]\ncapacity = {capacity}\n"
+            )
+        };
+        // 2e7 records, one cached user, the products cache (default 10 000) full.
+        assert_eq!(estimate(&scenario(&data(1))).entries, 2e7 + 1.0 + 10_000.0);
+        assert!(!refused(&data(1)).is_empty());
+        let one = "duration = \"1s\"\n[data.users]\ncount = 10000000\n";
+        assert!(refused(one).is_empty());
+        // Twenty copies of a stream with a zipf over 2^20 keys build twenty tables.
+        let streams: String = (0..20)
+            .map(|_| "[[workload]]\nrate = 1\nmix = { get_user = 1 }\nusers = { dist = \"zipf\", n = 1048576 }\n")
+            .collect();
+        let text = format!("duration = \"1s\"\n{streams}");
+        // Beside them: 1000 users stored and 1020 cached (warm plus 20 reads), 1000
+        // products stored and cached.
+        assert_eq!(
+            estimate(&scenario(&text)).entries,
+            20.0 * 1_048_576.0 + 4020.0
+        );
+        assert_eq!(refused(&text), ["dependencies"]);
     }
 
     #[test]
