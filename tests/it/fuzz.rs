@@ -123,12 +123,19 @@ fn replace_token(text: &mut Vec<u8>, rng: &mut ChaCha8Rng) {
 
 fn mutate(seed: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
     let mut text = seed.to_vec();
-    for _ in 0..rng.random_range(1..=4) {
+    // Mostly value edits, which keep the file parseable and so reach the simulator;
+    // structural edits and stray bytes test the parser.
+    let edits = if rng.random_bool(0.5) {
+        1
+    } else {
+        rng.random_range(2..=4)
+    };
+    for _ in 0..edits {
         let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
         let n = lines.len();
-        match rng.random_range(0..8) {
-            0..=2 => replace_token(&mut text, rng),
-            3 => {
+        match rng.random_range(0..12) {
+            0..=6 => replace_token(&mut text, rng),
+            7 => {
                 // Delete a line.
                 let k = rng.random_range(0..n);
                 text = join(
@@ -139,21 +146,21 @@ fn mutate(seed: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
                         .map(|(_, l)| *l),
                 );
             }
-            4 => {
+            8 => {
                 // Duplicate a line.
                 let k = rng.random_range(0..n);
                 let mut out: Vec<&[u8]> = lines.clone();
                 out.insert(k, lines[k]);
                 text = join(out.into_iter());
             }
-            5 => {
+            9 => {
                 // Swap two lines.
                 let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
                 let mut out = lines.clone();
                 out.swap(a, b);
                 text = join(out.into_iter());
             }
-            6 => {
+            10 => {
                 let at = rng.random_range(0..=text.len());
                 text.truncate(at);
             }
