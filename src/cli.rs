@@ -230,8 +230,7 @@ fn limits(allow_large: bool) -> Limits {
 
 /// Reads, validates and budgets the scenario at `path`, returning it with its text.
 fn load_budgeted(path: &Path, allow_large: bool) -> Result<(Scenario, String), BadInput> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BadInput::new(format!("{}: cannot read the file: {e}", path.display())))?;
+    let text = scenario::read(path)?;
     let scenario = scenario::parse(&text, path)?;
     let refused = scenario::budget_errors(&scenario, &text, &limits(allow_large));
     if !refused.is_empty() {

@@ -68,17 +68,63 @@ pub const DEFAULT_ZIPF_S: f64 = 1.0;
 
 /// Reads and validates the scenario at `path`.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    parse(&read(path)?, path)
+}
+
+/// The largest scenario file accepted. Parsing holds the document's tree, which takes
+/// about a hundred times the text, so the file's size bounds the memory it costs.
+pub const MAX_FILE_BYTES: usize = 8 << 20;
+
+fn too_large(path: &Path, bytes: impl std::fmt::Display) -> ScenarioError {
+    ScenarioError {
+        path: path.to_owned(),
+        position: Some((1, 1)),
+        message: format!(
+            "the file is {bytes} bytes; a scenario file is at most {MAX_FILE_BYTES} bytes (8 MiB)"
+        ),
+    }
+}
+
+/// Reads the scenario file at `path`, refusing one past [`MAX_FILE_BYTES`] without
+/// reading it all.
+pub fn read(path: &Path) -> Result<String, ScenarioErrors> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| ScenarioError {
         path: path.to_owned(),
         position: None,
         message: format!("cannot read the file: {e}"),
-    })?;
-    parse(&text, path)
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        // A device or a pipe has no size to report: say what was read.
+        let size = std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.len() > MAX_FILE_BYTES as u64)
+            .map_or_else(
+                || format!("more than {MAX_FILE_BYTES}"),
+                |m| m.len().to_string(),
+            );
+        return Err(too_large(path, size).into());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        cannot(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.utf8_error(),
+        ))
+        .into()
+    })
 }
 
 /// Validates scenario `text`, read from `path` (used in messages and as
 /// [`Scenario::path`]), reporting every error it finds rather than the first one.
 pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioErrors> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(too_large(path, text.len()).into());
+    }
     let error = |offset: usize, message: String| ScenarioError {
         path: path.to_owned(),
         position: Some(locate::line_column(text, offset)),
@@ -91,7 +137,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioErrors> {
             toml_message(e.message()),
         )
     })?;
-    let file: ScenarioFile = recover::deserialize(&root).map_err(|found| {
+    let file: ScenarioFile = recover::deserialize(&root, text.len()).map_err(|found| {
         let errors = found
             .errors
             .into_iter()

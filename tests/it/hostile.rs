@@ -195,3 +195,35 @@ fn allow_large_runs_what_the_budget_refuses() {
     assert!(out.contains("users: outage begins"), "{out}");
     assert!(out.contains("... and "), "{out}");
 }
+
+#[test]
+fn huge_files_are_refused_quickly_and_in_bounded_memory() {
+    let dir = crate::util::scratch("huge-files");
+    // Past the size limit: refused before it is parsed.
+    let big = dir.join("big.toml");
+    let entry = "[[script]]\nat = \"0s\"\nbody = { type = \"status\" }\n";
+    let text = format!("duration = \"1s\"\n{}", entry.repeat(200_000));
+    std::fs::write(&big, &text).unwrap();
+    // Under it, but full of errors: the search for them stops within its work bound.
+    let errors = dir.join("errors.toml");
+    let entry = "[[script]]\nat = \"0s\"\nbody = { type = \"status\" }\nbogus = 1\n";
+    std::fs::write(
+        &errors,
+        format!("duration = \"1s\"\n{}", entry.repeat(100_000)),
+    )
+    .unwrap();
+    for (file, needle) in [
+        (&big, "a scenario file is at most 8388608 bytes (8 MiB)"),
+        (&errors, "more errors may follow"),
+    ] {
+        let started = Instant::now();
+        let (code, _, err) = run_bounded(&["check", file.to_str().unwrap()], b"");
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(needle), "{err}");
+        // A debug build on a busy machine: generous, but far from minutes.
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    let (code, _, err) = run_bounded(&["check", "/dev/zero"], b"");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("the file is more than 8388608 bytes"), "{err}");
+}

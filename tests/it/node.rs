@@ -682,14 +682,15 @@ fn distinct_writes(count: u64, name_len: usize) -> impl FnOnce(&mut dyn Write) +
     }
 }
 
-const MIB: u64 = 1024;
+/// Peak memory is read in KiB.
+const KIB_PER_MIB: u64 = 1024;
 
 #[test]
 fn two_million_writes_to_distinct_ids_keep_the_node_under_64_mib() {
     let count = 2_000_000;
     let (peak, tally, stderr) = peak_rss_while_streaming(&[], count, distinct_writes(count, 12));
     eprintln!("{count} writes with 12-byte names: peak resident memory {peak} KiB");
-    assert!(peak < 64 * MIB, "peak resident memory {peak} KiB");
+    assert!(peak < 64 * KIB_PER_MIB, "peak resident memory {peak} KiB");
     assert_eq!(stderr, "");
     // The default bound: 100 000 records created by writes, then every write refused.
     assert_eq!(
@@ -710,7 +711,7 @@ fn two_million_writes_to_distinct_ids_keep_the_node_under_64_mib() {
 fn writes_with_1_kib_names(count: u64) {
     let (peak, tally, stderr) = peak_rss_while_streaming(&[], count, distinct_writes(count, 1024));
     eprintln!("{count} writes with 1 KiB names: peak resident memory {peak} KiB");
-    assert!(peak < 64 * MIB, "peak resident memory {peak} KiB");
+    assert!(peak < 64 * KIB_PER_MIB, "peak resident memory {peak} KiB");
     assert_eq!(stderr, "");
     assert_eq!(
         (tally.written, tally.refused, tally.other),
@@ -749,7 +750,7 @@ fn a_200_mb_line_is_skipped_without_being_held() {
         )
         .unwrap();
     });
-    assert!(peak < 64 * MIB, "peak resident memory {peak} KiB");
+    assert!(peak < 64 * KIB_PER_MIB, "peak resident memory {peak} KiB");
     assert_eq!((tally.written, tally.refused, tally.other), (1, 0, 0));
     assert_eq!(
         stderr,

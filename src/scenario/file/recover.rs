@@ -28,6 +28,10 @@ pub const MAX_FOUND: usize = 100;
 /// The search stops after this many deserializations (consequences of a removal are
 /// not counted as errors, but each costs a round).
 const MAX_ROUNDS: usize = 2 * MAX_FOUND;
+/// Each round deserializes the whole document again: the search stops once it has
+/// gone over this many bytes of text in all, so that a huge file full of errors is
+/// refused in about a second rather than searched for minutes.
+const MAX_WORK_BYTES: usize = 16 << 20;
 
 /// The errors of a document that did not deserialize.
 #[derive(Debug)]
@@ -45,13 +49,18 @@ enum Step {
     Index(usize),
 }
 
-/// Deserializes `root`, and when that fails, carries on to find every error.
-pub fn deserialize<'i, T: Deserialize<'i>>(root: &Spanned<DeTable<'i>>) -> Result<T, Found> {
+/// Deserializes `root`, parsed from a text of `size` bytes, and when that fails,
+/// carries on to find every error.
+pub fn deserialize<'i, T: Deserialize<'i>>(
+    root: &Spanned<DeTable<'i>>,
+    size: usize,
+) -> Result<T, Found> {
     let mut tree = root.clone();
     let mut errors = Vec::new();
     // `(span of a table, key)` for every key removed from a table.
     let mut removed: Vec<(Range<usize>, String)> = Vec::new();
-    for _ in 0..MAX_ROUNDS {
+    let rounds = (MAX_WORK_BYTES / size.max(1)).clamp(2, MAX_ROUNDS);
+    for _ in 0..rounds {
         let error = match T::deserialize(Deserializer::from(tree.clone())) {
             Ok(value) if errors.is_empty() => return Ok(value),
             Ok(_) => {
@@ -269,7 +278,7 @@ mod tests {
 
     fn found(text: &str) -> Found {
         let root = DeTable::parse(text).unwrap();
-        deserialize::<Doc>(&root).unwrap_err()
+        deserialize::<Doc>(&root, text.len()).unwrap_err()
     }
 
     fn texts<'t>(text: &'t str, found: &Found) -> Vec<(&'t str, String)> {
@@ -302,8 +311,21 @@ mod tests {
     #[test]
     fn a_valid_document_deserializes() {
         let root = DeTable::parse("a = 1\nlist = [{ x = 1 }]\n").unwrap();
-        let doc = deserialize::<Doc>(&root).unwrap();
+        let doc = deserialize::<Doc>(&root, 20).unwrap();
         assert_eq!(doc.list.len(), 1);
+    }
+
+    #[test]
+    fn a_huge_document_is_searched_for_a_bounded_time() {
+        // Each unknown key costs a round; a document as large as the work bound gets
+        // two rounds, so two errors, and says more may follow.
+        let text: String = (0..50).map(|i| format!("bad{i} = 1\n")).collect();
+        let root = DeTable::parse(&text).unwrap();
+        let found = deserialize::<Doc>(&root, MAX_WORK_BYTES).unwrap_err();
+        assert_eq!(found.errors.len(), 2);
+        assert!(found.incomplete);
+        let found = deserialize::<Doc>(&root, text.len()).unwrap_err();
+        assert!(found.errors.len() >= 50, "{}", found.errors.len());
     }
 
     #[test]
