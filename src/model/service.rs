@@ -769,7 +769,8 @@ impl<'a> Resolver<'a> {
                         None
                     }
                 };
-                let leaf = self.leaf(cx, leaf, at, Some((dependency, *op)));
+                let has_key = key.is_some() || cx.endpoint_has_key;
+                let leaf = self.leaf(cx, leaf, at, Some((dependency, *op)), has_key);
                 if let Some(dependency) = dependency {
                     cx.steps[id.index()] = Step::Call(CallStep {
                         dependency,
@@ -787,7 +788,7 @@ impl<'a> Resolver<'a> {
                         "a local step must name its answer",
                     ));
                 }
-                let leaf = self.leaf(cx, leaf, at, None);
+                let leaf = self.leaf(cx, leaf, at, None, cx.endpoint_has_key);
                 cx.steps[id.index()] = Step::Local(LocalStep {
                     answer: answer.clone(),
                     leaf,
@@ -797,13 +798,15 @@ impl<'a> Resolver<'a> {
     }
 
     /// Resolves a leaf's feature and fallbacks. `call` is the step's dependency (`None`
-    /// if unknown) and op when it is a call, `None` for a local step.
+    /// if unknown) and op when it is a call, `None` for a local step; `has_key`: whether
+    /// the step has a key for a fallback call to use.
     fn leaf(
         &mut self,
         cx: &Context<'_>,
         spec: &LeafSpec,
         at: &str,
         call: Option<(Option<DependencyId>, CallOp)>,
+        has_key: bool,
     ) -> Leaf {
         let feature = spec.feature.as_deref().and_then(|f| {
             if cx.critical && !spec.optional {
@@ -865,6 +868,12 @@ impl<'a> Resolver<'a> {
                     fallback.push(Fallback::Cache);
                 }
                 FallbackSpec::Call { call, op } => {
+                    if !has_key {
+                        self.errors.push(ConfigError::new(
+                            here.clone(),
+                            "the endpoint's requests have no key for a fallback call to use",
+                        ));
+                    }
                     if let Some(d) =
                         self.deps
                             .resolve(call, &format!("{here}.call"), &mut self.errors)

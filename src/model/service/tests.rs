@@ -210,6 +210,22 @@ fn a_call_in_an_endpoint_without_a_key_must_name_a_key_space() {
     };
     let errors = errors(&spec);
     assert_eq!(fields(&errors), vec!["endpoints.product_page.plan[0].key"]);
+    // A local step's fallback call uses the request's key, so it needs one too.
+    spec.endpoints[0].plan = vec![StepSpec::Local {
+        answer: "banner".to_owned(),
+        leaf: fallback(
+            vec![FallbackSpec::Call {
+                call: "inventory".to_owned(),
+                op: CallOp::Read,
+            }],
+            false,
+        ),
+    }];
+    let errors = self::errors(&spec);
+    assert_eq!(
+        fields(&errors),
+        vec!["endpoints.product_page.plan[0].fallback[0]"]
+    );
 }
 
 #[test]
