@@ -23,8 +23,9 @@ use super::{Keys, Latency, SimDependency};
 
 /// Most fallbacks one step may list (a step's attempts are numbered in a `u8`).
 pub const MAX_FALLBACKS: usize = 16;
-/// Most steps one endpoint's plan may hold.
-pub const MAX_PLAN_STEPS: usize = 1_024;
+/// Most steps one endpoint's plan may hold. The executor recurses through a `seq`'s
+/// children that finish at once, so this bounds its stack too.
+pub const MAX_PLAN_STEPS: usize = 256;
 /// Deepest nesting of `seq`/`par` a plan may have: the executor walks the tree
 /// recursively, so its depth is bounded by configuration, never by input.
 pub const MAX_PLAN_DEPTH: usize = 32;

@@ -514,3 +514,14 @@ fn the_seed_defaults_match_a_scenario_that_says_nothing() {
         assert_eq!(dep.engine, DependencyEngine::from_config(c));
     }
 }
+
+#[test]
+fn plans_are_bounded_in_size() {
+    let mut spec = shop();
+    spec.endpoints[0].plan = vec![StepSpec::call("inventory", CallOp::Read); MAX_PLAN_STEPS];
+    let errors = errors(&spec);
+    // The seq itself is the step past the limit.
+    assert_eq!(fields(&errors), vec!["endpoints.product_page.plan"]);
+    spec.endpoints[0].plan.pop();
+    spec.build().unwrap();
+}
