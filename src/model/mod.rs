@@ -5,7 +5,8 @@
 //!
 //! Each part is plain data with its `validate()`: latency distributions
 //! ([`latency`]), faults ([`faults`]), the CPU curve ([`load`]) and the workload
-//! ([`workload`]). What runs them lives in `sim/`.
+//! ([`workload`]). What runs them lives in `sim/`. [`service`] is the declared
+//! service (dependencies, key spaces, endpoints and their plans), not yet wired in.
 
 use std::path::PathBuf;
 
@@ -17,6 +18,7 @@ use crate::node::{DataSet, NodeConfig};
 pub mod faults;
 pub mod latency;
 pub mod load;
+pub mod service;
 pub mod workload;
 
 pub use faults::{Fault, FaultKind, RandomFaults};

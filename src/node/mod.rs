@@ -2,11 +2,13 @@
 //!
 //! [`protocol`] parses request bodies and shapes replies; [`service`] holds the
 //! [`Node`], which turns requests, dependency results and timers into [`Effect`]s;
-//! [`config`] and [`data`] describe what a node is built from. Neither driver's
+//! [`config`] and [`data`] describe what a node is built from; [`plan`] executes one
+//! request of a declared endpoint (not yet used by the [`Node`]). Neither driver's
 //! transport (stdin, the simulator's event queue) is known here.
 
 pub mod config;
 pub mod data;
+pub mod plan;
 pub mod protocol;
 pub mod service;
 
