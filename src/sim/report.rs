@@ -112,6 +112,33 @@ pub struct LatencySummary {
     pub max: Span,
 }
 
+/// The latency of the replies that took simulated time, apart from those answered at
+/// once (from the cache, a fallback or a refusal), which pull the overall
+/// percentiles down to 0 when they are most replies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WaitedLatency {
+    /// Replies that took time (and requests still unanswered at the end).
+    pub replies: u64,
+    /// Replies sent at once, left out of `latency`.
+    pub instant: u64,
+    /// Their percentiles.
+    pub latency: LatencySummary,
+}
+
+/// Percentiles of a histogram of latency + 1 (its lowest value is 1).
+fn summarize(histogram: &Histogram<u64>) -> LatencySummary {
+    if histogram.is_empty() {
+        return LatencySummary::default();
+    }
+    let at = |q: f64| histogram.value_at_quantile(q).saturating_sub(1);
+    LatencySummary {
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        max: histogram.max().saturating_sub(1),
+    }
+}
+
 /// One dependency's figures.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DependencyReport {
@@ -272,6 +299,8 @@ pub struct Report {
     pub availability: f64,
     /// Reply latency percentiles.
     pub latency: LatencySummary,
+    /// The same for the replies that took time.
+    pub waited: WaitedLatency,
     /// Per dependency.
     pub dependencies: Vec<DependencyReport>,
     /// Modes.
@@ -634,16 +663,11 @@ impl Metrics {
         requests.push(total);
         let mut histogram = self.latency.clone();
         histogram.saturating_record_n(1, self.instant_replies);
-        let latency = if histogram.is_empty() {
-            LatencySummary::default()
-        } else {
-            let at = |q: f64| histogram.value_at_quantile(q).saturating_sub(1);
-            LatencySummary {
-                p50: at(0.50),
-                p90: at(0.90),
-                p99: at(0.99),
-                max: histogram.max().saturating_sub(1),
-            }
+        let latency = summarize(&histogram);
+        let waited = WaitedLatency {
+            replies: self.latency.len(),
+            instant: self.instant_replies,
+            latency: summarize(&self.latency),
         };
         let burst = |i: usize| node.queue(i).config().burst as usize;
         let dependencies: Vec<DependencyReport> = Resource::ALL
@@ -705,6 +729,7 @@ impl Metrics {
             requests,
             availability,
             latency,
+            waited,
             dependencies,
             modes,
             timeline: std::mem::take(&mut self.timeline),
@@ -1097,6 +1122,20 @@ impl Report {
             HumanSpan(l.p99),
             HumanSpan(l.max)
         );
+        let waited = &self.waited;
+        if waited.instant > 0 && waited.replies > 0 {
+            let l = &waited.latency;
+            let _ = writeln!(
+                w,
+                "  latency of the {} replies that waited on a dependency ({} answered at once left out): p50 {}, p90 {}, p99 {}, max {}",
+                waited.replies,
+                waited.instant,
+                HumanSpan(l.p50),
+                HumanSpan(l.p90),
+                HumanSpan(l.p99),
+                HumanSpan(l.max)
+            );
+        }
         let _ = writeln!(w);
         let _ = writeln!(w, "Dependencies");
         for d in &self.dependencies {
