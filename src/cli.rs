@@ -245,7 +245,12 @@ fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
             "no scenario given; try `brownout scenarios/outage.toml` (see --help)",
         ));
     };
-    let (scenario, _) = load_budgeted(&path, args.allow_large)?;
+    let (scenario, text) = load_budgeted(&path, args.allow_large)?;
+    if args.trace.is_some() && !args.allow_large {
+        if let Some(e) = scenario::trace_budget_error(&scenario, &text) {
+            return Err(BadInput::new(e.to_string()));
+        }
+    }
     let seed = args.seed.unwrap_or(scenario.seed);
     if args.self_check {
         return self_check(&scenario, seed);

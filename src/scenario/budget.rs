@@ -67,6 +67,29 @@ impl Limits {
     };
 }
 
+/// Bytes of trace a request takes, about (its request, reply, call and answer lines;
+/// `outage.toml` writes 488).
+pub const TRACE_BYTES_PER_REQUEST: f64 = 500.0;
+
+/// The largest trace a run may write without `--allow-large`: 16 GiB.
+pub const MAX_TRACE_BYTES: f64 = 16.0 * 1024.0 * 1024.0 * 1024.0;
+
+/// The refusal of a traced run whose trace would pass [`MAX_TRACE_BYTES`], if it would.
+pub fn check_trace(scenario: &Scenario) -> Option<Refusal> {
+    let bytes = estimate(scenario).requests * TRACE_BYTES_PER_REQUEST;
+    (bytes > MAX_TRACE_BYTES).then(|| Refusal {
+        key: heaviest(&scenario.workload, "workload", "rate", |w| {
+            stream_load(&w.rate.phases).0
+        }),
+        message: format!(
+            "a trace of about {} GB (some {} bytes a request); the limit is 16 GiB; \
+             trace a shorter run, or pass `--allow-large`",
+            count((bytes / 1e9).round()),
+            TRACE_BYTES_PER_REQUEST
+        ),
+    })
+}
+
 /// What a scenario is expected to cost; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Estimate {

@@ -21,7 +21,22 @@ pub fn budget_errors(
     text: &str,
     limits: &budget::Limits,
 ) -> Vec<ScenarioError> {
-    budget::check(scenario, limits)
+    located(scenario, text, budget::check(scenario, limits))
+}
+
+/// The refusal of a traced run of `scenario` whose trace would be too large.
+pub fn trace_budget_error(scenario: &Scenario, text: &str) -> Option<ScenarioError> {
+    located(
+        scenario,
+        text,
+        budget::check_trace(scenario).into_iter().collect(),
+    )
+    .into_iter()
+    .next()
+}
+
+fn located(scenario: &Scenario, text: &str, refusals: Vec<budget::Refusal>) -> Vec<ScenarioError> {
+    refusals
         .into_iter()
         .map(|refusal| ScenarioError {
             path: scenario.path.clone(),

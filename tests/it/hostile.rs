@@ -227,3 +227,26 @@ fn huge_files_are_refused_quickly_and_in_bounded_memory() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("the file is more than 8388608 bytes"), "{err}");
 }
+
+#[test]
+fn a_trace_too_large_for_the_disk_is_refused_before_the_file_is_made() {
+    let dir = crate::util::scratch("trace-budget");
+    let file = dir.join("long.toml");
+    // 1e8 requests: within the run budget, but some 50 GB of trace.
+    std::fs::write(
+        &file,
+        "duration = \"1000s\"\n[[workload]]\nrate = 1e5\nmix = { search = 1 }\n",
+    )
+    .unwrap();
+    let trace = dir.join("trace.jsonl");
+    let (code, _, err) = run_bounded(
+        &[file.to_str().unwrap(), "--trace", trace.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("long.toml:3:1: too large: a trace of about 50 GB"),
+        "{err}"
+    );
+    assert!(!trace.exists(), "no trace file is created");
+}
