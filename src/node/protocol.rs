@@ -17,6 +17,11 @@ use crate::engine::modes::Mode;
 /// than spinning the node (each forced failure is recorded through the breaker).
 pub const MAX_FORCE_FAILURES: u64 = 10_000;
 
+/// The longest name a write may set, in bytes. Written names are held by the store,
+/// the cache and the write queue (up to its capacity), so this bounds what a queue of
+/// writes can hold: 1 000 queued writes hold at most 64 MiB of names.
+pub const MAX_NAME_BYTES: usize = 64 * 1024;
+
 /// A Maelstrom error code the node uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(into = "u16")]
@@ -296,10 +301,18 @@ fn read(fields: &Fields<'_>, resource: Resource) -> Result<Request, ProtocolErro
 }
 
 fn write(fields: &Fields<'_>, resource: Resource) -> Result<Request, ProtocolError> {
+    let key = fields.req_u64(resource.id_field())?;
+    let name = fields.req_str("name")?;
+    if name.len() > MAX_NAME_BYTES {
+        return Err(ProtocolError::malformed(format!(
+            "field `name` must be at most {MAX_NAME_BYTES} bytes, got {}",
+            name.len()
+        )));
+    }
     Ok(Request::Write {
         resource,
-        key: fields.req_u64(resource.id_field())?,
-        name: fields.req_str("name")?.into(),
+        key,
+        name: name.into(),
         fault: fault(fields)?,
     })
 }
@@ -867,6 +880,18 @@ mod tests {
             .unwrap();
             assert_eq!(wire, body);
         }
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        let name = "n".repeat(MAX_NAME_BYTES);
+        assert!(parse(json!({"type":"update_user","user_id":1,"name":name})).is_ok());
+        let e = parse(json!({"type":"update_user","user_id":1,"name":name + "n"})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedRequest);
+        assert_eq!(
+            e.text,
+            "field `name` must be at most 65536 bytes, got 65537"
+        );
     }
 
     #[test]
