@@ -20,7 +20,9 @@
 //!   the data set, and each stream's zipf alias tables (one entry per key);
 //! - **fault windows**: the expected number of random fault windows, `duration / (mtbf
 //!   + mttr)` per entry;
-//! - **CPU samples**: `duration / every`.
+//! - **CPU samples**: `duration / every`;
+//! - with `--trace`, the **trace**'s size, about [`TRACE_BYTES_PER_REQUEST`] a request
+//!   ([`check_trace`]).
 //!
 //! [`Limits::DEFAULT`] is documented in `scenarios/README.md`; `--allow-large` lifts it.
 
@@ -180,8 +182,8 @@ pub fn estimate(scenario: &Scenario) -> Estimate {
         let (requests, peak) = stream_load(&stream.rate.phases);
         e.requests += requests;
         // Each stream builds its own alias table for a zipf of up to 2^20 keys.
-        for keys in [&stream.user_keys, &stream.product_keys] {
-            if let Keys::Zipf { n, .. } = *keys {
+        for space in [&stream.user_keys, &stream.product_keys] {
+            if let Keys::Zipf { n, .. } = *space {
                 if n <= MAX_ZIPF_TABLE_KEYS {
                     e.entries += n as f64;
                 }
