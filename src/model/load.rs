@@ -57,7 +57,7 @@ pub struct CpuCurveConfig {
     /// The segments, sorted by start; each starts at or after the previous one ends,
     /// and strictly after the previous one starts. The last value holds forever.
     pub segments: Vec<CpuSegment>,
-    /// Standard deviation of the gaussian noise [`CpuCurve::sample`] adds, in percent
+    /// Standard deviation of the gaussian noise [`crate::sim::load::CpuCurve::sample`] adds, in percent
     /// points; 0 (the default) for none.
     pub noise_stddev: f64,
     /// How often the simulator samples the curve (default [`DEFAULT_SAMPLE_EVERY`]).
