@@ -128,6 +128,17 @@ impl RatePlan {
             })
             .sum()
     }
+
+    /// The highest rate of any phase, in requests per second (0 for an empty plan).
+    pub fn peak_rate(&self) -> f64 {
+        self.phases
+            .iter()
+            .map(|p| {
+                let (a, b) = p.rates();
+                a.max(b)
+            })
+            .fold(0.0, f64::max)
+    }
 }
 
 /// The popularity of keys `1..=n`.

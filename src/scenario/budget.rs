@@ -27,7 +27,7 @@
 //! [`Limits::DEFAULT`] is documented in `scenarios/README.md`; `--allow-large` lifts it.
 
 use crate::engine::{HumanSpan, Span, SECOND};
-use crate::model::workload::{Keys, RatePhase};
+use crate::model::workload::Keys;
 use crate::model::{RequestKind, Scenario};
 use crate::node::Resource;
 use crate::sim::workload::MAX_ZIPF_TABLE_KEYS;
@@ -81,7 +81,7 @@ pub fn check_trace(scenario: &Scenario) -> Option<Refusal> {
     let bytes = estimate(scenario).requests * TRACE_BYTES_PER_REQUEST;
     (bytes > MAX_TRACE_BYTES).then(|| Refusal {
         key: heaviest(&scenario.workload, "workload", "rate", |w| {
-            stream_load(&w.rate.phases).0
+            w.rate.expected_arrivals()
         }),
         message: format!(
             "a trace of about {} GB (some {} bytes a request); the limit is 16 GiB; \
@@ -139,30 +139,6 @@ fn seconds(span: Span) -> f64 {
     span as f64 / SECOND as f64
 }
 
-/// Per stream: the requests it sends over the run and its peak rate per second.
-fn stream_load(phases: &[RatePhase]) -> (f64, f64) {
-    let mut requests = 0.0;
-    let mut peak: f64 = 0.0;
-    for phase in phases {
-        let (from, to, r0, r1) = match *phase {
-            RatePhase::Constant {
-                from,
-                to,
-                rate_per_sec,
-            } => (from, to, rate_per_sec, rate_per_sec),
-            RatePhase::Ramp {
-                from,
-                to,
-                rate_from,
-                rate_to,
-            } => (from, to, rate_from, rate_to),
-        };
-        requests += (r0 + r1) / 2.0 * seconds(to.saturating_sub(from));
-        peak = peak.max(r0).max(r1);
-    }
-    (requests, peak)
-}
-
 /// The work `scenario` will take on; see the module documentation.
 pub fn estimate(scenario: &Scenario) -> Estimate {
     let mut e = Estimate {
@@ -179,7 +155,7 @@ pub fn estimate(scenario: &Scenario) -> Estimate {
     let mut peak_rate = 0.0;
     let mut longest_wait: Span = 0;
     for stream in &scenario.workload {
-        let (requests, peak) = stream_load(&stream.rate.phases);
+        let (requests, peak) = (stream.rate.expected_arrivals(), stream.rate.peak_rate());
         e.requests += requests;
         // Each stream builds its own alias table for a zipf of up to 2^20 keys.
         for space in [&stream.user_keys, &stream.product_keys] {
@@ -268,7 +244,7 @@ pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
     if e.requests > limits.requests {
         refusals.push(Refusal {
             key: heaviest(&scenario.workload, "workload", "rate", |w| {
-                stream_load(&w.rate.phases).0
+                w.rate.expected_arrivals()
             }),
             message: format!(
                 "about {} requests over the run of {}; the limit is {}; lower `rate` or `duration`, {lift}",
@@ -289,7 +265,7 @@ pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
             format!("dependencies.{}.timeout", slowest.as_str())
         } else {
             heaviest(&scenario.workload, "workload", "rate", |w| {
-                stream_load(&w.rate.phases).1
+                w.rate.peak_rate()
             })
         };
         refusals.push(Refusal {
