@@ -9,6 +9,7 @@
 //! service (dependencies, key spaces, endpoints and their plans), not yet wired in.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -24,6 +25,7 @@ pub mod workload;
 pub use faults::{Fault, FaultKind, RandomFaults};
 pub use latency::Latency;
 pub use load::CpuCurveConfig;
+pub use service::{DependencyId, EndpointId, Service};
 pub use workload::{Keys, RatePlan};
 
 /// A validated scenario: everything one simulated run needs, seed included.
@@ -39,6 +41,11 @@ pub struct Scenario {
     pub seed: u64,
     /// Simulated length of the run.
     pub duration: Time,
+    /// The declared service the run serves; `None`: the built-in seed service, whose
+    /// dependencies are `node`, `data` and `dependencies` below. With a declared
+    /// service, only `node.modes` of those applies: its dependencies, key spaces and
+    /// records are the service's own.
+    pub service: Option<Arc<Service>>,
     /// The node's engine configuration.
     pub node: NodeConfig,
     /// The data set behind the dependencies.
@@ -121,8 +128,12 @@ pub struct WorkloadStream {
     pub name: String,
     /// Arrival rate over time (Poisson arrivals).
     pub rate: RatePlan,
-    /// Request kinds and their weights (all weights positive).
+    /// Request kinds and their weights (all weights positive); empty for a declared
+    /// service, whose requests are `endpoints`.
     pub mix: Vec<(RequestKind, f64)>,
+    /// A declared service's endpoints and their weights (all positive); empty for the
+    /// seed service.
+    pub endpoints: Vec<(EndpointId, f64)>,
     /// How user ids are drawn.
     pub user_keys: Keys,
     /// How product ids are drawn.
@@ -161,4 +172,37 @@ pub struct Expectations {
     pub max_writes_rejected: Option<u64>,
     /// Every write queue is empty by this instant and stays empty after it.
     pub queue_drained_by: Option<Time>,
+    /// Per endpoint of a declared service, in file order.
+    pub endpoints: Vec<EndpointExpectations>,
+    /// Per dependency of a declared service, in file order.
+    pub dependencies: Vec<DependencyExpectations>,
+}
+
+/// What must hold for one endpoint's requests.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EndpointExpectations {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Share of its requests answered with data (partial included) or accepted, at
+    /// least this.
+    pub min_availability: Option<f64>,
+    /// Its 99th percentile reply latency at most this.
+    pub max_p99_latency: Option<Span>,
+    /// Share of its replies that are partial, at most this.
+    pub max_partial_rate: Option<f64>,
+    /// Requests whose deadline passed before the reply was ready, at most this.
+    pub max_deadline_misses: Option<u64>,
+}
+
+/// What must hold for one dependency's calls.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DependencyExpectations {
+    /// The dependency.
+    pub dependency: DependencyId,
+    /// Share of its calls that failed (errors, timeouts, refusals), at most this.
+    pub max_failure_rate: Option<f64>,
+    /// Times its breaker opened, at most this.
+    pub max_breaker_trips: Option<u64>,
+    /// Calls made to it per request the node served, at most this (fan-out).
+    pub max_fan_out: Option<f64>,
 }

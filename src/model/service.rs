@@ -38,7 +38,7 @@ pub const MAX_NAMED: usize = u16::MAX as usize;
 macro_rules! id {
     ($(#[$doc:meta])* $name:ident($int:ty)) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
         pub struct $name(pub $int);
 
         impl $name {
@@ -155,6 +155,8 @@ pub struct KeySpace {
     pub name: String,
     /// How keys are drawn.
     pub keys: Keys,
+    /// Records with a given name (the rest of `1..=n` are named `record K`).
+    pub records: std::collections::BTreeMap<u64, std::sync::Arc<str>>,
 }
 
 /// How important an endpoint is; later steps shed by tier.
@@ -995,10 +997,12 @@ impl Service {
                 KeySpace {
                     name: "user".to_owned(),
                     keys: user_keys,
+                    records: Default::default(),
                 },
                 KeySpace {
                     name: "product".to_owned(),
                     keys: product_keys,
+                    records: Default::default(),
                 },
             ],
             features: vec!["recommendations".to_owned(), "search".to_owned()],

@@ -36,6 +36,7 @@ fn stream(name: &str, rate: f64, seconds: u64) -> WorkloadStream {
             (RequestKind::UpdateUser, 10.0),
             (RequestKind::Search, 10.0),
         ],
+        endpoints: vec![],
         user_keys: Keys::Zipf { n: 500, s: 1.1 },
         product_keys: Keys::Uniform { n: 200 },
     }
@@ -54,6 +55,7 @@ fn outage() -> Scenario {
         max_concurrency: None,
     };
     Scenario {
+        service: None,
         name: "outage".into(),
         description: "users down 20s..40s".into(),
         path: PathBuf::from("scenarios/outage.toml"),

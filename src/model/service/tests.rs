@@ -44,10 +44,12 @@ fn shop() -> ServiceSpec {
             KeySpace {
                 name: "sku".to_owned(),
                 keys: Keys::Zipf { n: 50_000, s: 1.1 },
+                records: Default::default(),
             },
             KeySpace {
                 name: "order".to_owned(),
                 keys: Keys::Uniform { n: 1_000_000 },
+                records: Default::default(),
             },
         ],
         features: vec!["recommendations".to_owned()],

@@ -33,6 +33,7 @@ fn spec(deadline: Option<Span>, feature: Option<&str>, plan: Vec<StepSpec>) -> S
         key_spaces: vec![KeySpace {
             name: "k".to_owned(),
             keys: Keys::Uniform { n: 10 },
+            records: Default::default(),
         }],
         features: vec!["f".to_owned()],
         endpoints: vec![EndpointSpec {

@@ -248,6 +248,7 @@ pub(super) fn build(file: ScenarioFile, path: &Path) -> Many<Scenario> {
             Some(script),
             Some(expect),
         ) => Some(Scenario {
+            service: None,
             name,
             description: file.description,
             path: path.to_owned(),
@@ -729,6 +730,7 @@ fn build_stream(
                 name,
                 rate,
                 mix,
+                endpoints: Vec::new(),
                 user_keys,
                 product_keys,
             })
@@ -1085,5 +1087,7 @@ fn build_expect(file: &ExpectFile, duration: Time) -> Result<Expectations> {
         max_writes_lost: file.max_writes_lost,
         max_writes_rejected: file.max_writes_rejected,
         queue_drained_by: file.queue_drained_by.map(|d| d.0),
+        endpoints: Vec::new(),
+        dependencies: Vec::new(),
     })
 }
