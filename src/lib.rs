@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod intern;
 pub mod live;
 pub mod model;
 pub mod node;

@@ -55,6 +55,12 @@ impl<T> SeqMap<T> {
         Some(value)
     }
 
+    /// The entry under `key`, if it is there.
+    pub fn get_mut(&mut self, key: u64) -> Option<&mut T> {
+        let index = usize::try_from(key.checked_sub(self.base)?).ok()?;
+        self.slots.get_mut(index)?.as_mut()
+    }
+
     /// Entries outstanding.
     pub fn len(&self) -> usize {
         self.len

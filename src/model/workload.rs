@@ -163,6 +163,13 @@ pub enum Keys {
 const MAX_ZIPF_KEYS: u64 = 1 << 53;
 
 impl Keys {
+    /// The number of keys (keys are `1..=count`).
+    pub fn count(&self) -> u64 {
+        match *self {
+            Keys::Uniform { n } | Keys::Zipf { n, .. } => n,
+        }
+    }
+
     /// Rejects `n = 0`, a Zipf over more than 2^53 keys, and an exponent that is not
     /// a finite positive number.
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -149,7 +149,7 @@ impl fmt::Display for StoreFull {
 fn name_bytes(name: &Name) -> u64 {
     match name {
         Name::Given(text) => text.len() as u64,
-        Name::Generated(..) | Name::Revised(..) => 0,
+        Name::Generated(..) | Name::Revised(..) | Name::Record(..) | Name::RecordRevised(..) => 0,
     }
 }
 
@@ -162,7 +162,9 @@ fn name_bytes(name: &Name) -> u64 {
 /// This is the conditional-write discipline real services use (versions, ETags).
 #[derive(Debug, Clone)]
 pub struct Store {
-    resource: Resource,
+    /// Whose generated names its records have: a seed resource's (`"User 7"`), or a
+    /// declared dependency's (`"Record 7"`) when `None`.
+    resource: Option<Resource>,
     /// Records `1..=count`, in place, with the version last applied; only meaningful
     /// where `renamed` is set (elsewhere the record has its generated name, version 0).
     /// A write replaces its slot, so the store's memory does not grow with writes.
@@ -194,11 +196,29 @@ impl Store {
     /// The store of `resource`, filled from `collection`; writes may add to it up to
     /// `limits`.
     pub fn with_limits(resource: Resource, collection: &Collection, limits: StoreLimits) -> Self {
+        Store::build(Some(resource), collection, limits)
+    }
+
+    /// The store of a declared service's dependency, filled from `collection` (records
+    /// `1..=count` named `"Record K"`, and the explicit ones), with no bound on writes.
+    pub fn declared(collection: &Collection) -> Self {
+        Store::build(None, collection, StoreLimits::UNLIMITED)
+    }
+
+    /// The generated name of record `id`.
+    fn generated_name(resource: Option<Resource>, id: u64) -> Name {
+        match resource {
+            Some(resource) => Name::Generated(resource, id),
+            None => Name::Record(id),
+        }
+    }
+
+    fn build(resource: Option<Resource>, collection: &Collection, limits: StoreLimits) -> Self {
         let count = usize::try_from(collection.count).expect("the data set fits in memory");
         let mut store = Store {
             resource,
             generated: (1..=collection.count)
-                .map(|id| (Name::Generated(resource, id), 0))
+                .map(|id| (Store::generated_name(resource, id), 0))
                 .collect(),
             renamed: vec![0; count.div_ceil(64)],
             explicit: BTreeMap::new(),
@@ -250,7 +270,7 @@ impl Store {
     /// The record with `id`, or `None` when the service has no such record.
     pub fn read(&self, id: u64) -> Option<Record> {
         let name = match self.index(id) {
-            Some(index) if !self.is_renamed(index) => Name::Generated(self.resource, id),
+            Some(index) if !self.is_renamed(index) => Store::generated_name(self.resource, id),
             Some(index) => self.generated[index].0.clone(),
             None => self.explicit.get(&id)?.0.clone(),
         };

@@ -15,8 +15,8 @@ pub mod service;
 pub use config::{DependencyConfig, NodeConfig, ReadPolicy};
 pub use data::{Collection, DataSet, Store, StoreFull, StoreLimits};
 pub use protocol::{
-    parse_body, ErrorCode, Ids, InBandFault, ModeRequest, Name, Parsed, ProtocolError, Record,
-    ReplyBody, Request, Resource, WireRequest,
+    parse_body, parse_body_for, EndpointReply, ErrorCode, Ids, InBandFault, ModeRequest, Name,
+    Parsed, PartData, ProtocolError, Record, ReplyBody, ReplyMeta, Request, Resource, WireRequest,
 };
 pub use service::{
     Call, CallError, CallId, CallResult, Effect, Node, NodeEvent, NodeStats, Op, QueuedWrite,

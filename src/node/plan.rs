@@ -10,7 +10,8 @@
 //! write queue) lives with the caller, between [`Action::StartCall`] and its answer, so
 //! a new mechanism (retries, bulkheads) slots in there without touching this module.
 //!
-//! Not yet wired in: the node still serves the seed service hard-wired.
+//! The node (`node::service::endpoint`) runs it for a declared service's requests;
+//! the seed service's requests still take the node's own path.
 //!
 //! # Semantics
 //!
@@ -406,6 +407,18 @@ impl PlanRun {
     /// When the run's budget ends, if it has one: call [`PlanRun::on_deadline`] then.
     pub fn deadline(&self) -> Option<Time> {
         self.deadline
+    }
+
+    /// Whether the run still waits for the answer to `slot` (a call or a cache
+    /// lookup): an answer it no longer waits for is ignored, and so is its data.
+    pub fn is_waiting(&self, slot: Slot) -> bool {
+        !self.done
+            && match self.states.get(slot.step.index()) {
+                Some(&State::Calling { attempt, .. }) | Some(&State::Caching { attempt, .. }) => {
+                    attempt == slot.attempt
+                }
+                _ => false,
+            }
     }
 
     /// Whether [`Action::Done`] has been emitted.

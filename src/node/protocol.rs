@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::engine::modes::Mode;
+use crate::engine::Span;
+use crate::model::service::{EndpointId, Service};
 
 /// The most forced failures one request may ask for; a bigger number is refused rather
 /// than spinning the node (each forced failure is recorded through the breaker).
@@ -190,9 +192,31 @@ pub enum Request {
     },
     /// `status`: the node's degradation state.
     Status,
+    /// A request of a declared service's endpoint (its `type` is the endpoint's name).
+    Endpoint {
+        /// Which endpoint.
+        endpoint: EndpointId,
+        /// The request's `key`, if it has one.
+        key: Option<u64>,
+        /// The `value` its writes write, if it gives one.
+        value: Option<Name>,
+    },
 }
 
 impl Request {
+    /// Whether it is one of the seed service's own requests (reads, writes,
+    /// recommendations, search), which a node serving a declared service refuses;
+    /// control messages are every node's.
+    pub fn is_seed_endpoint(&self) -> bool {
+        matches!(
+            self,
+            Request::Read { .. }
+                | Request::Write { .. }
+                | Request::Recommendations { .. }
+                | Request::Search { .. }
+        )
+    }
+
     /// The request's `type` string.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -217,6 +241,8 @@ impl Request {
             Request::Recommendations { .. } => "get_recommendations",
             Request::Search { .. } => "search",
             Request::Status => "status",
+            // Its name is the service's; the parser and the drivers look it up there.
+            Request::Endpoint { .. } => "endpoint",
         }
     }
 }
@@ -234,6 +260,14 @@ pub struct Parsed {
 ///
 /// Unknown extra fields are ignored, as Maelstrom clients may add their own.
 pub fn parse_body(body: &Value) -> Parsed {
+    parse_body_for(None, body)
+}
+
+/// Parses a request body for a node serving `service` (the seed service if `None`):
+/// a `type` naming one of its endpoints is that endpoint's request, with an optional
+/// `key` (required when the endpoint has keys) and `value`; control messages parse
+/// as for every node.
+pub fn parse_body_for(service: Option<&Service>, body: &Value) -> Parsed {
     let Some(obj) = body.as_object() else {
         return Parsed {
             msg_id: None,
@@ -244,11 +278,14 @@ pub fn parse_body(body: &Value) -> Parsed {
         };
     };
     let msg_id = obj.get("msg_id").and_then(Value::as_u64);
-    let request = parse_request(obj);
+    let request = parse_request(service, obj);
     Parsed { msg_id, request }
 }
 
-fn parse_request(obj: &Map<String, Value>) -> Result<Request, ProtocolError> {
+fn parse_request(
+    service: Option<&Service>,
+    obj: &Map<String, Value>,
+) -> Result<Request, ProtocolError> {
     if let Some(v) = obj.get("msg_id") {
         if v.as_u64().is_none() {
             return Err(ProtocolError::malformed(format!(
@@ -266,6 +303,35 @@ fn parse_request(obj: &Map<String, Value>) -> Result<Request, ProtocolError> {
         }
     };
     let fields = Fields(obj);
+    if let Some(service) = service {
+        if let Some(endpoint) = service.endpoint_named(ty) {
+            let key = fields.opt_u64("key")?;
+            if key.is_none() && service.endpoint(endpoint).key.is_some() {
+                return Err(ProtocolError::malformed(format!(
+                    "missing field `key`: a `{ty}` request names its record"
+                )));
+            }
+            let value = fields.opt_str("value")?.map(Name::from);
+            return Ok(Request::Endpoint {
+                endpoint,
+                key,
+                value,
+            });
+        }
+        let control = ["init", "set_mode", "status"];
+        if !control.contains(&ty) {
+            let names: Vec<&str> = service.endpoints.iter().map(|e| e.name.as_str()).collect();
+            return Err(ProtocolError {
+                code: ErrorCode::NotSupported,
+                text: format!(
+                    "unsupported message type `{ty}`; this node serves {} ({}) and init, \
+                     set_mode, status",
+                    service.name,
+                    names.join(", ")
+                ),
+            });
+        }
+    }
     match ty {
         "init" => Ok(Request::Init {
             node_id: fields.opt_str("node_id")?.unwrap_or_default().to_owned(),
@@ -485,6 +551,19 @@ impl Serialize for WireRequest<'_> {
             Request::Recommendations { user_id } => map.serialize_entry("user_id", user_id)?,
             Request::Search { query } => map.serialize_entry("query", query.as_ref())?,
             Request::Status => {}
+            Request::Endpoint {
+                endpoint,
+                key,
+                value,
+            } => {
+                map.serialize_entry("endpoint", &endpoint.0)?;
+                if let Some(key) = key {
+                    map.serialize_entry("key", key)?;
+                }
+                if let Some(value) = value {
+                    map.serialize_entry("value", value)?;
+                }
+            }
         }
         map.end()
     }
@@ -563,14 +642,20 @@ pub enum Name {
     Revised(Resource, u64, u64),
     /// A name given by the data set or a client's write.
     Given(Arc<str>),
+    /// The generated name of record `id` of a declared service's dependency:
+    /// `"Record 7"` (a declared dependency has no noun of its own).
+    Record(u64),
+    /// The name the simulator's workload gives record `id` of a declared service's
+    /// dependency on its `revision`-th write: `"record 7 rev 12"`.
+    RecordRevised(u64, u64),
 }
 
 impl Name {
     /// The name as text (borrowed when it is given, rendered when generated).
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Name::Generated(..) | Name::Revised(..) => self.to_string().into(),
             Name::Given(text) => text.as_ref().into(),
+            _ => self.to_string().into(),
         }
     }
 }
@@ -589,6 +674,8 @@ impl std::fmt::Display for Name {
                 write!(f, "{} {id} rev {revision}", resource.noun())
             }
             Name::Given(text) => f.write_str(text),
+            Name::Record(id) => write!(f, "Record {id}"),
+            Name::RecordRevised(id, revision) => write!(f, "record {id} rev {revision}"),
         }
     }
 }
@@ -599,6 +686,8 @@ impl PartialEq for Name {
             (Name::Given(a), Name::Given(b)) => a == b,
             (Name::Generated(r, a), Name::Generated(s, b)) => r == s && a == b,
             (Name::Revised(r, a, x), Name::Revised(s, b, y)) => r == s && a == b && x == y,
+            (Name::Record(a), Name::Record(b)) => a == b,
+            (Name::RecordRevised(a, x), Name::RecordRevised(b, y)) => a == b && x == y,
             _ => self.text() == other.text(),
         }
     }
@@ -627,8 +716,8 @@ impl From<Arc<str>> for Name {
 impl Serialize for Name {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Name::Generated(..) | Name::Revised(..) => serializer.collect_str(self),
             Name::Given(text) => serializer.serialize_str(text),
+            _ => serializer.collect_str(self),
         }
     }
 }
@@ -757,6 +846,115 @@ pub enum ReplyBody {
         /// What went wrong.
         text: String,
     },
+    /// Answer to a declared endpoint's request (its `type` is `<endpoint>_ok`).
+    #[serde(untagged)]
+    Endpoint(Box<EndpointReply>),
+}
+
+/// The reply to a declared endpoint's request: one shape for every endpoint, with
+/// how it was degraded always in the body (`_meta`), never only in a log.
+///
+/// `{"type":"product_page_ok","in_reply_to":4,"key":17,
+///   "data":{"inventory":{"id":17,"name":"Record 17"},"recommendations":"popular"},
+///   "_meta":{"partial":false,"missing":[],"degraded":["recommendations"],
+///            "stale":{},"deadline_passed":false}}`
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointReply {
+    /// `<endpoint>_ok`.
+    pub reply_type: &'static str,
+    /// The request's `msg_id`.
+    pub in_reply_to: Option<u64>,
+    /// The request's key, if its endpoint has one.
+    pub key: Option<u64>,
+    /// What each served part gave, in plan order, by part name.
+    pub data: Vec<(&'static str, PartData)>,
+    /// How the reply was degraded.
+    pub meta: ReplyMeta,
+}
+
+/// What one part of a declared endpoint's reply holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartData {
+    /// A record read (fresh or from the cache).
+    Record(Record),
+    /// A write accepted: applied now, or queued for later.
+    Written {
+        /// The record written.
+        id: u64,
+        /// Whether it waits in the dependency's queue.
+        queued: bool,
+    },
+    /// A local step's answer or a static fallback.
+    Text(&'static str),
+}
+
+/// The degradation of a declared endpoint's reply.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplyMeta {
+    /// Some optional part is missing or omitted.
+    pub partial: bool,
+    /// The parts missing or omitted.
+    pub missing: Vec<&'static str>,
+    /// The parts not served fresh (from a cache, a fallback, a queue, or missing).
+    pub degraded: Vec<&'static str>,
+    /// The parts served from the cache past their TTL, with the entries' ages.
+    pub stale: Vec<(&'static str, Span)>,
+    /// The request's deadline passed before its reply was ready.
+    pub deadline_passed: bool,
+}
+
+impl Serialize for EndpointReply {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Data<'a>(&'a [(&'static str, PartData)]);
+        impl Serialize for Data<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (name, part) in self.0 {
+                    match part {
+                        PartData::Record(record) => map.serialize_entry(name, record)?,
+                        PartData::Written { id, queued } => map.serialize_entry(
+                            name,
+                            &serde_json::json!({ "id": id, "queued": queued }),
+                        )?,
+                        PartData::Text(text) => map.serialize_entry(name, text)?,
+                    }
+                }
+                map.end()
+            }
+        }
+        struct Stale<'a>(&'a [(&'static str, Span)]);
+        impl Serialize for Stale<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (name, age) in self.0 {
+                    map.serialize_entry(name, &crate::engine::HumanSpan(*age).to_string())?;
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", self.reply_type)?;
+        if let Some(id) = self.in_reply_to {
+            map.serialize_entry("in_reply_to", &id)?;
+        }
+        if let Some(key) = self.key {
+            map.serialize_entry("key", &key)?;
+        }
+        map.serialize_entry("data", &Data(&self.data))?;
+        let meta = &self.meta;
+        map.serialize_entry(
+            "_meta",
+            &serde_json::json!({
+                "partial": meta.partial,
+                "missing": meta.missing,
+                "degraded": meta.degraded,
+                "stale": serde_json::to_value(Stale(&meta.stale)).map_err(serde::ser::Error::custom)?,
+                "deadline_passed": meta.deadline_passed,
+            }),
+        )?;
+        map.end()
+    }
 }
 
 impl ReplyBody {

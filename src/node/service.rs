@@ -23,10 +23,15 @@ use crate::seqmap::SeqMap;
 
 use super::config::{NodeConfig, ReadPolicy};
 use super::data::StoreFull;
+use super::plan::Slot;
 use super::protocol::{
     DependencyStatus, ErrorCode, Ids, InBandFault, ModeRequest, Name, ProtocolError, Record,
     ReplyBody, Request, Resource,
 };
+
+mod endpoint;
+
+use endpoint::Declared;
 
 /// The driver's handle on one request, echoed on its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -116,11 +121,11 @@ pub enum CallResult {
 }
 
 /// The text of the error reply to a write the service's store refused (`full`).
-fn store_full_text(resource: Resource, key: u64, full: StoreFull) -> String {
+fn store_full_text(dep: &Dependency, key: u64, full: StoreFull) -> String {
     format!(
         "{} store is full; the write to {} {key} was not applied: {full}",
-        resource.as_str(),
-        resource.noun()
+        dep.name,
+        dep.noun()
     )
 }
 
@@ -130,6 +135,11 @@ fn store_full_text(resource: Resource, key: u64, full: StoreFull) -> String {
 pub enum Timer {
     /// Housekeeping: a breaker may move from open to half-open, a queued write may be due.
     Wake,
+    /// A declared endpoint's request `run` reaches its deadline.
+    Deadline {
+        /// The request's run.
+        run: u64,
+    },
 }
 
 /// How a request was served; the simulator's report counts these.
@@ -149,8 +159,11 @@ pub enum Served {
         /// Age of the entry.
         age: Span,
     },
-    /// A feature disabled by the current mode answered with its fallback.
+    /// A feature disabled by the current mode answered with its fallback (or, for a
+    /// declared endpoint, some part was served by its fallback chain).
     Fallback,
+    /// A declared endpoint's reply with an optional part missing or omitted.
+    Partial,
     /// A write applied now.
     Applied,
     /// A write accepted into the queue.
@@ -265,6 +278,15 @@ enum Purpose {
     },
     /// A queued write being drained.
     Drain { write: WriteId },
+    /// A read call of a declared endpoint's request.
+    Step { run: u64, slot: Slot },
+    /// A write call of a declared endpoint's request; queued if it fails and the
+    /// dependency has a queue.
+    StepWrite {
+        run: u64,
+        slot: Slot,
+        write: QueuedWrite,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -277,12 +299,33 @@ struct Pending {
 
 /// One dependency's engine state.
 struct Dependency {
-    resource: Resource,
+    /// Its name in events, replies and errors.
+    name: &'static str,
+    /// The seed resource it serves; `None` for a declared service's dependency.
+    resource: Option<Resource>,
     timeout: Span,
     read_policy: ReadPolicy,
     breaker: CircuitBreaker,
     cache: StaleCache<u64, Record>,
+    /// Whether it has a cache. A declared dependency may have none: its `cache` then
+    /// is a one-entry one that nothing reads or fills, so the hot path keeps one shape.
+    has_cache: bool,
     queue: WriteQueue<QueuedWrite>,
+    /// Whether it has a write queue (see `has_cache`).
+    has_queue: bool,
+}
+
+impl Dependency {
+    /// The seed resource of a dependency the seed's requests reach.
+    fn resource(&self) -> Resource {
+        self.resource
+            .expect("only the seed service's requests name a resource, and it has both")
+    }
+
+    /// What one of its records is called in error texts.
+    fn noun(&self) -> &'static str {
+        self.resource.map_or("record", Resource::noun)
+    }
 }
 
 /// Counters the node keeps about itself.
@@ -300,9 +343,11 @@ pub struct NodeStats {
 
 /// The service: one breaker, cache and write queue per dependency, one mode controller.
 pub struct Node {
-    /// Indexed by [`Resource::dependency`]. An array, not a `Vec`: the checks run after
-    /// every input loop over it, and a fixed length lets the compiler unroll them.
-    deps: [Dependency; Resource::ALL.len()],
+    /// Indexed by [`Resource::dependency`] for the seed service, by [`DependencyId`]
+    /// for a declared one.
+    deps: Vec<Dependency>,
+    /// A declared service's requests in progress; `None` for the seed service.
+    declared: Option<Box<Declared>>,
     modes: ModeController,
     rng: ChaCha8Rng,
     pending: SeqMap<Pending>,
@@ -327,15 +372,18 @@ impl Node {
         let [users, products] = Resource::ALL.map(|resource| -> Result<_, ConfigError> {
             let c = config.dependency(resource);
             Ok(Dependency {
-                resource,
+                name: resource.as_str(),
+                resource: Some(resource),
                 timeout: c.timeout,
                 read_policy: c.read_policy,
                 breaker: CircuitBreaker::new(c.breaker.clone())?,
                 cache: StaleCache::new(c.cache.clone())?,
+                has_cache: true,
                 queue: WriteQueue::new(c.queue.clone())?,
+                has_queue: true,
             })
         });
-        let mut deps = [users?, products?];
+        let mut deps = vec![users?, products?];
         for (resource, record) in warm {
             deps[resource.dependency()]
                 .cache
@@ -343,6 +391,7 @@ impl Node {
         }
         let mut node = Node {
             deps,
+            declared: None,
             modes: ModeController::new(config.modes.clone())?,
             rng,
             pending: SeqMap::new(),
@@ -370,6 +419,16 @@ impl Node {
 
     /// Handles one request at `now`. `msg_id` is echoed as `in_reply_to`.
     pub fn handle(&mut self, now: Time, to: RequestId, msg_id: Option<u64>, request: Request) {
+        if self.declared.is_some() && request.is_seed_endpoint() {
+            let text = format!(
+                "{} is a request of the seed service; this node serves {}",
+                request.type_name(),
+                self.service_name()
+            );
+            self.refuse_with(to, msg_id, ErrorCode::NotSupported, text);
+            self.after(now);
+            return;
+        }
         match request {
             Request::Init { .. } => self.reply(
                 to,
@@ -455,6 +514,18 @@ impl Node {
                 let body = self.status(msg_id);
                 self.reply(to, body, Served::Control);
             }
+            Request::Endpoint {
+                endpoint,
+                key,
+                value,
+            } => {
+                if self.declared.is_some() {
+                    // Answers and asks for its own housekeeping.
+                    return self.handle_endpoint(now, to, msg_id, endpoint, key, value);
+                }
+                let text = "this node serves the seed service, which has no declared endpoints";
+                self.refuse_with(to, msg_id, ErrorCode::NotSupported, text.to_owned());
+            }
         }
         self.after(now);
     }
@@ -491,6 +562,7 @@ impl Node {
                     self.next_wake = None;
                 }
             }
+            Timer::Deadline { run } => self.on_deadline(now, run),
         }
         self.after(now);
     }
@@ -527,18 +599,18 @@ impl Node {
                     self.reply(to, body, Served::Fresh);
                 }
                 CallResult::NotFound => {
-                    let resource = dep.resource;
+                    let noun = dep.noun();
                     self.refuse_with(
                         to,
                         msg_id,
                         ErrorCode::KeyDoesNotExist,
-                        format!("{} {key} does not exist", resource.noun()),
+                        format!("{noun} {key} does not exist"),
                     );
                 }
                 // A store refuses writes only; a read answered otherwise is treated as
                 // a failed one.
                 CallResult::Written(_) | CallResult::Rejected(_) | CallResult::Failed(_) => {
-                    let name = dep.resource.as_str();
+                    let name = dep.name;
                     let reason = format_args!("{name} service failed ({why})");
                     let stale = StaleReason::DependencyFailed;
                     self.serve_from_cache(now, to, msg_id, dependency, key, stale, reason);
@@ -558,7 +630,7 @@ impl Node {
                     dep.cache.insert(key, record, now);
                     let body = ReplyBody::WriteOk {
                         in_reply_to: msg_id,
-                        resource: dep.resource,
+                        resource: dep.resource(),
                         id: key,
                         queued: false,
                         queue_depth: dep.queue.depth(),
@@ -566,8 +638,7 @@ impl Node {
                     self.reply(to, body, Served::Applied);
                 }
                 CallResult::Rejected(full) => {
-                    let resource = self.deps[dependency].resource;
-                    let text = store_full_text(resource, key, full);
+                    let text = store_full_text(&self.deps[dependency], key, full);
                     self.refuse_with(to, msg_id, ErrorCode::TemporarilyUnavailable, text);
                 }
                 _ => {
@@ -589,13 +660,19 @@ impl Node {
                     // The client was told the write was queued; it cannot be applied,
                     // so it goes to the dead letters at once (with the reason), where
                     // the queue's conservation still counts it.
-                    let text = store_full_text(dep.resource, key, full);
+                    let text = store_full_text(dep, key, full);
                     dep.queue.on_rejected(write, &text, now);
                 }
                 _ => {
                     dep.queue.on_failed(write, why, now, &mut self.rng);
                 }
             },
+            Purpose::Step { run, slot } => {
+                self.on_step_read(now, run, slot, dependency, key, result);
+            }
+            Purpose::StepWrite { run, slot, write } => {
+                self.on_step_write(now, run, slot, dependency, write, result);
+            }
         }
         self.after(now);
     }
@@ -772,7 +849,7 @@ impl Node {
         not_before: Time,
     ) {
         let dep = &mut self.deps[index];
-        let resource = dep.resource;
+        let resource = dep.resource();
         let key = write.key;
         match dep.queue.enqueue_not_before(write, now, not_before) {
             Enqueue::Accepted { .. } => {
@@ -821,7 +898,7 @@ impl Node {
         reason: std::fmt::Arguments<'_>,
     ) {
         let dep = &mut self.deps[index];
-        let resource = dep.resource;
+        let noun = dep.noun();
         match dep.cache.serve_stale(key, now, stale) {
             Ok(hit) => {
                 let served = if hit.stale {
@@ -834,7 +911,7 @@ impl Node {
                 self.reply(to, body, served);
             }
             Err(refusal) => {
-                let text = format!("{reason}; {} {key}: {refusal}", resource.noun(),);
+                let text = format!("{reason}; {noun} {key}: {refusal}");
                 self.refuse_with(to, msg_id, ErrorCode::TemporarilyUnavailable, text);
             }
         }
@@ -848,7 +925,7 @@ impl Node {
         from_cache: bool,
     ) -> ReplyBody {
         let dep = &self.deps[index];
-        match dep.resource {
+        match dep.resource() {
             Resource::Users => ReplyBody::UserResponse {
                 in_reply_to: msg_id,
                 user: record,
@@ -873,7 +950,7 @@ impl Node {
                 .deps
                 .iter()
                 .map(|d| DependencyStatus {
-                    name: d.resource.as_str().to_owned(),
+                    name: d.name.to_owned(),
                     circuit_state: d.breaker.state().as_str(),
                     cache_entries: d.cache.len(),
                     stale_serves: d.cache.stats().stale_serves,
@@ -1072,7 +1149,7 @@ impl Node {
     #[inline(never)]
     fn drain_engine_events(&mut self) {
         for dep in &mut self.deps {
-            let name = dep.resource.as_str();
+            let name = dep.name;
             for event in dep.breaker.drain_events() {
                 self.effects.push(Effect::Event(NodeEvent::Breaker {
                     dependency: name,

@@ -18,6 +18,7 @@ use crate::engine::breaker::{BreakerReason, BreakerState};
 use crate::engine::modes::ModeReason;
 use crate::engine::queue::QueueEvent;
 use crate::engine::{HumanSpan, Span, Time};
+use crate::intern::intern;
 use crate::model::Scenario;
 use crate::node::{CallError, CallResult, Node, NodeEvent, ReplyBody, Resource, Served};
 
@@ -46,8 +47,11 @@ pub struct Outcomes {
     pub cached: u64,
     /// From the cache past its TTL.
     pub stale: u64,
-    /// A disabled feature's fallback.
+    /// A disabled feature's fallback (or a declared endpoint's part served by its
+    /// fallback chain).
     pub fallback: u64,
+    /// A declared endpoint's replies with an optional part missing.
+    pub partial: u64,
     /// Writes applied at once.
     pub applied: u64,
     /// Writes queued for later.
@@ -74,6 +78,7 @@ impl Outcomes {
             Served::Cached { .. } => self.cached += 1,
             Served::Stale { .. } => self.stale += 1,
             Served::Fallback => self.fallback += 1,
+            Served::Partial => self.partial += 1,
             Served::Applied => self.applied += 1,
             Served::Queued { .. } => self.queued += 1,
             Served::Rejected => self.rejected += 1,
@@ -89,6 +94,7 @@ impl Outcomes {
         self.cached += other.cached;
         self.stale += other.stale;
         self.fallback += other.fallback;
+        self.partial += other.partial;
         self.applied += other.applied;
         self.queued += other.queued;
         self.rejected += other.rejected;
@@ -193,6 +199,58 @@ pub struct DependencyReport {
     pub writes_lost: u64,
     /// What broke `accepted = applied + dead-lettered + queued`, if anything did.
     pub conservation_error: Option<String>,
+    /// A declared service's dependency: what it has and how many calls a request
+    /// puts on it (none for the seed service's, whose report is unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared: Option<DeclaredDependency>,
+}
+
+/// What a declared dependency's report adds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeclaredDependency {
+    /// Whether it has a cache (reads are never served from one otherwise).
+    pub has_cache: bool,
+    /// Whether it has a write queue.
+    pub has_queue: bool,
+    /// Calls per request the node was sent, over the run (6 decimals).
+    pub fan_out: f64,
+    /// The same for requests sent while no fault was active on any dependency, and
+    /// calls made then; none if there was no such request.
+    pub fan_out_healthy: Option<f64>,
+    /// The same while some fault was active; none if there was no such request.
+    pub fan_out_during_faults: Option<f64>,
+    /// Share of its answered calls that failed or timed out (6 decimals).
+    pub failure_rate: f64,
+}
+
+/// One endpoint of a declared service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EndpointReport {
+    /// Its name.
+    pub name: String,
+    /// Its tier.
+    pub tier: &'static str,
+    /// Requests sent.
+    pub requests: u64,
+    /// Share of them answered with data (partial included) or an accepted write.
+    pub availability: f64,
+    /// Replies with an optional part missing.
+    pub partial: u64,
+    /// How often each part was missing or omitted, in plan order.
+    pub missing: Vec<MissingPart>,
+    /// Requests whose deadline passed before the reply was ready.
+    pub deadline_misses: u64,
+    /// Reply latency percentiles.
+    pub latency: LatencySummary,
+}
+
+/// A part of an endpoint's replies and how often it was missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingPart {
+    /// The part's name.
+    pub part: &'static str,
+    /// Replies it was missing from.
+    pub count: u64,
 }
 
 /// Time in each mode and how often it changed.
@@ -303,6 +361,9 @@ pub struct Report {
     pub waited: WaitedLatency,
     /// Per dependency.
     pub dependencies: Vec<DependencyReport>,
+    /// Per endpoint of a declared service (empty for the seed service).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointReport>,
     /// Modes.
     pub modes: ModeReport,
     /// Transitions in time order (at most [`MAX_TIMELINE`]).
@@ -338,6 +399,8 @@ impl Report {
 #[derive(Debug, Clone)]
 struct DepMetrics {
     calls: u64,
+    /// Calls started while some fault was active.
+    calls_during_faults: u64,
     answered: u64,
     failures: u64,
     timeouts: u64,
@@ -362,6 +425,7 @@ impl Default for DepMetrics {
     fn default() -> Self {
         DepMetrics {
             calls: 0,
+            calls_during_faults: 0,
             answered: 0,
             failures: 0,
             timeouts: 0,
@@ -400,14 +464,24 @@ struct HardFault {
 
 /// Accumulates a run's figures as it goes.
 pub struct Metrics {
-    /// Outcomes per request type, indexed like [`KINDS`].
-    by_kind: [Outcomes; KINDS.len()],
+    /// Outcomes per request type: the seed's indexed like [`KINDS`]; a declared
+    /// service's endpoints by id, then [`CONTROL_KINDS`].
+    by_kind: Vec<Outcomes>,
+    /// Each dependency's name.
+    dep_names: Vec<&'static str>,
+    /// A declared service's endpoints (empty for the seed's), indexed by id.
+    endpoints: Vec<EndpointMetrics>,
+    /// Requests sent, and of them while a fault was active.
+    requests: u64,
+    requests_during_faults: u64,
+    /// Fault windows active now.
+    active_faults: u32,
     latency: Histogram<u64>,
     /// Replies that took no simulated time (served from the cache at once), added to
     /// `latency` only when the report is made: they are most replies, and recording
     /// each one was 2% of a long run.
     instant_replies: u64,
-    deps: [DepMetrics; 2],
+    deps: Vec<DepMetrics>,
     /// The run's length.
     duration: Time,
     /// The outages and hangs that started, in the order they did.
@@ -418,19 +492,69 @@ pub struct Metrics {
     mode_changes: u64,
 }
 
+/// What one endpoint of a declared service measured.
+struct EndpointMetrics {
+    latency: Histogram<u64>,
+    deadline_misses: u64,
+    /// Per step of its plan: replies the part was missing from.
+    missing: Vec<(&'static str, u64)>,
+}
+
+/// A latency histogram: 3 significant digits up to an hour, constant memory.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
 impl Metrics {
     /// Empty metrics for a run of `scenario`.
     pub fn new(scenario: &Scenario) -> Self {
+        let (kinds, dep_names, endpoints): (Vec<&'static str>, Vec<&'static str>, _) =
+            match &scenario.service {
+                None => (
+                    KINDS.to_vec(),
+                    Resource::ALL.iter().map(|r| r.as_str()).collect(),
+                    Vec::new(),
+                ),
+                Some(service) => (
+                    service
+                        .endpoints
+                        .iter()
+                        .map(|e| intern(&e.name))
+                        .chain(CONTROL_KINDS)
+                        .collect(),
+                    service
+                        .dependencies
+                        .iter()
+                        .map(|d| intern(&d.name))
+                        .collect(),
+                    service
+                        .endpoints
+                        .iter()
+                        .map(|_| EndpointMetrics {
+                            latency: histogram(),
+                            deadline_misses: 0,
+                            missing: Vec::new(),
+                        })
+                        .collect(),
+                ),
+            };
         Metrics {
             duration: scenario.duration,
-            by_kind: std::array::from_fn(|i| Outcomes {
-                kind: KINDS[i].to_owned(),
-                ..Outcomes::default()
-            }),
-            // 3 significant digits up to an hour: enough for percentiles, constant memory.
-            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            by_kind: kinds
+                .iter()
+                .map(|kind| Outcomes {
+                    kind: (*kind).to_owned(),
+                    ..Outcomes::default()
+                })
+                .collect(),
+            deps: vec![DepMetrics::default(); dep_names.len()],
+            dep_names,
+            endpoints,
+            requests: 0,
+            requests_during_faults: 0,
+            active_faults: 0,
+            latency: histogram(),
             instant_replies: 0,
-            deps: Default::default(),
             hard_faults: Vec::new(),
             timeline: Vec::new(),
             timeline_omitted: 0,
@@ -451,6 +575,32 @@ impl Metrics {
         }
     }
 
+    /// The index of request type `kind` in the report's rows (`invalid` for a type
+    /// this service does not serve).
+    pub fn kind_index(&self, kind: &str) -> u8 {
+        let index = self
+            .by_kind
+            .iter()
+            .position(|o| o.kind == kind)
+            .or_else(|| self.by_kind.iter().position(|o| o.kind == "invalid"));
+        index.expect("every report lists `invalid`") as u8
+    }
+
+    fn dependency_index(&self, name: &str) -> usize {
+        self.dep_names
+            .iter()
+            .position(|&n| n == name)
+            .expect("events name known dependencies")
+    }
+
+    /// A request (not a control message) was sent.
+    pub fn request(&mut self) {
+        self.requests += 1;
+        if self.active_faults > 0 {
+            self.requests_during_faults += 1;
+        }
+    }
+
     fn note(&mut self, t: Time, what: &'static str, text: String) {
         if self.timeline.len() < MAX_TIMELINE {
             self.timeline.push(TimelineEntry { t, what, text });
@@ -468,6 +618,11 @@ impl Metrics {
         started: bool,
         end: Time,
     ) {
+        if started {
+            self.active_faults += 1;
+        } else {
+            self.active_faults = self.active_faults.saturating_sub(1);
+        }
         if started && matches!(kind, FaultKind::Outage | FaultKind::Hang) {
             self.hard_faults.push(HardFault {
                 dependency,
@@ -475,7 +630,7 @@ impl Metrics {
                 end: end.min(self.duration),
             });
         }
-        let dep = Resource::ALL[dependency].as_str();
+        let dep = self.dep_names[dependency];
         let what = describe_fault(kind);
         let text = if started {
             format!("{dep}: {what} begins (until {})", HumanSpan(end))
@@ -496,6 +651,18 @@ impl Metrics {
         body: &ReplyBody,
     ) {
         self.by_kind[usize::from(kind)].add(served);
+        if let Some(endpoint) = self.endpoints.get_mut(usize::from(kind)) {
+            endpoint.latency.saturating_record(latency + 1);
+            if let ReplyBody::Endpoint(reply) = body {
+                endpoint.deadline_misses += u64::from(reply.meta.deadline_passed);
+                for part in &reply.meta.missing {
+                    match endpoint.missing.iter_mut().find(|(p, _)| p == part) {
+                        Some((_, n)) => *n += 1,
+                        None => endpoint.missing.push((part, 1)),
+                    }
+                }
+            }
+        }
         if served != Served::Control {
             if latency == 0 {
                 self.instant_replies += 1;
@@ -520,11 +687,18 @@ impl Metrics {
         outcomes.total += 1;
         outcomes.unanswered += 1;
         self.latency.saturating_record(waited.saturating_add(1));
+        if let Some(endpoint) = self.endpoints.get_mut(usize::from(kind)) {
+            endpoint.latency.saturating_record(waited.saturating_add(1));
+        }
     }
 
     /// A dependency call was started.
     pub fn call(&mut self, dependency: usize) {
-        self.deps[dependency].calls += 1;
+        let dep = &mut self.deps[dependency];
+        dep.calls += 1;
+        if self.active_faults > 0 {
+            dep.calls_during_faults += 1;
+        }
     }
 
     /// A dependency call's answer was delivered (a call still out when the run ends
@@ -548,7 +722,7 @@ impl Metrics {
     pub fn event(&mut self, now: Time, event: &NodeEvent, node: &Node) {
         match event {
             NodeEvent::Breaker { dependency, event } => {
-                let index = dependency_index(dependency);
+                let index = self.dependency_index(dependency);
                 let dep = &mut self.deps[index];
                 if event.from == BreakerState::Closed && event.to != BreakerState::Closed {
                     dep.left_closed_at = Some(event.at);
@@ -587,7 +761,7 @@ impl Metrics {
                 self.note(now, "mode", text);
             }
             NodeEvent::Queue { dependency, event } => {
-                let index = dependency_index(dependency);
+                let index = self.dependency_index(dependency);
                 let depth = node.queue(index).depth();
                 let burst = node.queue(index).config().burst as usize;
                 let dep = &mut self.deps[index];
@@ -670,15 +844,35 @@ impl Metrics {
             latency: summarize(&self.latency),
         };
         let burst = |i: usize| node.queue(i).config().burst as usize;
-        let dependencies: Vec<DependencyReport> = Resource::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, resource)| {
+        let ratio = |calls: u64, requests: u64| {
+            (requests > 0).then(|| round6(calls as f64 / requests as f64))
+        };
+        let dependencies: Vec<DependencyReport> = (0..self.deps.len())
+            .map(|i| {
                 let m = &self.deps[i];
                 let cache = node.cache(i).stats();
                 let queue = node.queue(i).stats();
+                let declared = node.service().map(|service| {
+                    let engine = &service.dependencies[i].engine;
+                    let failed = m.failures + m.timeouts;
+                    DeclaredDependency {
+                        has_cache: engine.cache.is_some(),
+                        has_queue: engine.queue.is_some(),
+                        fan_out: ratio(m.calls, self.requests).unwrap_or(0.0),
+                        fan_out_healthy: ratio(
+                            m.calls - m.calls_during_faults,
+                            self.requests - self.requests_during_faults,
+                        ),
+                        fan_out_during_faults: ratio(
+                            m.calls_during_faults,
+                            self.requests_during_faults,
+                        ),
+                        failure_rate: ratio(failed, m.answered).unwrap_or(0.0),
+                    }
+                });
                 DependencyReport {
-                    name: resource.as_str().to_owned(),
+                    declared,
+                    name: self.dep_names[i].to_owned(),
                     calls: m.calls,
                     in_flight_at_end: m.calls - m.answered,
                     failures: m.failures,
@@ -720,7 +914,40 @@ impl Metrics {
             changes: self.mode_changes,
             final_mode: node.modes().mode().as_str(),
         };
+        let endpoints = match node.service() {
+            None => Vec::new(),
+            Some(service) => self
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let o = &self.by_kind[i];
+                    let unavailable = o.rejected + o.error + o.unanswered;
+                    let answered = o.total - o.refused - o.control;
+                    let ep = &service.endpoints[i];
+                    EndpointReport {
+                        name: ep.name.clone(),
+                        tier: ep.tier.as_str(),
+                        requests: o.total,
+                        availability: if answered == 0 {
+                            1.0
+                        } else {
+                            round6((answered - unavailable) as f64 / answered as f64)
+                        },
+                        partial: o.partial,
+                        missing: m
+                            .missing
+                            .iter()
+                            .map(|&(part, count)| MissingPart { part, count })
+                            .collect(),
+                        deadline_misses: m.deadline_misses,
+                        latency: summarize(&m.latency),
+                    }
+                })
+                .collect(),
+        };
         let mut report = Report {
+            endpoints,
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
             path: scenario.path.display().to_string(),
@@ -896,6 +1123,92 @@ impl Metrics {
                 (micros(Some(by)), micros(latest), "us"),
             );
         }
+        for e in &expect.endpoints {
+            let r = &report.endpoints[e.endpoint.index()];
+            let name = |key: &str| intern(&format!("endpoints.{}.{key}", r.name));
+            if let Some(min) = e.min_availability {
+                push(
+                    name("min_availability"),
+                    format!(">= {}", percent(min)),
+                    percent(r.availability),
+                    r.availability >= min,
+                    (Some(min), Some(r.availability), "ratio"),
+                );
+            }
+            if let Some(max) = e.max_p99_latency {
+                let p99 = r.latency.p99;
+                push(
+                    name("max_p99_latency"),
+                    format!("<= {}", HumanSpan(max)),
+                    HumanSpan(p99).to_string(),
+                    p99 <= max,
+                    (micros(Some(max)), micros(Some(p99)), "us"),
+                );
+            }
+            if let Some(max) = e.max_partial_rate {
+                let rate = if r.requests == 0 {
+                    0.0
+                } else {
+                    round6(r.partial as f64 / r.requests as f64)
+                };
+                push(
+                    name("max_partial_rate"),
+                    format!("<= {}", percent(max)),
+                    format!("{} ({} of {})", percent(rate), r.partial, r.requests),
+                    rate <= max,
+                    (Some(max), Some(rate), "ratio"),
+                );
+            }
+            if let Some(max) = e.max_deadline_misses {
+                push(
+                    name("max_deadline_misses"),
+                    format!("<= {max}"),
+                    r.deadline_misses.to_string(),
+                    r.deadline_misses <= max,
+                    (Some(max as f64), Some(r.deadline_misses as f64), "count"),
+                );
+            }
+        }
+        for e in &expect.dependencies {
+            let d = &report.dependencies[e.dependency.index()];
+            let name = |key: &str| intern(&format!("dependencies.{}.{key}", d.name));
+            let declared = d.declared.clone().unwrap_or_default();
+            if let Some(max) = e.max_failure_rate {
+                let rate = declared.failure_rate;
+                push(
+                    name("max_failure_rate"),
+                    format!("<= {}", percent(max)),
+                    format!(
+                        "{} ({} failed and {} timed out of {} answered)",
+                        percent(rate),
+                        d.failures,
+                        d.timeouts,
+                        d.calls - d.in_flight_at_end
+                    ),
+                    rate <= max,
+                    (Some(max), Some(rate), "ratio"),
+                );
+            }
+            if let Some(max) = e.max_breaker_trips {
+                push(
+                    name("max_breaker_trips"),
+                    format!("<= {max}"),
+                    d.breaker_trips.to_string(),
+                    d.breaker_trips <= max,
+                    (Some(max as f64), Some(d.breaker_trips as f64), "count"),
+                );
+            }
+            if let Some(max) = e.max_fan_out {
+                let fan_out = declared.fan_out;
+                push(
+                    name("max_fan_out"),
+                    format!("<= {max} calls per request"),
+                    format!("{fan_out} calls per request"),
+                    fan_out <= max,
+                    (Some(max), Some(fan_out), "count"),
+                );
+            }
+        }
         // Not optional: a run that loses track of a write is wrong whatever the file says.
         let broken: Vec<String> = report
             .dependencies
@@ -963,7 +1276,7 @@ impl Metrics {
                     worst = None;
                     missing.push(format!(
                         "{} fault at {}",
-                        Resource::ALL[f.dependency].as_str(),
+                        self.dep_names[f.dependency],
                         HumanSpan(f.start)
                     ));
                 }
@@ -991,6 +1304,10 @@ pub const KINDS: [&str; 10] = [
     "invalid",
 ];
 
+/// The rows after a declared service's endpoints: the control messages every node
+/// serves, and requests it could not parse or does not serve.
+pub const CONTROL_KINDS: [&str; 4] = ["set_mode", "status", "init", "invalid"];
+
 /// The index of a workload request kind in [`KINDS`] (they come first, in order).
 pub fn workload_kind_index(kind: crate::model::RequestKind) -> u8 {
     kind as u8
@@ -1003,13 +1320,6 @@ pub fn kind_index(kind: &str) -> u8 {
         .position(|&k| k == kind)
         .expect("every request type is listed in KINDS");
     index as u8
-}
-
-fn dependency_index(name: &str) -> usize {
-    Resource::ALL
-        .iter()
-        .position(|r| r.as_str() == name)
-        .expect("events name known dependencies")
 }
 
 fn percent(x: f64) -> String {
@@ -1055,23 +1365,7 @@ fn describe_breaker_reason(reason: &BreakerReason, open_until: Option<Time>, at:
 }
 
 impl Report {
-    /// The human summary: reads like an incident review.
-    pub fn render_text(&self) -> String {
-        let mut s = String::new();
-        let w = &mut s;
-        let _ = writeln!(
-            w,
-            "brownout: {} (seed {}), {} simulated",
-            self.scenario,
-            self.seed,
-            HumanSpan(self.duration)
-        );
-        for line in self.description.lines().filter(|l| !l.trim().is_empty()) {
-            let _ = writeln!(w, "  {}", line.trim());
-        }
-        let total = self.requests.last().map_or(0, |t| t.total);
-        let _ = writeln!(w);
-        let _ = writeln!(w, "Requests: {total}");
+    fn render_seed_requests(&self, w: &mut String) {
         let _ = writeln!(
             w,
             "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10}",
@@ -1108,6 +1402,110 @@ impl Report {
                 o.unanswered
             );
         }
+    }
+
+    /// A declared service's table: `partial` where the seed's has `applied` (its
+    /// writes are fresh when applied).
+    fn render_declared_requests(&self, w: &mut String) {
+        let _ = writeln!(
+            w,
+            "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10}",
+            "type",
+            "total",
+            "fresh",
+            "cached",
+            "stale",
+            "fallback",
+            "partial",
+            "queued",
+            "rejected",
+            "error",
+            "refused",
+            "control",
+            "unanswered"
+        );
+        for o in &self.requests {
+            let _ = writeln!(
+                w,
+                "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10}",
+                o.kind,
+                o.total,
+                o.fresh + o.applied,
+                o.cached,
+                o.stale,
+                o.fallback,
+                o.partial,
+                o.queued,
+                o.rejected,
+                o.error,
+                o.refused,
+                o.control,
+                o.unanswered
+            );
+        }
+    }
+
+    /// Per endpoint of a declared service: availability, latency, partial replies
+    /// and what they missed, deadline misses.
+    fn render_endpoints(&self, w: &mut String) {
+        let _ = writeln!(w);
+        let _ = writeln!(w, "Endpoints");
+        for e in &self.endpoints {
+            let l = &e.latency;
+            let _ = writeln!(
+                w,
+                "  {} ({}): {} requests, availability {}, latency p50 {}, p90 {}, p99 {}, max {}",
+                e.name,
+                e.tier,
+                e.requests,
+                percent(e.availability),
+                HumanSpan(l.p50),
+                HumanSpan(l.p90),
+                HumanSpan(l.p99),
+                HumanSpan(l.max)
+            );
+            let missing: Vec<String> = e
+                .missing
+                .iter()
+                .map(|m| format!("{} missing from {}", m.part, m.count))
+                .collect();
+            let missing = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", missing.join(", "))
+            };
+            let _ = writeln!(
+                w,
+                "    {} partial{missing}; {} deadline miss(es)",
+                e.partial, e.deadline_misses
+            );
+        }
+    }
+}
+
+impl Report {
+    /// The human summary: reads like an incident review.
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let w = &mut s;
+        let _ = writeln!(
+            w,
+            "brownout: {} (seed {}), {} simulated",
+            self.scenario,
+            self.seed,
+            HumanSpan(self.duration)
+        );
+        for line in self.description.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = writeln!(w, "  {}", line.trim());
+        }
+        let total = self.requests.last().map_or(0, |t| t.total);
+        let _ = writeln!(w);
+        let _ = writeln!(w, "Requests: {total}");
+        if self.endpoints.is_empty() {
+            self.render_seed_requests(w);
+        } else {
+            self.render_declared_requests(w);
+        }
         let _ = writeln!(
             w,
             "  availability {} (answered with data, a fallback or an accepted write, of all but refused and control requests)",
@@ -1136,6 +1534,9 @@ impl Report {
                 HumanSpan(l.max)
             );
         }
+        if !self.endpoints.is_empty() {
+            self.render_endpoints(w);
+        }
         let _ = writeln!(w);
         let _ = writeln!(w, "Dependencies");
         for d in &self.dependencies {
@@ -1154,6 +1555,17 @@ impl Report {
                 "  {}: {} calls, {} failed{overloads}, {} timed out{in_flight}",
                 d.name, d.calls, d.failures, d.timeouts
             );
+            if let Some(x) = &d.declared {
+                let fan_out = |f: Option<f64>| f.map_or("-".to_owned(), |f| f.to_string());
+                let _ = writeln!(
+                    w,
+                    "    fan-out: {} calls per request ({} with no fault active, {} during faults); failure rate {}",
+                    x.fan_out,
+                    fan_out(x.fan_out_healthy),
+                    fan_out(x.fan_out_during_faults),
+                    percent(x.failure_rate)
+                );
+            }
             let _ = writeln!(
                 w,
                 "    breaker: {} trip(s), open {} in all, {} at the end",
@@ -1166,13 +1578,19 @@ impl Report {
                 0 => String::new(),
                 n => format!("; {n} evicted for room"),
             };
-            let _ = writeln!(
-                w,
-                "    cache: {} stale serve(s), oldest {}; {} refused as too old{evicted}",
-                d.stale_serves,
-                HumanSpan(d.max_stale_age),
-                d.expired_refusals
-            );
+            let no =
+                |has: fn(&DeclaredDependency) -> bool| d.declared.as_ref().is_some_and(|x| !has(x));
+            if no(|x| x.has_cache) {
+                let _ = writeln!(w, "    cache: none");
+            } else {
+                let _ = writeln!(
+                    w,
+                    "    cache: {} stale serve(s), oldest {}; {} refused as too old{evicted}",
+                    d.stale_serves,
+                    HumanSpan(d.max_stale_age),
+                    d.expired_refusals
+                );
+            }
             let drained = match (d.queue_accepted, d.queue_backlog, d.queue_drained_at) {
                 (0, _, _) => "never used".to_owned(),
                 (_, 0, _) => format!("no backlog, {} queued at the end", d.queue_at_end),
@@ -1186,6 +1604,10 @@ impl Report {
                     d.queue_at_end
                 ),
             };
+            if no(|x| x.has_queue) {
+                let _ = writeln!(w, "    write queue: none");
+                continue;
+            }
             let _ = writeln!(
                 w,
                 "    write queue: {} accepted, {} applied, {} dead-lettered, {} shed; max depth {}; {}",

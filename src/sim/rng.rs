@@ -34,6 +34,10 @@ pub enum Stream {
     Engine,
     /// The node itself, for anything it draws outside the engine (kind 6).
     Node,
+    /// A declared service's simulated dependency, by the low 48 bits of its name's
+    /// stream key (`DependencySpec::stream_key`) (kind 7): adding, removing or
+    /// reordering dependencies moves no other dependency's draws.
+    NamedDependency(u64),
 }
 
 /// Bits the index occupies at the bottom of a stream id.
@@ -47,15 +51,22 @@ const KIND_DEPENDENCY: u64 = 3;
 const KIND_CPU: u64 = 4;
 const KIND_ENGINE: u64 = 5;
 const KIND_NODE: u64 = 6;
+const KIND_NAMED_DEPENDENCY: u64 = 7;
+/// The bits of a name's stream key a [`Stream::NamedDependency`] keeps.
+const NAME_MASK: u64 = (1 << KIND_SHIFT) - 1;
 
 impl Stream {
     /// The ChaCha stream id of this component: `kind << 48 | index`.
     ///
-    /// Kinds: Faults = 1, Workload = 2, Dependency = 3, Cpu = 4, Engine = 5, Node = 6.
+    /// Kinds: Faults = 1, Workload = 2, Dependency = 3, Cpu = 4, Engine = 5, Node = 6,
+    /// NamedDependency = 7 (whose index is 48 bits of a name's hash).
     /// Kind 0 is never used, so no component shares the default stream 0 of a
     /// generator that was seeded without [`stream`]. These values are fixed: a change
     /// changes every replay.
     pub const fn id(self) -> u64 {
+        if let Stream::NamedDependency(key) = self {
+            return (KIND_NAMED_DEPENDENCY << KIND_SHIFT) | (key & NAME_MASK);
+        }
         let (kind, index) = match self {
             Stream::Faults => (KIND_FAULTS, 0),
             Stream::Workload(n) => (KIND_WORKLOAD, n),
@@ -63,6 +74,7 @@ impl Stream {
             Stream::Cpu => (KIND_CPU, 0),
             Stream::Engine => (KIND_ENGINE, 0),
             Stream::Node => (KIND_NODE, 0),
+            Stream::NamedDependency(_) => unreachable!(),
         };
         (kind << KIND_SHIFT) | index as u64
     }
@@ -70,6 +82,9 @@ impl Stream {
     /// The stream whose [`id`](Self::id) is `id`, if any (the inverse of `id`).
     pub const fn from_id(id: u64) -> Option<Stream> {
         let kind = id >> KIND_SHIFT;
+        if kind == KIND_NAMED_DEPENDENCY {
+            return Some(Stream::NamedDependency(id & NAME_MASK));
+        }
         let middle = (id >> INDEX_BITS) & 0xffff;
         let index = id as u32;
         if middle != 0 {
@@ -107,7 +122,7 @@ mod tests {
         (0..8).map(|_| rng.random::<u64>()).collect()
     }
 
-    const ALL: [Stream; 10] = [
+    const ALL: [Stream; 12] = [
         Stream::Faults,
         Stream::Workload(0),
         Stream::Workload(1),
@@ -118,6 +133,8 @@ mod tests {
         Stream::Cpu,
         Stream::Engine,
         Stream::Node,
+        Stream::NamedDependency(0),
+        Stream::NamedDependency((1 << 48) - 1),
     ];
 
     #[test]

@@ -18,10 +18,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::engine::Time;
+use crate::intern::intern;
+use crate::model::service::EndpointId;
 use crate::model::{RequestKind, Scenario};
 use crate::node::{
-    parse_body, Call, CallError, CallId, CallResult, Effect, InBandFault, Name, Node, Op, Request,
-    RequestId, Resource, Served, Store, Timer, WireRequest,
+    parse_body_for, Call, CallError, CallId, CallResult, Collection, Effect, InBandFault, Name,
+    Node, Op, Request, RequestId, Resource, Served, Store, Timer, WireRequest,
 };
 use crate::seqmap::SeqMap;
 
@@ -29,7 +31,7 @@ use super::dist::LatencySampler;
 use super::faults::{FaultEdge, FaultPlan, RandomWindows};
 use super::load::CpuCurve;
 use super::queue::LanedQueue;
-use super::report::{kind_index, workload_kind_index, Metrics, Report};
+use super::report::{workload_kind_index, Metrics, Report};
 use super::rng::{stream, Stream};
 use super::trace::Trace;
 use super::workload::{Arrivals, KeyDraw, KeySampler, Mix};
@@ -77,6 +79,8 @@ enum Ev {
     Fault(u32),
     /// The next edge of random fault entry `i` (see [`RandomEdges`]).
     RandomFault(u32),
+    /// A declared endpoint's request reaches its deadline ([`Timer::Deadline`]).
+    Deadline(u64),
 }
 
 const _: () = assert!(std::mem::size_of::<Ev>() <= 16);
@@ -108,6 +112,10 @@ struct StreamSim {
     products: KeySampler,
     rng: ChaCha8Rng,
     writes: u64,
+    /// A declared service's endpoints, by their place in the mix (empty for the seed
+    /// service, whose requests are `kinds`), and the sampler of each one's keys.
+    endpoints: Vec<EndpointId>,
+    endpoint_keys: Vec<Option<KeySampler>>,
     /// The next arrival's request, drawn when the arrival is scheduled (see
     /// [`StreamSim::draw_next`]).
     next: Drawn,
@@ -121,6 +129,8 @@ struct Drawn {
     key: KeyDraw,
     /// Index into [`QUERIES`] of a search's query.
     query: u8,
+    /// A declared service's request: the endpoint's place in the stream's mix.
+    endpoint: u16,
 }
 
 impl StreamSim {
@@ -148,6 +158,9 @@ impl StreamSim {
     /// requests.
     #[inline]
     fn draw_next(&mut self) {
+        if !self.endpoints.is_empty() {
+            return self.draw_next_endpoint();
+        }
         let kind = self.kinds[self.mix.pick(&mut self.rng)];
         let (key, query) = match Self::keys_for(kind, &self.users, &self.products) {
             Some(keys) => (keys.draw(&mut self.rng), 0),
@@ -156,7 +169,27 @@ impl StreamSim {
                 self.rng.random_range(0..QUERIES.len() as u8),
             ),
         };
-        self.next = Drawn { kind, key, query };
+        self.next = Drawn {
+            kind,
+            key,
+            query,
+            endpoint: 0,
+        };
+    }
+
+    /// [`StreamSim::draw_next`] for a declared service: an endpoint, then its key.
+    fn draw_next_endpoint(&mut self) {
+        let i = self.mix.pick(&mut self.rng);
+        let key = match &self.endpoint_keys[i] {
+            Some(keys) => keys.draw(&mut self.rng),
+            None => KeyDraw::default(),
+        };
+        self.next = Drawn {
+            kind: RequestKind::GetUser,
+            key,
+            query: 0,
+            endpoint: i as u16,
+        };
     }
 }
 
@@ -201,6 +234,10 @@ struct Simulation<'s, 'w> {
     trace: Trace<'w>,
     metrics: Metrics,
     processed: u64,
+    /// Each dependency's name, for trace lines.
+    dep_names: Vec<&'static str>,
+    /// A declared service's endpoint names, for trace lines (empty for the seed's).
+    endpoint_names: Vec<&'static str>,
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -209,30 +246,58 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 
 impl<'s, 'w> Simulation<'s, 'w> {
     fn new(scenario: &'s Scenario, seed: u64, trace: Trace<'w>) -> io::Result<Self> {
-        let node = Node::new(
-            &scenario.node,
-            scenario.data.warm_records(),
-            stream(seed, Stream::Engine),
-        )
-        .map_err(invalid)?;
-        let deps = Resource::ALL
-            .iter()
-            .zip(&scenario.dependencies)
-            .enumerate()
-            .map(|(i, (&resource, dep))| {
-                Ok(DependencySim {
-                    latency: dep.latency.sampler().map_err(invalid)?,
-                    error_rate: dep.error_rate,
-                    down_latency: dep.down_latency,
-                    max_concurrency: dep.max_concurrency,
-                    busy: 0,
-                    store: Store::new(resource, scenario.data.collection(resource)),
-                    rng: stream(seed, Stream::Dependency(i as u32)),
-                })
-            })
-            .collect::<io::Result<Vec<_>>>()?;
+        let (node, deps, dep_names, endpoint_names) = match &scenario.service {
+            None => Self::seed_service(scenario, seed)?,
+            Some(service) => {
+                let node = Node::with_service(
+                    service.clone(),
+                    &scenario.node.modes,
+                    stream(seed, Stream::Engine),
+                )
+                .map_err(invalid)?;
+                // Every dependency holds every key of every space (a call's key is
+                // drawn from one), with the records the spaces name.
+                let collection = Collection {
+                    count: service
+                        .key_spaces
+                        .iter()
+                        .map(|k| k.keys.count())
+                        .max()
+                        .unwrap_or(0),
+                    records: service
+                        .key_spaces
+                        .iter()
+                        .flat_map(|k| k.records.iter().map(|(&id, name)| (id, name.clone())))
+                        .collect(),
+                    warm: false,
+                };
+                let deps = service
+                    .dependencies
+                    .iter()
+                    .map(|dep| {
+                        let sim = &dep.sim;
+                        Ok(DependencySim {
+                            latency: sim.latency.sampler().map_err(invalid)?,
+                            error_rate: sim.error_rate,
+                            down_latency: sim.down_latency,
+                            max_concurrency: sim.max_concurrency,
+                            busy: 0,
+                            store: Store::declared(&collection),
+                            rng: stream(seed, Stream::NamedDependency(dep.stream_key())),
+                        })
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                let names = service
+                    .dependencies
+                    .iter()
+                    .map(|d| intern(&d.name))
+                    .collect();
+                let endpoints = service.endpoints.iter().map(|e| intern(&e.name)).collect();
+                (node, deps, names, endpoints)
+            }
+        };
         let faults = FaultPlan::with_random(
-            Resource::ALL.len(),
+            deps.len(),
             scenario.faults.clone(),
             &scenario.random_faults,
             scenario.duration,
@@ -260,8 +325,29 @@ impl<'s, 'w> Simulation<'s, 'w> {
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let weights: Vec<f64> = w.mix.iter().map(|&(_, weight)| weight).collect();
+                let weights: Vec<f64> = if w.endpoints.is_empty() {
+                    w.mix.iter().map(|&(_, weight)| weight).collect()
+                } else {
+                    w.endpoints.iter().map(|&(_, weight)| weight).collect()
+                };
+                let endpoint_keys = match &scenario.service {
+                    Some(service) => w
+                        .endpoints
+                        .iter()
+                        .map(|&(e, _)| {
+                            service
+                                .endpoint(e)
+                                .key
+                                .map(|k| service.key_spaces[k.index()].keys.sampler())
+                                .transpose()
+                                .map_err(invalid)
+                        })
+                        .collect::<io::Result<Vec<_>>>()?,
+                    None => Vec::new(),
+                };
                 Ok(StreamSim {
+                    endpoints: w.endpoints.iter().map(|&(e, _)| e).collect(),
+                    endpoint_keys,
                     arrivals: Arrivals::new(&w.rate).map_err(invalid)?,
                     mix: Mix::new(&weights).map_err(invalid)?,
                     kinds: w.mix.iter().map(|&(kind, _)| kind).collect(),
@@ -273,6 +359,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                         kind: RequestKind::GetUser,
                         key: KeyDraw::default(),
                         query: 0,
+                        endpoint: 0,
                     },
                 })
             })
@@ -296,7 +383,46 @@ impl<'s, 'w> Simulation<'s, 'w> {
             trace,
             metrics,
             processed: 0,
+            dep_names,
+            endpoint_names,
         })
+    }
+
+    /// The node and simulated dependencies of the built-in seed service.
+    #[allow(clippy::type_complexity)]
+    fn seed_service(
+        scenario: &Scenario,
+        seed: u64,
+    ) -> io::Result<(
+        Node,
+        Vec<DependencySim>,
+        Vec<&'static str>,
+        Vec<&'static str>,
+    )> {
+        let node = Node::new(
+            &scenario.node,
+            scenario.data.warm_records(),
+            stream(seed, Stream::Engine),
+        )
+        .map_err(invalid)?;
+        let deps = Resource::ALL
+            .iter()
+            .zip(&scenario.dependencies)
+            .enumerate()
+            .map(|(i, (&resource, dep))| {
+                Ok(DependencySim {
+                    latency: dep.latency.sampler().map_err(invalid)?,
+                    error_rate: dep.error_rate,
+                    down_latency: dep.down_latency,
+                    max_concurrency: dep.max_concurrency,
+                    busy: 0,
+                    store: Store::new(resource, scenario.data.collection(resource)),
+                    rng: stream(seed, Stream::Dependency(i as u32)),
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let names = Resource::ALL.iter().map(|r| r.as_str()).collect();
+        Ok((node, deps, names, Vec::new()))
     }
 
     fn run(&mut self) -> io::Result<()> {
@@ -366,6 +492,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     self.node.on_call_result(now, id, result);
                 }
                 Ev::Timer(timer) => self.node.on_timer(now, timer),
+                Ev::Deadline(run) => self.node.on_timer(now, Timer::Deadline { run }),
                 Ev::Cpu => {
                     let (curve, rng) = self.cpu.as_mut().expect("cpu events need a curve");
                     let cpu = curve.sample(now, rng);
@@ -380,7 +507,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     let fault = &self.faults.faults()[edge.fault_index];
                     let line = FaultLine {
                         kind: FaultLine::kind(edge.started),
-                        dependency: Resource::ALL[edge.dependency].as_str(),
+                        dependency: self.dep_names[edge.dependency],
                         fault: fault.kind.as_str(),
                         index: Some(edge.fault_index),
                         random_fault: None,
@@ -446,7 +573,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
             now,
             &FaultLine {
                 kind: FaultLine::kind(started),
-                dependency: Resource::ALL[entry.dependency].as_str(),
+                dependency: self.dep_names[entry.dependency],
                 fault: entry.kind.as_str(),
                 index: None,
                 random_fault: Some(i),
@@ -478,8 +605,13 @@ impl<'s, 'w> Simulation<'s, 'w> {
     }
 
     fn arrival(&mut self, now: Time, i: usize) -> io::Result<()> {
+        if !self.streams[i].endpoints.is_empty() {
+            return self.endpoint_arrival(now, i);
+        }
         let s = &mut self.streams[i];
-        let Drawn { kind, key, query } = s.next;
+        let Drawn {
+            kind, key, query, ..
+        } = s.next;
         let key = StreamSim::keys_for(kind, &s.users, &s.products).map_or(0, |keys| keys.key(key));
         let request = match kind {
             RequestKind::GetUser => Request::Read {
@@ -532,14 +664,51 @@ impl<'s, 'w> Simulation<'s, 'w> {
         Ok(())
     }
 
+    /// A workload request of a declared service's endpoint.
+    fn endpoint_arrival(&mut self, now: Time, i: usize) -> io::Result<()> {
+        let s = &mut self.streams[i];
+        let drawn = s.next;
+        let place = usize::from(drawn.endpoint);
+        let endpoint = s.endpoints[place];
+        let key = s.endpoint_keys[place]
+            .as_ref()
+            .map(|keys| keys.key(drawn.key));
+        let to = self.new_request(now, endpoint.0 as u8, None);
+        self.metrics.request();
+        let msg_id = Some(to.0);
+        if self.trace.enabled() {
+            let name = &self.scenario.workload[i].name;
+            self.trace.record(
+                now,
+                &RequestLine {
+                    kind: "request",
+                    id: to.0,
+                    source: name,
+                    body: EndpointRequest {
+                        kind: self.endpoint_names[endpoint.index()],
+                        msg_id,
+                        key,
+                    },
+                },
+            )?;
+        }
+        self.node
+            .handle_endpoint(now, to, msg_id, endpoint, key, None);
+        Ok(())
+    }
+
     fn script(&mut self, now: Time, index: u32) -> io::Result<()> {
         let message = &self.scenario.script[index as usize];
-        let parsed = parse_body(&message.body);
+        let parsed = parse_body_for(self.scenario.service.as_deref(), &message.body);
         let kind = match &parsed.request {
-            Ok(request) => request.type_name(),
-            Err(_) => "invalid",
+            Ok(Request::Endpoint { endpoint, .. }) => {
+                self.metrics.request();
+                endpoint.0 as u8
+            }
+            Ok(request) => self.metrics.kind_index(request.type_name()),
+            Err(_) => self.metrics.kind_index("invalid"),
         };
-        let to = self.new_request(now, kind_index(kind), Some(index));
+        let to = self.new_request(now, kind, Some(index));
         self.trace.record(
             now,
             &RequestLine {
@@ -602,7 +771,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                             &CallLine {
                                 kind: "call",
                                 call: call.id.0,
-                                dependency: Resource::ALL[call.dependency].as_str(),
+                                dependency: self.dep_names[call.dependency],
                                 op: &call.op,
                                 force_down: call.force_down,
                                 deadline: call.deadline,
@@ -620,6 +789,10 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     });
                     self.events.push(at, Ev::Answer(slot));
                 }
+                Effect::Timer {
+                    at,
+                    timer: Timer::Deadline { run },
+                } => self.events.push(at, Ev::Deadline(run)),
                 Effect::Timer { at, timer } => self.events.push(at, Ev::Timer(timer)),
                 Effect::Event(ref event) => {
                     self.metrics.event(now, event, &self.node);
@@ -722,6 +895,17 @@ struct RequestLine<'a, B: Serialize> {
     id: u64,
     source: &'a str,
     body: B,
+}
+
+/// A declared endpoint's request as a client would send it.
+#[derive(Serialize)]
+struct EndpointRequest {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msg_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<u64>,
 }
 
 #[derive(Serialize)]

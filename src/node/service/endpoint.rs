@@ -1,0 +1,762 @@
+//! A declared endpoint's request, served through its plan.
+//!
+//! The [`PlanRun`] decides what a request does (which calls, in what order, which
+//! fallbacks, when the deadline cuts it); this module is the engine between the run's
+//! actions and their answers: the breaker's permit, the read policy's cache-first
+//! answers, the write queue, the stale cache of a `cache` fallback. It is the place a
+//! new mechanism (retries, bulkheads) slots in, between [`Action::StartCall`] and the
+//! answer, without the executor or the drivers knowing.
+
+use std::sync::Arc;
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::engine::breaker::CircuitBreaker;
+use crate::engine::cache::{CacheConfig, Lookup, StaleCache, StaleReason};
+use crate::engine::modes::{Mode, ModeConfig, ModeController};
+use crate::engine::queue::{Enqueue, QueueConfig, WriteQueue};
+use crate::engine::{ConfigError, Span, Time};
+use crate::intern::intern;
+use crate::model::service::{
+    CallOp, DependencyId, EndpointId, Fallback, KeySpaceId, Service, Step, StepId,
+};
+use crate::node::plan::{
+    Action, Answer, CacheHit, Cause, Class, Disabled, Failure, Outcome, PlanRun, Slot, StepServed,
+};
+use crate::node::protocol::{EndpointReply, ErrorCode, Name, PartData, ReplyBody, ReplyMeta};
+use crate::seqmap::SeqMap;
+
+use super::{
+    CallError, CallResult, Dependency, Effect, Node, NodeStats, Op, Purpose, QueuedWrite,
+    RequestId, Served, Timer,
+};
+
+/// A declared service's side of the node: the service, its requests in progress, and
+/// the names its replies carry, interned once.
+pub(super) struct Declared {
+    service: Arc<Service>,
+    runs: SeqMap<Run>,
+    /// Actions the current run emitted, not yet carried out.
+    actions: Vec<Action>,
+    /// The batch being carried out (kept for its capacity).
+    batch: Vec<Action>,
+    /// Per endpoint, the names of its reply and parts.
+    names: Vec<EndpointNames>,
+    /// The features disabled, and the mode that mask was computed for: modes change
+    /// rarely, so a request reads a mask instead of comparing feature names.
+    disabled: (Mode, Disabled),
+}
+
+/// The names one endpoint's replies use, interned when the node is built.
+struct EndpointNames {
+    reply_type: &'static str,
+    /// Per step: the part's name in `data`, `missing` and `degraded` (unique within
+    /// the endpoint: a second part of the same name is `name#2`).
+    parts: Vec<&'static str>,
+    /// Per step: a local step's answer, and each static fallback's text by index.
+    answers: Vec<&'static str>,
+    statics: Vec<Vec<&'static str>>,
+}
+
+impl EndpointNames {
+    fn new(service: &Service, endpoint: EndpointId) -> EndpointNames {
+        let ep = service.endpoint(endpoint);
+        let plan = &ep.plan;
+        let mut parts: Vec<&'static str> = Vec::with_capacity(plan.steps.len());
+        for i in 0..plan.steps.len() {
+            let name = plan.part_name(service, StepId(i as u16)).unwrap_or("");
+            let mut unique = name.to_owned();
+            let mut n = 1;
+            while !name.is_empty() && parts.contains(&unique.as_str()) {
+                n += 1;
+                unique = format!("{name}#{n}");
+            }
+            parts.push(intern(&unique));
+        }
+        fn leaf(step: &Step) -> Option<&crate::model::service::Leaf> {
+            match step {
+                Step::Call(call) => Some(&call.leaf),
+                Step::Local(local) => Some(&local.leaf),
+                Step::Seq(_) | Step::Par(_) => None,
+            }
+        }
+        EndpointNames {
+            reply_type: intern(&format!("{}_ok", ep.name)),
+            parts,
+            answers: plan
+                .steps
+                .iter()
+                .map(|step| match step {
+                    Step::Local(local) => intern(&local.answer),
+                    _ => "",
+                })
+                .collect(),
+            statics: plan
+                .steps
+                .iter()
+                .map(|step| {
+                    leaf(step).map_or_else(Vec::new, |leaf| {
+                        leaf.fallback
+                            .iter()
+                            .map(|f| match f {
+                                Fallback::Static(text) => intern(text),
+                                _ => "",
+                            })
+                            .collect()
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One request of a declared endpoint, in progress.
+struct Run {
+    plan: PlanRun,
+    to: RequestId,
+    msg_id: Option<u64>,
+    key: Option<u64>,
+    /// What its writes write.
+    value: Option<Name>,
+    /// What the parts answered so far, by step (a later answer for the same step
+    /// replaces an earlier one: only answers the run still waited for are kept).
+    data: Vec<(StepId, PartData)>,
+    /// The queue depth after the last write it queued.
+    queue_depth: usize,
+}
+
+/// Why a failed call's answer is what the plan sees.
+fn failure(error: CallError) -> Failure {
+    match error {
+        CallError::Unavailable => Failure::Unavailable,
+        CallError::Error => Failure::Error,
+        CallError::Timeout => Failure::Timeout,
+    }
+}
+
+/// The stale cache's reason for a `cache` fallback taken because of `cause`.
+fn stale_reason(cause: Cause) -> StaleReason {
+    match cause {
+        Cause::Failed(Failure::BreakerOpen) => StaleReason::BreakerOpen,
+        Cause::Failed(_) | Cause::Deadline | Cause::Disabled => StaleReason::DependencyFailed,
+    }
+}
+
+/// A well-mixed 64-bit function (splitmix64's finalizer): maps a request's key to the
+/// key of a call in another key space, the same key to the same key every time.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Node {
+    /// A node serving the declared `service`, with `modes`, drawing jitter from `rng`.
+    /// Its caches start empty.
+    pub fn with_service(
+        service: Arc<Service>,
+        modes: &ModeConfig,
+        rng: ChaCha8Rng,
+    ) -> Result<Node, ConfigError> {
+        modes.validate()?;
+        let mut deps = Vec::with_capacity(service.dependencies.len());
+        for spec in &service.dependencies {
+            let prefix =
+                |e: ConfigError| ConfigError::new(format!("{}.{}", spec.name, e.field), e.reason);
+            let engine = &spec.engine;
+            if engine.timeout == 0 {
+                return Err(ConfigError::new(
+                    format!("{}.timeout", spec.name),
+                    "must be greater than zero",
+                ));
+            }
+            // A dependency without a cache or queue gets the smallest of each, which
+            // nothing uses (see `Dependency::has_cache`).
+            let unused_cache = CacheConfig {
+                capacity: 1,
+                ..CacheConfig::default()
+            };
+            let cache = engine.cache.clone().unwrap_or(unused_cache);
+            let queue = engine.queue.clone().unwrap_or_else(QueueConfig::default);
+            deps.push(Dependency {
+                name: intern(&spec.name),
+                resource: None,
+                timeout: engine.timeout,
+                read_policy: engine.read_policy,
+                breaker: CircuitBreaker::new(engine.breaker.clone()).map_err(prefix)?,
+                cache: StaleCache::new(cache).map_err(prefix)?,
+                has_cache: engine.cache.is_some(),
+                queue: WriteQueue::new(queue).map_err(prefix)?,
+                has_queue: engine.queue.is_some(),
+            });
+        }
+        let modes = ModeController::new(modes.clone())?;
+        let names = (0..service.endpoints.len())
+            .map(|i| EndpointNames::new(&service, EndpointId(i as u16)))
+            .collect();
+        let disabled = (
+            modes.mode(),
+            Disabled::from_fn(&service, |f| {
+                !modes.is_enabled(&service.features[f.index()])
+            }),
+        );
+        Ok(Node {
+            deps,
+            declared: Some(Box::new(Declared {
+                service,
+                runs: SeqMap::new(),
+                actions: Vec::new(),
+                batch: Vec::new(),
+                names,
+                disabled,
+            })),
+            modes,
+            rng,
+            pending: SeqMap::new(),
+            next_version: 0,
+            effects: Vec::new(),
+            next_wake: None,
+            stats: NodeStats::default(),
+        })
+    }
+
+    /// The declared service this node serves, if it serves one (not the seed's).
+    pub fn service(&self) -> Option<&Arc<Service>> {
+        self.declared.as_ref().map(|d| &d.service)
+    }
+
+    /// The name of the service this node serves.
+    pub(super) fn service_name(&self) -> &str {
+        self.declared
+            .as_ref()
+            .map_or("the seed service", |d| d.service.name.as_str())
+    }
+
+    /// Handles one request of the declared `endpoint` at `now`, for record `key` (if
+    /// the endpoint has keys); its writes write `value` (a generated name if `None`).
+    ///
+    /// # Panics
+    ///
+    /// If the node serves no declared service or `endpoint` is not one of its.
+    pub fn handle_endpoint(
+        &mut self,
+        now: Time,
+        to: RequestId,
+        msg_id: Option<u64>,
+        endpoint: EndpointId,
+        key: Option<u64>,
+        value: Option<Name>,
+    ) {
+        let mode = self.modes.mode();
+        let decl = self
+            .declared
+            .as_mut()
+            .expect("handle_endpoint needs a declared service");
+        if decl.disabled.0 != mode {
+            let modes = &self.modes;
+            let service = &decl.service;
+            decl.disabled = (
+                mode,
+                Disabled::from_fn(service, |f| !modes.is_enabled(&service.features[f.index()])),
+            );
+        }
+        let plan = PlanRun::start(
+            &decl.service,
+            endpoint,
+            now,
+            decl.disabled.1,
+            &mut decl.actions,
+        );
+        let deadline = plan.deadline();
+        let id = decl.runs.insert(Run {
+            plan,
+            to,
+            msg_id,
+            key,
+            value,
+            data: Vec::new(),
+            queue_depth: 0,
+        });
+        self.drive(now, id);
+        let decl = self.declared.as_mut().expect("checked above");
+        if let (Some(at), Some(_)) = (deadline, decl.runs.get_mut(id)) {
+            self.effects.push(Effect::Timer {
+                at,
+                timer: Timer::Deadline { run: id },
+            });
+        }
+        self.after(now);
+    }
+
+    /// The deadline of request `run` (a harmless no-op once it is answered).
+    pub(super) fn on_deadline(&mut self, now: Time, run: u64) {
+        let Some(decl) = self.declared.as_mut() else {
+            return;
+        };
+        let Some(r) = decl.runs.get_mut(run) else {
+            return;
+        };
+        r.plan.on_deadline(&decl.service, now, &mut decl.actions);
+        self.drive(now, run);
+    }
+
+    /// The answer to a read call of request `run`'s step.
+    pub(super) fn on_step_read(
+        &mut self,
+        now: Time,
+        run: u64,
+        slot: Slot,
+        dependency: usize,
+        key: u64,
+        result: CallResult,
+    ) {
+        let (answer, data) = match result {
+            CallResult::Found(record) => {
+                let dep = &mut self.deps[dependency];
+                if dep.has_cache {
+                    dep.cache.insert(key, record.clone(), now);
+                }
+                (Answer::Fresh, Some(PartData::Record(record)))
+            }
+            CallResult::NotFound => (Answer::NotFound, None),
+            CallResult::Failed(error) => (Answer::Failed(failure(error)), None),
+            // A store refuses writes only: a read answered otherwise failed.
+            CallResult::Written(_) | CallResult::Rejected(_) => {
+                (Answer::Failed(Failure::Error), None)
+            }
+        };
+        self.answer(now, run, slot, answer, data);
+    }
+
+    /// The answer to a write call of request `run`'s step.
+    pub(super) fn on_step_write(
+        &mut self,
+        now: Time,
+        run: u64,
+        slot: Slot,
+        dependency: usize,
+        write: QueuedWrite,
+        result: CallResult,
+    ) {
+        let key = write.key;
+        match result {
+            CallResult::Written(record) => {
+                let dep = &mut self.deps[dependency];
+                if dep.has_cache {
+                    dep.cache.insert(key, record, now);
+                }
+                let data = PartData::Written {
+                    id: key,
+                    queued: false,
+                };
+                self.answer(now, run, slot, Answer::Fresh, Some(data));
+            }
+            CallResult::Rejected(_) => self.answer(now, run, slot, Answer::Rejected, None),
+            CallResult::Failed(_)
+                if self.deps[dependency].has_queue && self.is_waiting(run, slot) =>
+            {
+                // As the seed's writes: held for one backoff step rather than retried
+                // into the same failure at once.
+                let dep = &mut self.deps[dependency];
+                let not_before = now.saturating_add(dep.queue.config().backoff(1, &mut self.rng));
+                let answer = self.enqueue_step_write(now, run, slot, dependency, write, not_before);
+                self.answer(now, run, slot, answer, None);
+            }
+            CallResult::Failed(error) => {
+                self.answer(now, run, slot, Answer::Failed(failure(error)), None)
+            }
+            CallResult::Found(_) | CallResult::NotFound => {
+                self.answer(now, run, slot, Answer::Failed(Failure::Error), None)
+            }
+        }
+    }
+
+    /// Whether request `run` still waits for `slot`.
+    fn is_waiting(&mut self, run: u64, slot: Slot) -> bool {
+        self.declared
+            .as_mut()
+            .and_then(|d| d.runs.get_mut(run))
+            .is_some_and(|r| r.plan.is_waiting(slot))
+    }
+
+    /// Feeds `answer` to request `run`'s plan (keeping `data` if the run still waited
+    /// for it) and carries out what follows.
+    fn answer(&mut self, now: Time, run: u64, slot: Slot, answer: Answer, data: Option<PartData>) {
+        let Some(decl) = self.declared.as_mut() else {
+            return;
+        };
+        let Some(r) = decl.runs.get_mut(run) else {
+            return;
+        };
+        if let Some(data) = data {
+            if r.plan.is_waiting(slot) {
+                r.data.retain(|(step, _)| *step != slot.step);
+                r.data.push((slot.step, data));
+            }
+        }
+        r.plan
+            .on_answer(&decl.service, slot, answer, now, &mut decl.actions);
+        self.drive(now, run);
+    }
+
+    /// Carries out request `run`'s actions until it waits for something.
+    fn drive(&mut self, now: Time, run: u64) {
+        loop {
+            let decl = self.declared.as_mut().expect("a declared run");
+            if decl.actions.is_empty() {
+                return;
+            }
+            let mut batch = std::mem::take(&mut decl.batch);
+            std::mem::swap(&mut batch, &mut decl.actions);
+            for action in batch.drain(..) {
+                self.act(now, run, action);
+            }
+            self.declared.as_mut().expect("a declared run").batch = batch;
+        }
+    }
+
+    fn act(&mut self, now: Time, run: u64, action: Action) {
+        match action {
+            Action::StartCall {
+                slot,
+                dependency,
+                op,
+                key_space,
+                timeout,
+            } => {
+                let key = self.call_key(run, key_space);
+                match op {
+                    CallOp::Read => self.start_step_read(now, run, slot, dependency, key, timeout),
+                    CallOp::Write => {
+                        self.start_step_write(now, run, slot, dependency, key, timeout)
+                    }
+                }
+            }
+            Action::TryCache {
+                slot,
+                dependency,
+                key_space,
+                cause,
+            } => {
+                let key = self.call_key(run, key_space);
+                let dep = &mut self.deps[dependency.index()];
+                let (hit, data) = if dep.has_cache {
+                    match dep.cache.serve_stale(key, now, stale_reason(cause)) {
+                        Ok(served) => (
+                            Some(CacheHit {
+                                age: served.age,
+                                stale: served.stale,
+                            }),
+                            Some(PartData::Record(served.value.clone())),
+                        ),
+                        Err(_) => (None, None),
+                    }
+                } else {
+                    (None, None)
+                };
+                let decl = self.declared.as_mut().expect("a declared run");
+                if let Some(r) = decl.runs.get_mut(run) {
+                    if let Some(data) = data {
+                        r.data.retain(|(step, _)| *step != slot.step);
+                        r.data.push((slot.step, data));
+                    }
+                    r.plan
+                        .on_cache(&decl.service, slot, hit, now, &mut decl.actions);
+                }
+            }
+            // The call stays outstanding: its answer still settles its breaker permit
+            // (and fills the cache), and the run ignores it.
+            Action::Abandon { .. } => {}
+            Action::Done(outcome) => self.finish_run(run, outcome),
+        }
+    }
+
+    /// The key a call of request `run` uses: the request's own, or, for a call in
+    /// another key space, the request's key mapped into that space (the same request
+    /// key always to the same key there; a request without a key maps its run id).
+    fn call_key(&mut self, run: u64, space: Option<KeySpaceId>) -> u64 {
+        let decl = self.declared.as_mut().expect("a declared run");
+        let r = decl.runs.get_mut(run).expect("a run in progress");
+        let own = decl.service.endpoint(r.plan.endpoint()).key;
+        match (space, r.key) {
+            (None, Some(key)) => key,
+            (Some(space), Some(key)) if Some(space) == own => key,
+            (space, key) => {
+                let n = space.or(own).map_or(u64::MAX, |s| {
+                    decl.service.key_spaces[s.index()].keys.count()
+                });
+                let base = key.unwrap_or(run);
+                let salt = u64::from(space.map_or(0, |s| s.0) + 1) << 48;
+                1 + mix(base ^ salt) % n.max(1)
+            }
+        }
+    }
+
+    fn start_step_read(
+        &mut self,
+        now: Time,
+        run: u64,
+        slot: Slot,
+        dependency: DependencyId,
+        key: u64,
+        timeout: Span,
+    ) {
+        let index = dependency.index();
+        let dep = &mut self.deps[index];
+        if dep.has_cache && dep.read_policy == super::ReadPolicy::CacheFirst {
+            match dep.cache.lookup(key, now) {
+                Lookup::Fresh { value, age } => {
+                    let data = PartData::Record(value.clone());
+                    let answer = Answer::FromCache { age, stale: false };
+                    return self.answer(now, run, slot, answer, Some(data));
+                }
+                Lookup::Stale {
+                    may_revalidate: true,
+                    ..
+                } => {
+                    if let Some(ticket) = dep.cache.begin_refresh(key, now) {
+                        self.stats.refreshes += 1;
+                        self.start_refresh(now, index, key, ticket);
+                    }
+                    let dep = &mut self.deps[index];
+                    if let Ok(served) = dep.cache.serve_stale(key, now, StaleReason::Revalidating) {
+                        let data = PartData::Record(served.value.clone());
+                        let answer = Answer::FromCache {
+                            age: served.age,
+                            stale: served.stale,
+                        };
+                        return self.answer(now, run, slot, answer, Some(data));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let dep = &mut self.deps[index];
+        match dep.breaker.try_acquire(now, &mut self.rng) {
+            Ok(permit) => {
+                dep.cache.prefetch(key);
+                self.start_step_call(now, index, key, permit, Op::Read { key }, timeout, {
+                    Purpose::Step { run, slot }
+                });
+            }
+            Err(_) => {
+                let answer = Answer::Failed(Failure::BreakerOpen);
+                self.answer(now, run, slot, answer, None);
+            }
+        }
+    }
+
+    fn start_step_write(
+        &mut self,
+        now: Time,
+        run: u64,
+        slot: Slot,
+        dependency: DependencyId,
+        key: u64,
+        timeout: Span,
+    ) {
+        let index = dependency.index();
+        self.next_version += 1;
+        let version = self.next_version;
+        let name = {
+            let decl = self.declared.as_mut().expect("a declared run");
+            let r = decl.runs.get_mut(run).expect("a run in progress");
+            r.value.clone().unwrap_or(Name::RecordRevised(key, version))
+        };
+        let write = QueuedWrite { key, name, version };
+        let dep = &mut self.deps[index];
+        // Writes already waiting go first, in the order clients sent them.
+        if dep.has_queue && !dep.queue.is_empty() {
+            let answer = self.enqueue_step_write(now, run, slot, index, write, now);
+            return self.answer(now, run, slot, answer, None);
+        }
+        match dep.breaker.try_acquire(now, &mut self.rng) {
+            Ok(permit) => {
+                let op = Op::Write {
+                    key,
+                    name: write.name.clone(),
+                    version,
+                };
+                let purpose = Purpose::StepWrite { run, slot, write };
+                self.start_step_call(now, index, key, permit, op, timeout, purpose);
+            }
+            Err(_) if dep.has_queue => {
+                let answer = self.enqueue_step_write(now, run, slot, index, write, now);
+                self.answer(now, run, slot, answer, None);
+            }
+            Err(_) => {
+                let answer = Answer::Failed(Failure::BreakerOpen);
+                self.answer(now, run, slot, answer, None);
+            }
+        }
+    }
+
+    /// Puts a step's write into its dependency's queue: `Queued` (recording the part and
+    /// the depth) or `Rejected` when the queue is full.
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue_step_write(
+        &mut self,
+        now: Time,
+        run: u64,
+        slot: Slot,
+        index: usize,
+        write: QueuedWrite,
+        not_before: Time,
+    ) -> Answer {
+        let key = write.key;
+        let dep = &mut self.deps[index];
+        match dep.queue.enqueue_not_before(write, now, not_before) {
+            Enqueue::Accepted { .. } => {
+                let depth = dep.queue.depth();
+                if let Some(r) = self.declared.as_mut().and_then(|d| d.runs.get_mut(run)) {
+                    if r.plan.is_waiting(slot) {
+                        r.queue_depth = depth;
+                        r.data.retain(|(step, _)| *step != slot.step);
+                        let queued = PartData::Written {
+                            id: key,
+                            queued: true,
+                        };
+                        r.data.push((slot.step, queued));
+                    }
+                }
+                Answer::Queued
+            }
+            Enqueue::Rejected { .. } => Answer::Rejected,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_step_call(
+        &mut self,
+        now: Time,
+        index: usize,
+        key: u64,
+        permit: crate::engine::breaker::Permit,
+        op: Op,
+        timeout: Span,
+        purpose: Purpose,
+    ) {
+        self.stats.calls += 1;
+        let id = super::CallId(self.pending.insert(super::Pending {
+            dependency: index,
+            key,
+            permit,
+            purpose,
+        }));
+        self.effects.push(Effect::Call(super::Call {
+            id,
+            dependency: index,
+            op,
+            force_down: false,
+            deadline: now.saturating_add(timeout),
+        }));
+    }
+
+    /// Request `run` is over: its reply goes out.
+    fn finish_run(&mut self, run: u64, outcome: Outcome) {
+        let decl = self.declared.as_mut().expect("a declared run");
+        let Some(r) = decl.runs.remove(run) else {
+            return;
+        };
+        let endpoint = r.plan.endpoint();
+        let names = &decl.names[endpoint.index()];
+        let (body, served) = match &outcome.error {
+            Some(error) => {
+                let code = if error.code == ErrorCode::KeyDoesNotExist.code() {
+                    ErrorCode::KeyDoesNotExist
+                } else {
+                    ErrorCode::TemporarilyUnavailable
+                };
+                let served = if outcome.class == Class::Rejected {
+                    Served::Rejected
+                } else {
+                    Served::Error { code: error.code }
+                };
+                let body = ReplyBody::Error {
+                    in_reply_to: r.msg_id,
+                    code,
+                    text: format!("{}: {}", decl.service.endpoint(endpoint).name, error.text),
+                };
+                (body, served)
+            }
+            None => reply(names, &r, &outcome),
+        };
+        let to = r.to;
+        self.reply(to, body, served);
+    }
+}
+
+/// The reply to a request that succeeded (possibly degraded or partial), and how it
+/// was served: the worst of its parts.
+fn reply(names: &EndpointNames, run: &Run, outcome: &Outcome) -> (ReplyBody, Served) {
+    let mut data = Vec::with_capacity(outcome.steps.len());
+    let mut meta = ReplyMeta {
+        partial: outcome.partial,
+        deadline_passed: outcome.deadline_passed,
+        ..ReplyMeta::default()
+    };
+    let mut oldest = (0, 0);
+    let part_of = |step: StepId| {
+        run.data
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == step)
+            .map(|(_, d)| d.clone())
+    };
+    for &(step, served) in &outcome.steps {
+        let part = names.parts[step.index()];
+        if served.is_degraded() {
+            meta.degraded.push(part);
+        }
+        let value = match served {
+            StepServed::Fresh | StepServed::Cached { .. } | StepServed::Stale { .. } => {
+                part_of(step)
+            }
+            StepServed::Queued => part_of(step),
+            StepServed::Local => Some(PartData::Text(names.answers[step.index()])),
+            StepServed::Fallback { index } => match names.statics[step.index()][usize::from(index)]
+            {
+                "" => part_of(step),
+                text => Some(PartData::Text(text)),
+            },
+            StepServed::Omitted | StepServed::Missing { .. } => {
+                meta.missing.push(part);
+                None
+            }
+            StepServed::NotFound | StepServed::Rejected => None,
+        };
+        match served {
+            StepServed::Cached { age } => oldest.0 = oldest.0.max(age),
+            StepServed::Stale { age } => {
+                oldest.1 = oldest.1.max(age);
+                meta.stale.push((part, age));
+            }
+            _ => {}
+        }
+        if let Some(value) = value {
+            data.push((part, value));
+        }
+    }
+    let served = match outcome.class {
+        Class::Fresh => Served::Fresh,
+        Class::Cached => Served::Cached { age: oldest.0 },
+        Class::Stale => Served::Stale { age: oldest.1 },
+        Class::Fallback => Served::Fallback,
+        Class::Partial => Served::Partial,
+        Class::Queued => Served::Queued {
+            depth: run.queue_depth,
+        },
+        // A refused or missing required part is an error, handled by the caller.
+        Class::Rejected | Class::Error => Served::Error {
+            code: ErrorCode::TemporarilyUnavailable.code(),
+        },
+    };
+    let body = ReplyBody::Endpoint(Box::new(EndpointReply {
+        reply_type: names.reply_type,
+        in_reply_to: run.msg_id,
+        key: run.key,
+        data,
+        meta,
+    }));
+    (body, served)
+}
