@@ -466,6 +466,7 @@ where
     ///
     /// Ages saturate at zero if `now` is before the store time (a clock that went
     /// backwards is treated as "just stored", not as an error).
+    #[inline(always)]
     pub fn lookup(&mut self, key: K, now: Time) -> Lookup<'_, V> {
         let Some(i) = self.index.get(key) else {
             self.stats.misses += 1;

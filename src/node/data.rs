@@ -206,6 +206,7 @@ impl Store {
     }
 
     /// The generated name of record `id`.
+    #[inline]
     fn generated_name(resource: Option<Resource>, id: u64) -> Name {
         match resource {
             Some(resource) => Name::Generated(resource, id),
@@ -245,6 +246,7 @@ impl Store {
     }
 
     /// Answers `op` as the service would.
+    #[inline]
     pub fn execute(&mut self, op: &Op) -> CallResult {
         match op {
             Op::Read { key } => match self.read(*key) {
@@ -268,6 +270,7 @@ impl Store {
     }
 
     /// The record with `id`, or `None` when the service has no such record.
+    #[inline]
     pub fn read(&self, id: u64) -> Option<Record> {
         let name = match self.index(id) {
             Some(index) if !self.is_renamed(index) => Store::generated_name(self.resource, id),

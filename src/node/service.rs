@@ -1014,6 +1014,19 @@ impl Node {
         self.refuse(to, msg_id, ProtocolError { code, text });
     }
 
+    /// Whether `check` holds for every dependency. The checks after every input go
+    /// through here: for the seed service's two dependencies, the slice pattern gives
+    /// the compiler a fixed length to unroll (as the fixed array the node had before
+    /// it served declared services did; the loop cost 8% of a long simulation's
+    /// instructions).
+    #[inline(always)]
+    fn all_deps(&self, check: impl Fn(&Dependency) -> bool) -> bool {
+        match &self.deps[..] {
+            [a, b] => check(a) && check(b),
+            deps => deps.iter().all(check),
+        }
+    }
+
     /// Housekeeping after every input: move breakers whose open time has elapsed, drain
     /// queues that can drain, then ask for a wake at the next instant anything is due.
     ///
@@ -1024,10 +1037,7 @@ impl Node {
     /// housekeeping was 9% of a long simulation's instructions.
     #[inline(always)]
     fn after(&mut self, now: Time) {
-        let idle = self
-            .deps
-            .iter()
-            .all(|d| d.queue.is_empty() && !d.breaker.has_timeout());
+        let idle = self.all_deps(|d| d.queue.is_empty() && !d.breaker.has_timeout());
         if idle {
             self.collect_events();
         } else {
@@ -1136,10 +1146,9 @@ impl Node {
     #[inline]
     fn collect_events(&mut self) {
         let pending = self.modes.has_events()
-            || self
-                .deps
-                .iter()
-                .any(|d| d.breaker.has_events() || d.cache.has_events() || d.queue.has_events());
+            || !self.all_deps(|d| {
+                !(d.breaker.has_events() || d.cache.has_events() || d.queue.has_events())
+            });
         if pending {
             self.drain_engine_events();
         }

@@ -178,6 +178,8 @@ impl StreamSim {
     }
 
     /// [`StreamSim::draw_next`] for a declared service: an endpoint, then its key.
+    /// Out of line, so that the seed service's draw stays small enough to inline.
+    #[inline(never)]
     fn draw_next_endpoint(&mut self) {
         let i = self.mix.pick(&mut self.rng);
         let key = match &self.endpoint_keys[i] {
@@ -664,7 +666,9 @@ impl<'s, 'w> Simulation<'s, 'w> {
         Ok(())
     }
 
-    /// A workload request of a declared service's endpoint.
+    /// A workload request of a declared service's endpoint (out of line, as
+    /// [`StreamSim::draw_next_endpoint`]).
+    #[inline(never)]
     fn endpoint_arrival(&mut self, now: Time, i: usize) -> io::Result<()> {
         let s = &mut self.streams[i];
         let drawn = s.next;

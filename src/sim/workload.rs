@@ -247,7 +247,7 @@ impl KeySampler {
     /// Draws what [`KeySampler::pick`] would draw, and for a table asks the CPU to start
     /// loading the entry it will read: an alias table is read at a uniformly random
     /// place, so that read misses the CPU's caches more than any other in a run.
-    #[inline]
+    #[inline(always)]
     pub fn draw(&self, rng: &mut impl Rng) -> KeyDraw {
         KeyDraw(match &self.inner {
             KeyInner::Uniform(n) => rng.random_range(1..=*n),
