@@ -326,6 +326,7 @@ impl Node {
             }
         };
         self.answer(now, run, slot, answer, data);
+        self.drive(now, run);
     }
 
     /// The answer to a write call of request `run`'s step.
@@ -369,6 +370,7 @@ impl Node {
                 self.answer(now, run, slot, Answer::Failed(Failure::Error), None)
             }
         }
+        self.drive(now, run);
     }
 
     /// Whether request `run` still waits for `slot`.
@@ -380,7 +382,8 @@ impl Node {
     }
 
     /// Feeds `answer` to request `run`'s plan (keeping `data` if the run still waited
-    /// for it) and carries out what follows.
+    /// for it). What follows is carried out by the caller's [`Node::drive`], in order
+    /// after the actions already emitted.
     fn answer(&mut self, now: Time, run: u64, slot: Slot, answer: Answer, data: Option<PartData>) {
         let Some(decl) = self.declared.as_mut() else {
             return;
@@ -396,7 +399,6 @@ impl Node {
         }
         r.plan
             .on_answer(&decl.service, slot, answer, now, &mut decl.actions);
-        self.drive(now, run);
     }
 
     /// Carries out request `run`'s actions until it waits for something.
@@ -416,6 +418,13 @@ impl Node {
     }
 
     fn act(&mut self, now: Time, run: u64, action: Action) {
+        // An action emitted before the run gave up on its slot (the request failed,
+        // or the deadline passed, later in the same batch) is not carried out.
+        if let Action::StartCall { slot, .. } | Action::TryCache { slot, .. } = action {
+            if !self.is_waiting(run, slot) {
+                return;
+            }
+        }
         match action {
             Action::StartCall {
                 slot,
@@ -760,3 +769,6 @@ fn reply(names: &EndpointNames, run: &Run, outcome: &Outcome) -> (ReplyBody, Ser
     }));
     (body, served)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,462 @@
+//! The declared path of the [`Node`], driven by hand: requests of a small shop's
+//! endpoints, call results fed in the order a test chooses, deadlines fired as timers.
+
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use super::super::*;
+use crate::engine::breaker::BreakerConfig;
+use crate::engine::cache::CacheConfig;
+use crate::engine::modes::{Mode, ModeConfig};
+use crate::engine::queue::QueueConfig;
+use crate::engine::{Time, MILLISECOND, SECOND};
+use crate::model::service::seed_sim_dependency;
+use crate::model::service::{
+    CallOp, DependencyEngine, DependencySpec, EndpointId, EndpointSpec, FallbackSpec, KeySpace,
+    LeafSpec, Service, ServiceSpec, StepSpec, Tier,
+};
+use crate::model::Keys;
+use crate::node::config::ReadPolicy;
+
+const PAGE: EndpointId = EndpointId(0);
+const CHECKOUT: EndpointId = EndpointId(1);
+const INVENTORY: usize = 1;
+const RECOMMENDATIONS: usize = 2;
+const PAYMENTS: usize = 0;
+
+fn dep(name: &str, cache: bool, queue: bool) -> DependencySpec {
+    DependencySpec {
+        name: name.to_owned(),
+        engine: DependencyEngine {
+            timeout: SECOND,
+            read_policy: ReadPolicy::DependencyFirst,
+            breaker: BreakerConfig::default(),
+            cache: cache.then(CacheConfig::default),
+            queue: queue.then(QueueConfig::default),
+        },
+        sim: seed_sim_dependency(),
+    }
+}
+
+fn read(dependency: &str, leaf: LeafSpec) -> StepSpec {
+    StepSpec::Call {
+        call: dependency.to_owned(),
+        op: CallOp::Read,
+        key: None,
+        leaf,
+    }
+}
+
+/// payments (a queue, no cache), inventory (no cache, no queue), recommendations (a
+/// cache); the product page reads inventory, then recommendations (optional, gated by
+/// a feature, falling back to its cache, then "popular") within 800 ms; checkout
+/// reads inventory and writes payments in parallel.
+fn shop(payments_queue: bool) -> Arc<Service> {
+    let spec = ServiceSpec {
+        name: "shop".to_owned(),
+        dependencies: vec![
+            dep("payments", false, payments_queue),
+            dep("inventory", false, false),
+            dep("recommendations", true, false),
+        ],
+        key_spaces: vec![KeySpace {
+            name: "sku".to_owned(),
+            keys: Keys::Uniform { n: 100 },
+            records: Default::default(),
+        }],
+        features: vec!["recommendations".to_owned()],
+        endpoints: vec![
+            EndpointSpec {
+                name: "product_page".to_owned(),
+                key: Some("sku".to_owned()),
+                deadline: Some(800 * MILLISECOND),
+                plan: vec![
+                    read("inventory", LeafSpec::default()),
+                    read(
+                        "recommendations",
+                        LeafSpec {
+                            optional: true,
+                            feature: Some("recommendations".to_owned()),
+                            fallback: vec![
+                                FallbackSpec::Cache,
+                                FallbackSpec::Static("popular".to_owned()),
+                            ],
+                        },
+                    ),
+                ],
+                ..EndpointSpec::default()
+            },
+            EndpointSpec {
+                name: "checkout".to_owned(),
+                key: Some("sku".to_owned()),
+                tier: Tier::Critical,
+                plan: vec![StepSpec::Par(vec![
+                    read("inventory", LeafSpec::default()),
+                    StepSpec::call("payments", CallOp::Write),
+                ])],
+                ..EndpointSpec::default()
+            },
+        ],
+    };
+    Arc::new(spec.build().expect("the test shop is valid"))
+}
+
+fn modes() -> ModeConfig {
+    let mut modes = ModeConfig::default();
+    modes.disabled_features.clear();
+    modes
+        .disabled_features
+        .insert(Mode::Degraded, vec!["recommendations".to_owned()]);
+    modes.critical_features.clear();
+    modes
+}
+
+struct Bench {
+    node: Node,
+    next: u64,
+    /// Calls made and not yet answered.
+    calls: Vec<Call>,
+    /// Replies: (request, body as JSON, how served).
+    replies: Vec<(RequestId, Value, Served)>,
+    timers: Vec<(Time, Timer)>,
+}
+
+impl Bench {
+    fn new(payments_queue: bool) -> Bench {
+        let node = Node::with_service(shop(payments_queue), &modes(), ChaCha8Rng::seed_from_u64(1))
+            .expect("valid");
+        Bench {
+            node,
+            next: 0,
+            calls: Vec::new(),
+            replies: Vec::new(),
+            timers: Vec::new(),
+        }
+    }
+
+    fn collect(&mut self) {
+        for effect in self.node.drain_effects().collect::<Vec<_>>() {
+            match effect {
+                Effect::Reply { to, body, served } => {
+                    let body = serde_json::to_value(&body).expect("serializes");
+                    self.replies.push((to, body, served));
+                }
+                Effect::Call(call) => self.calls.push(call),
+                Effect::Timer { at, timer } => self.timers.push((at, timer)),
+                Effect::Event(_) => {}
+            }
+        }
+    }
+
+    fn request(&mut self, now: Time, endpoint: EndpointId, key: u64) -> RequestId {
+        self.next += 1;
+        let to = RequestId(self.next);
+        self.node
+            .handle_endpoint(now, to, Some(self.next), endpoint, Some(key), None);
+        self.collect();
+        to
+    }
+
+    /// Answers the oldest outstanding call to `dependency`.
+    fn answer(&mut self, now: Time, dependency: usize, result: CallResult) {
+        let i = self
+            .calls
+            .iter()
+            .position(|c| c.dependency == dependency)
+            .unwrap_or_else(|| panic!("no call to dependency {dependency}: {:?}", self.calls));
+        let call = self.calls.remove(i);
+        self.node.on_call_result(now, call.id, result);
+        self.collect();
+    }
+
+    fn found(&mut self, now: Time, dependency: usize) {
+        let key = match &self.calls.iter().find(|c| c.dependency == dependency) {
+            Some(Call {
+                op: Op::Read { key },
+                ..
+            }) => *key,
+            other => panic!("no read to answer: {other:?}"),
+        };
+        let record = Record {
+            id: key,
+            name: Name::Record(key),
+        };
+        self.answer(now, dependency, CallResult::Found(record));
+    }
+
+    fn fire_timers(&mut self, now: Time) {
+        let due: Vec<_> = self.timers.iter().filter(|t| t.0 <= now).copied().collect();
+        self.timers.retain(|t| t.0 > now);
+        for (_, timer) in due {
+            self.node.on_timer(now, timer);
+            self.collect();
+        }
+    }
+
+    fn reply(&self, to: RequestId) -> &(RequestId, Value, Served) {
+        let mut of = self.replies.iter().filter(|r| r.0 == to);
+        let reply = of.next().unwrap_or_else(|| panic!("no reply to {to:?}"));
+        assert!(of.next().is_none(), "two replies to {to:?}");
+        reply
+    }
+}
+
+#[test]
+fn a_healthy_page_is_fresh_with_both_parts() {
+    let mut b = Bench::new(true);
+    let to = b.request(0, PAGE, 7);
+    // A seq: recommendations waits for inventory.
+    assert_eq!(b.calls.len(), 1);
+    b.found(10 * MILLISECOND, INVENTORY);
+    b.found(20 * MILLISECOND, RECOMMENDATIONS);
+    let (_, body, served) = b.reply(to);
+    assert_eq!(*served, Served::Fresh);
+    assert_eq!(
+        *body,
+        json!({
+            "type": "product_page_ok", "in_reply_to": 1, "key": 7,
+            "data": {
+                "inventory": {"id": 7, "name": "Record 7"},
+                "recommendations": {"id": 7, "name": "Record 7"},
+            },
+            "_meta": {"partial": false, "missing": [], "degraded": [], "stale": {},
+                      "deadline_passed": false},
+        })
+    );
+}
+
+#[test]
+fn a_failed_optional_part_takes_its_chain_in_order() {
+    let mut b = Bench::new(true);
+    // First the cache is empty: the static answer serves.
+    let first = b.request(0, PAGE, 7);
+    b.found(MILLISECOND, INVENTORY);
+    b.answer(
+        2 * MILLISECOND,
+        RECOMMENDATIONS,
+        CallResult::Failed(CallError::Error),
+    );
+    let (_, body, served) = b.reply(first);
+    assert_eq!(*served, Served::Fallback);
+    assert_eq!(body["data"]["recommendations"], "popular");
+    assert_eq!(body["_meta"]["degraded"], json!(["recommendations"]));
+    assert_eq!(body["_meta"]["partial"], false);
+    // Once a read filled the cache, a failure is served from it, before the static.
+    let second = b.request(SECOND, PAGE, 8);
+    b.found(SECOND, INVENTORY);
+    b.found(SECOND, RECOMMENDATIONS);
+    let third = b.request(2 * SECOND, PAGE, 8);
+    b.found(2 * SECOND, INVENTORY);
+    b.answer(
+        2 * SECOND,
+        RECOMMENDATIONS,
+        CallResult::Failed(CallError::Timeout),
+    );
+    assert_eq!(b.reply(second).2, Served::Fresh);
+    let (_, body, served) = b.reply(third);
+    assert_eq!(*served, Served::Cached { age: SECOND });
+    assert_eq!(body["data"]["recommendations"]["id"], 8);
+    assert_eq!(body["_meta"]["degraded"], json!(["recommendations"]));
+}
+
+#[test]
+fn a_missing_required_part_is_error_11_naming_it() {
+    let mut b = Bench::new(true);
+    let to = b.request(0, PAGE, 7);
+    b.answer(
+        MILLISECOND,
+        INVENTORY,
+        CallResult::Failed(CallError::Unavailable),
+    );
+    let (_, body, served) = b.reply(to);
+    assert_eq!(*served, Served::Error { code: 11 });
+    assert_eq!(body["code"], 11);
+    assert_eq!(
+        body["text"],
+        "product_page: required part `inventory` is missing: call failed (unavailable)"
+    );
+    // The seq stopped: recommendations was never called.
+    assert!(b.calls.is_empty());
+}
+
+#[test]
+fn the_deadline_cuts_a_slow_optional_part_and_the_reply_says_so() {
+    let mut b = Bench::new(true);
+    let to = b.request(0, PAGE, 7);
+    assert_eq!(
+        b.timers,
+        vec![(800 * MILLISECOND, Timer::Deadline { run: 0 })]
+    );
+    b.found(700 * MILLISECOND, INVENTORY);
+    // What is left of the budget bounds the call's timeout.
+    assert_eq!(b.calls[0].deadline, 800 * MILLISECOND);
+    b.fire_timers(800 * MILLISECOND);
+    let (_, body, served) = b.reply(to);
+    assert_eq!(*served, Served::Fallback);
+    assert_eq!(body["data"]["recommendations"], "popular");
+    assert_eq!(body["_meta"]["deadline_passed"], true);
+    // The late answer changes nothing, and no second reply goes out.
+    b.found(900 * MILLISECOND, RECOMMENDATIONS);
+    assert_eq!(b.replies.len(), 1);
+}
+
+#[test]
+fn a_mode_that_disables_the_feature_skips_the_call() {
+    let mut b = Bench::new(true);
+    b.node.handle(
+        0,
+        RequestId(100),
+        None,
+        Request::SetMode {
+            mode: Some(crate::node::ModeRequest::Manual(Mode::Degraded)),
+            cpu_usage: None,
+        },
+    );
+    b.collect();
+    let to = b.request(0, PAGE, 7);
+    b.found(MILLISECOND, INVENTORY);
+    assert!(b.calls.is_empty(), "recommendations is not called");
+    let (_, body, served) = b.reply(to);
+    assert_eq!(*served, Served::Fallback);
+    assert_eq!(body["data"]["recommendations"], "popular");
+}
+
+#[test]
+fn an_omitted_part_makes_the_reply_partial() {
+    // The same page, but the chain ends in omit and the cache is empty.
+    let mut spec_service = (*shop(true)).clone();
+    let crate::model::service::Step::Call(call) = &mut spec_service.endpoints[0].plan.steps[2]
+    else {
+        panic!("step 2 is the recommendations call");
+    };
+    call.leaf.fallback = vec![crate::model::service::Fallback::Omit];
+    let node = Node::with_service(
+        Arc::new(spec_service),
+        &modes(),
+        ChaCha8Rng::seed_from_u64(1),
+    )
+    .expect("valid");
+    let mut b = Bench {
+        node,
+        next: 0,
+        calls: Vec::new(),
+        replies: Vec::new(),
+        timers: Vec::new(),
+    };
+    let to = b.request(0, PAGE, 7);
+    b.found(MILLISECOND, INVENTORY);
+    b.answer(
+        MILLISECOND,
+        RECOMMENDATIONS,
+        CallResult::Failed(CallError::Error),
+    );
+    let (_, body, served) = b.reply(to);
+    assert_eq!(*served, Served::Partial);
+    assert_eq!(body["_meta"]["partial"], true);
+    assert_eq!(body["_meta"]["missing"], json!(["recommendations"]));
+    assert!(body["data"].get("recommendations").is_none());
+}
+
+#[test]
+fn a_write_the_dependency_cannot_take_is_queued_or_an_error_without_a_queue() {
+    for queue in [true, false] {
+        let mut b = Bench::new(queue);
+        let to = b.request(0, CHECKOUT, 3);
+        // A par: both calls start at once.
+        assert_eq!(b.calls.len(), 2);
+        b.found(MILLISECOND, INVENTORY);
+        b.answer(
+            2 * MILLISECOND,
+            PAYMENTS,
+            CallResult::Failed(CallError::Unavailable),
+        );
+        let (_, body, served) = b.reply(to);
+        if queue {
+            assert_eq!(*served, Served::Queued { depth: 1 });
+            assert_eq!(body["data"]["payments"], json!({"id": 3, "queued": true}));
+            assert_eq!(body["_meta"]["degraded"], json!(["payments"]));
+        } else {
+            assert_eq!(*served, Served::Error { code: 11 });
+            assert_eq!(
+                body["text"],
+                "checkout: required part `payments` is missing: call failed (unavailable)"
+            );
+        }
+    }
+}
+
+#[test]
+fn seed_requests_are_refused_by_a_declared_node() {
+    let mut b = Bench::new(true);
+    let request = Request::Read {
+        resource: Resource::Users,
+        key: 1,
+        fault: Default::default(),
+    };
+    b.node.handle(0, RequestId(9), Some(9), request);
+    b.collect();
+    let (_, body, served) = b.reply(RequestId(9));
+    assert_eq!(*served, Served::Error { code: 10 });
+    assert_eq!(
+        body["text"],
+        "get_user is a request of the seed service; this node serves shop"
+    );
+}
+
+/// Whatever the order and kind of the answers, and wherever the deadlines fall,
+/// every request gets exactly one reply and the node is left with nothing
+/// outstanding.
+#[test]
+fn every_request_gets_exactly_one_reply() {
+    for seed in 0..40 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut b = Bench::new(rng.random_bool(0.5));
+        let mut now = 0;
+        let mut sent = Vec::new();
+        for _ in 0..200 {
+            now += rng.random_range(0..50 * MILLISECOND);
+            b.fire_timers(now);
+            match rng.random_range(0..4) {
+                0 | 1 => {
+                    let endpoint = if rng.random_bool(0.5) { PAGE } else { CHECKOUT };
+                    sent.push(b.request(now, endpoint, rng.random_range(1..=100)));
+                }
+                _ if !b.calls.is_empty() => {
+                    let i = rng.random_range(0..b.calls.len());
+                    let call = b.calls.remove(i);
+                    let result = match (rng.random_range(0..4), &call.op) {
+                        (0, _) => CallResult::Failed(CallError::Error),
+                        (1, _) => CallResult::Failed(CallError::Timeout),
+                        (_, Op::Read { key }) => CallResult::Found(Record {
+                            id: *key,
+                            name: Name::Record(*key),
+                        }),
+                        (_, Op::Write { key, name, .. }) => CallResult::Written(Record {
+                            id: *key,
+                            name: name.clone(),
+                        }),
+                    };
+                    b.node.on_call_result(now, call.id, result);
+                    b.collect();
+                }
+                _ => {}
+            }
+        }
+        // Drain: every call fails, every deadline fires.
+        while let Some(call) = b.calls.pop() {
+            now += MILLISECOND;
+            b.node
+                .on_call_result(now, call.id, CallResult::Failed(CallError::Timeout));
+            b.collect();
+        }
+        b.fire_timers(Time::MAX);
+        for to in sent {
+            b.reply(to);
+        }
+        let declared = b.node.declared.as_ref().expect("declared");
+        assert!(declared.runs.is_empty(), "seed {seed}: runs left over");
+    }
+}
