@@ -471,8 +471,10 @@ fn node(args: NodeArgs) -> Result<ExitCode, BadInput> {
     // the batches few on a piped file, and a client that writes a line at a time still
     // gets each answered at once.
     live::run(
-        &config,
-        &data,
+        live::Serving::Seed {
+            config: &config,
+            data: &data,
+        },
         io::BufReader::with_capacity(1 << 16, stdin),
         out,
         io::stderr(),

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -24,9 +25,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::engine::modes::ModeConfig;
 use crate::engine::Time;
+use crate::model::Service;
 use crate::node::{
-    parse_body, Call, CallError, CallResult, DataSet, Effect, Node, NodeConfig, ProtocolError,
+    parse_body_for, Call, CallError, CallResult, DataSet, Effect, Node, NodeConfig, ProtocolError,
     ReplyBody, RequestId, Resource, Store, StoreLimits, Timer,
 };
 
@@ -82,19 +85,49 @@ impl Default for LiveOptions {
     }
 }
 
+/// What a live node serves.
+#[derive(Debug, Clone)]
+pub enum Serving<'a> {
+    /// The seed task's service, configured by `config`, its stores holding `data`.
+    Seed {
+        /// The engine's configuration.
+        config: &'a NodeConfig,
+        /// The data set.
+        data: &'a DataSet,
+    },
+    /// A declared service with the mode controller `modes`. Its dependencies' stores
+    /// hold the records `1..=n` of the largest key space and the key spaces' named
+    /// records.
+    Declared {
+        /// The service.
+        service: Arc<Service>,
+        /// The mode controller's configuration.
+        modes: &'a ModeConfig,
+    },
+}
+
 /// The in-process backend: each dependency's store, answering calls at once.
 struct Backend {
     stores: Vec<Store>,
 }
 
 impl Backend {
-    fn new(data: &DataSet, limits: StoreLimits) -> Self {
-        Backend {
-            stores: Resource::ALL
+    fn new(serving: &Serving<'_>, limits: StoreLimits) -> Self {
+        let stores = match serving {
+            Serving::Seed { data, .. } => Resource::ALL
                 .iter()
                 .map(|&r| Store::with_limits(r, data.collection(r), limits))
                 .collect(),
-        }
+            Serving::Declared { service, .. } => {
+                let collection = service.collection();
+                service
+                    .dependencies
+                    .iter()
+                    .map(|_| Store::declared_with_limits(&collection, limits))
+                    .collect()
+            }
+        };
+        Backend { stores }
     }
 
     fn execute(&mut self, call: &Call) -> CallResult {
@@ -120,6 +153,8 @@ struct Envelope<'a> {
 
 struct Driver<W: Write, E: Write> {
     node: Node,
+    /// The declared service served, if not the seed's: requests parse against it.
+    service: Option<Arc<Service>>,
     backend: Backend,
     out: W,
     err: E,
@@ -137,8 +172,7 @@ struct Driver<W: Write, E: Write> {
 
 /// Runs the live node over `input` until end of input; replies go to `out`, logs to `err`.
 pub fn run<R, W, E>(
-    config: &NodeConfig,
-    data: &DataSet,
+    serving: Serving<'_>,
     input: R,
     out: W,
     err: E,
@@ -150,11 +184,15 @@ where
     E: Write,
 {
     let rng = ChaCha8Rng::seed_from_u64(LIVE_SEED);
-    let node = Node::new(config, data.warm_records(), rng)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let node = match &serving {
+        Serving::Seed { config, data } => Node::new(config, data.warm_records(), rng),
+        Serving::Declared { service, modes } => Node::with_service(service.clone(), modes, rng),
+    }
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let mut driver = Driver {
+        service: node.service().cloned(),
         node,
-        backend: Backend::new(data, options.store),
+        backend: Backend::new(&serving, options.store),
         out,
         err,
         options,
@@ -406,7 +444,7 @@ impl<W: Write, E: Write> Driver<W, E> {
             self.node.refuse(to, None, error);
             return self.apply_effects(now);
         };
-        let parsed = parse_body(body);
+        let parsed = parse_body_for(self.service.as_deref(), body);
         match parsed.request {
             Ok(request) => {
                 if let crate::node::Request::Init { node_id } = &request {

@@ -1033,6 +1033,26 @@ impl Service {
         }
     }
 
+    /// What each of its dependencies holds: the records `1..=n` of its largest key
+    /// space (a call's key is drawn from one of them) and the records the key spaces
+    /// name. Not warm: a declared node's caches start empty.
+    pub fn collection(&self) -> crate::node::Collection {
+        crate::node::Collection {
+            count: self
+                .key_spaces
+                .iter()
+                .map(|k| k.keys.count())
+                .max()
+                .unwrap_or(0),
+            records: self
+                .key_spaces
+                .iter()
+                .flat_map(|k| k.records.iter().map(|(&id, name)| (id, name.clone())))
+                .collect(),
+            warm: false,
+        }
+    }
+
     /// The dependency `id`.
     pub fn dependency(&self, id: DependencyId) -> &DependencySpec {
         &self.dependencies[id.index()]

@@ -202,7 +202,12 @@ impl Store {
     /// The store of a declared service's dependency, filled from `collection` (records
     /// `1..=count` named `"Record K"`, and the explicit ones), with no bound on writes.
     pub fn declared(collection: &Collection) -> Self {
-        Store::build(None, collection, StoreLimits::UNLIMITED)
+        Store::declared_with_limits(collection, StoreLimits::UNLIMITED)
+    }
+
+    /// [`Store::declared`] with writes bounded by `limits` (the live node's).
+    pub fn declared_with_limits(collection: &Collection, limits: StoreLimits) -> Self {
+        Store::build(None, collection, limits)
     }
 
     /// The generated name of record `id`.

@@ -22,8 +22,8 @@ use crate::intern::intern;
 use crate::model::service::EndpointId;
 use crate::model::{RequestKind, Scenario};
 use crate::node::{
-    parse_body_for, Call, CallError, CallId, CallResult, Collection, Effect, InBandFault, Name,
-    Node, Op, Request, RequestId, Resource, Served, Store, Timer, WireRequest,
+    parse_body_for, Call, CallError, CallId, CallResult, Effect, InBandFault, Name, Node, Op,
+    Request, RequestId, Resource, Served, Store, Timer, WireRequest,
 };
 use crate::seqmap::SeqMap;
 
@@ -257,22 +257,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     stream(seed, Stream::Engine),
                 )
                 .map_err(invalid)?;
-                // Every dependency holds every key of every space (a call's key is
-                // drawn from one), with the records the spaces name.
-                let collection = Collection {
-                    count: service
-                        .key_spaces
-                        .iter()
-                        .map(|k| k.keys.count())
-                        .max()
-                        .unwrap_or(0),
-                    records: service
-                        .key_spaces
-                        .iter()
-                        .flat_map(|k| k.records.iter().map(|(&id, name)| (id, name.clone())))
-                        .collect(),
-                    warm: false,
-                };
+                let collection = service.collection();
                 let deps = service
                     .dependencies
                     .iter()

@@ -246,8 +246,10 @@ fn node_case(bytes: &[u8]) -> &'static str {
     let mut out = Vec::new();
     let mut err = Vec::new();
     live::run(
-        &NodeConfig::default(),
-        &DataSet::default(),
+        live::Serving::Seed {
+            config: &NodeConfig::default(),
+            data: &DataSet::default(),
+        },
         Cursor::new(bytes.to_vec()),
         &mut out,
         &mut err,
