@@ -446,27 +446,30 @@ impl<'a> Names<'a> {
         self.names.iter().position(|n| *n == name).map(|i| i as u16)
     }
 
-    fn unknown(&self, name: &str) -> String {
-        let mut text = format!("unknown {} `{name}`; ", self.what);
-        if self.names.is_empty() {
-            let _ = write!(text, "none is declared");
-        } else {
-            let _ = write!(text, "declared: ");
-            for (i, n) in self.names.iter().enumerate() {
-                let _ = write!(text, "{}`{n}`", if i > 0 { ", " } else { "" });
-            }
-        }
-        text
-    }
-
     /// The id of `name`, or an error at `path` listing what is declared.
     fn resolve(&self, name: &str, path: &str, errors: &mut Vec<ConfigError>) -> Option<u16> {
         let found = self.find(name);
         if found.is_none() {
-            errors.push(ConfigError::new(path, self.unknown(name)));
+            errors.push(ConfigError::new(path, unknown_name(self.what, name, &self.names)));
         }
         found
     }
+}
+
+/// What an unknown name's error says: `unknown dependency `x`; declared: `a`, `b``. The
+/// scenario file's own references (a fault's dependency, a mix's endpoints) say the
+/// same, so a user reads one phrase whichever part of the file names the thing.
+pub fn unknown_name(what: &str, name: &str, declared: &[&str]) -> String {
+    let mut text = format!("unknown {what} `{name}`; ");
+    if declared.is_empty() {
+        let _ = write!(text, "none is declared");
+    } else {
+        let _ = write!(text, "declared: ");
+        for (i, n) in declared.iter().enumerate() {
+            let _ = write!(text, "{}`{n}`", if i > 0 { ", " } else { "" });
+        }
+    }
+    text
 }
 
 /// Pushes an error for every name that repeats an earlier one or is empty, and one if

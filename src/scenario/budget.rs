@@ -24,9 +24,19 @@
 //! - with `--trace`, the **trace**'s size, about [`TRACE_BYTES_PER_REQUEST`] a request
 //!   ([`check_trace`]).
 //!
+//! A scenario with a declared service is estimated from its plans: a request waits at
+//! most the sum of its `seq`s' and the longest of its `par`s' call timeouts (each
+//! call's fallback calls added to it), cut at its deadline, and makes at most one call
+//! per call step and fallback call, so outstanding is the peak rate x the longest wait
+//! x the most calls a request makes. Its entries are the key spaces' records, each
+//! stream's zipf tables of the key spaces its endpoints use, and per dependency its
+//! cache entries (at most `capacity` and the keys read), queued writes and records
+//! created by writes (a declared service's store starts empty).
+//!
 //! [`Limits::DEFAULT`] is documented in `scenarios/README.md`; `--allow-large` lifts it.
 
 use crate::engine::{HumanSpan, Span, SECOND};
+use crate::model::service::{CallStep, Endpoint, Fallback, Service, Step, StepId};
 use crate::model::workload::Keys;
 use crate::model::{RequestKind, Scenario};
 use crate::node::Resource;
@@ -145,6 +155,172 @@ pub fn estimate(scenario: &Scenario) -> Estimate {
         requests: scenario.script.len() as f64,
         ..Estimate::default()
     };
+    let duration = seconds(scenario.duration);
+    for entry in &scenario.random_faults {
+        e.fault_windows += duration / seconds(entry.mtbf + entry.mttr);
+    }
+    if let Some(cpu) = &scenario.cpu {
+        e.cpu_samples = duration / seconds(cpu.every);
+    }
+    match &scenario.service {
+        None => estimate_seed(scenario, &mut e),
+        Some(service) => {
+            estimate_declared(scenario, service, &mut e);
+        }
+    }
+    e
+}
+
+/// What one request of an endpoint does at most: its calls (fallback calls counted as
+/// made), the longest it waits, and per dependency its reads, writes and the largest
+/// key space they use.
+#[derive(Debug, Default)]
+struct RequestLoad {
+    calls: f64,
+    wait: Span,
+    reads: Vec<f64>,
+    writes: Vec<f64>,
+    keys: Vec<f64>,
+}
+
+fn request_load(service: &Service, endpoint: &Endpoint) -> RequestLoad {
+    let n = service.dependencies.len();
+    let mut load = RequestLoad {
+        reads: vec![0.0; n],
+        writes: vec![0.0; n],
+        keys: vec![0.0; n],
+        ..RequestLoad::default()
+    };
+    let wait = step_wait(service, endpoint, endpoint.plan.root, &mut load);
+    load.wait = endpoint.deadline.map_or(wait, |d| wait.min(d));
+    load
+}
+
+/// The longest step `id` can wait, with its calls added to `load`. Recursion is bounded
+/// by the plan's depth (`MAX_PLAN_DEPTH`).
+fn step_wait(service: &Service, endpoint: &Endpoint, id: StepId, load: &mut RequestLoad) -> Span {
+    match endpoint.plan.step(id) {
+        Step::Call(call) => call_wait(service, endpoint, call, load),
+        Step::Local(_) => 0,
+        Step::Seq(children) => children.iter().fold(0, |wait: Span, &c| {
+            wait.saturating_add(step_wait(service, endpoint, c, load))
+        }),
+        Step::Par(children) => children
+            .iter()
+            .map(|&c| step_wait(service, endpoint, c, load))
+            .max()
+            .unwrap_or(0),
+    }
+}
+
+fn call_wait(
+    service: &Service,
+    endpoint: &Endpoint,
+    call: &CallStep,
+    load: &mut RequestLoad,
+) -> Span {
+    let space = call.key_space.or(endpoint.key);
+    let keys = space.map_or(1.0, |s| key_count(&service.key_spaces[s.index()].keys));
+    let fallbacks = call.leaf.fallback.iter().filter_map(|f| match f {
+        Fallback::Call { dependency, op } => Some((*dependency, *op)),
+        _ => None,
+    });
+    let mut wait: Span = 0;
+    for (dependency, op) in std::iter::once((call.dependency, call.op)).chain(fallbacks) {
+        let i = dependency.index();
+        load.calls += 1.0;
+        match op {
+            crate::model::service::CallOp::Read => load.reads[i] += 1.0,
+            crate::model::service::CallOp::Write => load.writes[i] += 1.0,
+        }
+        load.keys[i] = load.keys[i].max(keys);
+        wait = wait.saturating_add(service.dependencies[i].engine.timeout);
+    }
+    wait
+}
+
+/// The outstanding work and held entries of a scenario with a declared service; the
+/// dependency whose timeout drives the longest wait, if any.
+fn estimate_declared(scenario: &Scenario, service: &Service, e: &mut Estimate) -> Option<usize> {
+    let loads: Vec<RequestLoad> = service
+        .endpoints
+        .iter()
+        .map(|endpoint| request_load(service, endpoint))
+        .collect();
+    let n = service.dependencies.len();
+    let (mut reads, mut writes, mut keys) = (vec![0.0f64; n], vec![0.0f64; n], vec![0.0f64; n]);
+    let (mut peak_rate, mut longest_wait, mut most_calls) = (0.0, 0, 1.0f64);
+    for stream in &scenario.workload {
+        let requests = stream.rate.expected_arrivals();
+        e.requests += requests;
+        peak_rate += stream.rate.peak_rate();
+        let total_weight: f64 = stream.endpoints.iter().map(|&(_, w)| w).sum();
+        // The key spaces the stream's requests and calls draw from, each with its table.
+        let mut spaces = vec![false; service.key_spaces.len()];
+        for &(id, weight) in &stream.endpoints {
+            let endpoint = service.endpoint(id);
+            let load = &loads[id.index()];
+            longest_wait = longest_wait.max(load.wait);
+            most_calls = most_calls.max(load.calls);
+            let share = if total_weight > 0.0 {
+                weight / total_weight
+            } else {
+                0.0
+            };
+            for i in 0..n {
+                reads[i] += requests * share * load.reads[i];
+                writes[i] += requests * share * load.writes[i];
+                keys[i] = keys[i].max(load.keys[i]);
+            }
+            let steps = endpoint.plan.steps.iter().filter_map(|s| match s {
+                Step::Call(call) => call.key_space,
+                _ => None,
+            });
+            for space in endpoint.key.into_iter().chain(steps) {
+                spaces[space.index()] = true;
+            }
+        }
+        for (space, _) in service
+            .key_spaces
+            .iter()
+            .zip(&spaces)
+            .filter(|(_, used)| **used)
+        {
+            if let Keys::Zipf { n, .. } = space.keys {
+                if n <= MAX_ZIPF_TABLE_KEYS {
+                    e.entries += n as f64;
+                }
+            }
+        }
+    }
+    e.outstanding = peak_rate * seconds(longest_wait.min(scenario.duration)) * most_calls;
+    e.entries += service
+        .key_spaces
+        .iter()
+        .map(|s| s.records.len() as f64)
+        .sum::<f64>();
+    for (i, dep) in service.dependencies.iter().enumerate() {
+        let cached = dep
+            .engine
+            .cache
+            .as_ref()
+            .map_or(0.0, |c| (c.capacity as f64).min(reads[i].min(keys[i])));
+        let queued = dep
+            .engine
+            .queue
+            .as_ref()
+            .map_or(0.0, |q| (q.capacity as f64).min(writes[i]));
+        let created = writes[i].min(keys[i]);
+        e.entries += cached + queued + created;
+    }
+    // The called dependency with the longest timeout.
+    (0..n)
+        .filter(|&i| reads[i] + writes[i] > 0.0)
+        .max_by_key(|&i| (service.dependencies[i].engine.timeout, std::cmp::Reverse(i)))
+}
+
+/// The outstanding work and held entries of a scenario of the seed service.
+fn estimate_seed(scenario: &Scenario, e: &mut Estimate) {
     // Per dependency: reads and writes sent, and the largest key space read.
     let mut reads = [0.0f64; 2];
     let mut writes = [0.0f64; 2];
@@ -204,14 +380,39 @@ pub fn estimate(scenario: &Scenario) -> Estimate {
         let created = writes[i].min((keys[i] - collection.count as f64).max(0.0));
         e.entries += stored + cached + queued + created;
     }
-    let duration = seconds(scenario.duration);
-    for entry in &scenario.random_faults {
-        e.fault_windows += duration / seconds(entry.mtbf + entry.mttr);
+}
+
+/// The refusal of a declared scenario's outstanding work.
+fn outstanding_declared(
+    scenario: &Scenario,
+    service: &Service,
+    e: &Estimate,
+    limits: &Limits,
+) -> Refusal {
+    let slowest = estimate_declared(scenario, service, &mut Estimate::default());
+    let timeout = slowest.map_or(0, |i| service.dependencies[i].engine.timeout);
+    // Point at the timeout when it is longer than the default, else at the rate.
+    let key = match slowest {
+        Some(i) if timeout > crate::node::config::DEFAULT_CALL_TIMEOUT => {
+            format!(
+                "service.dependencies.{}.timeout",
+                service.dependencies[i].name
+            )
+        }
+        _ => heaviest(&scenario.workload, "workload", "rate", |w| {
+            w.rate.peak_rate()
+        }),
+    };
+    Refusal {
+        key,
+        message: format!(
+            "up to {} requests and calls outstanding at once (peak rate x the longest a \
+             request waits on its calls x the most calls a request makes); the limit is {}; \
+             lower a `timeout`, a `deadline` or the peak `rate`, or pass `--allow-large`",
+            count(e.outstanding),
+            count(limits.outstanding)
+        ),
     }
-    if let Some(cpu) = &scenario.cpu {
-        e.cpu_samples = duration / seconds(cpu.every);
-    }
-    e
 }
 
 /// A count as people read it: `3600000`, `3.6e12`.
@@ -255,20 +456,23 @@ pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
         });
     }
     if e.outstanding > limits.outstanding {
-        let (slowest, timeout) = Resource::ALL
-            .iter()
-            .map(|&r| (r, scenario.node.dependency(r).timeout))
-            .max_by_key(|&(_, t)| t)
-            .expect("two dependencies");
-        // Point at the timeout when it is longer than the default, else at the rate.
-        let key = if timeout > crate::node::config::DEFAULT_CALL_TIMEOUT {
-            format!("dependencies.{}.timeout", slowest.as_str())
+        if let Some(service) = &scenario.service {
+            refusals.push(outstanding_declared(scenario, service, &e, limits));
         } else {
-            heaviest(&scenario.workload, "workload", "rate", |w| {
-                w.rate.peak_rate()
-            })
-        };
-        refusals.push(Refusal {
+            let (slowest, timeout) = Resource::ALL
+                .iter()
+                .map(|&r| (r, scenario.node.dependency(r).timeout))
+                .max_by_key(|&(_, t)| t)
+                .expect("two dependencies");
+            // Point at the timeout when it is longer than the default, else at the rate.
+            let key = if timeout > crate::node::config::DEFAULT_CALL_TIMEOUT {
+                format!("dependencies.{}.timeout", slowest.as_str())
+            } else {
+                heaviest(&scenario.workload, "workload", "rate", |w| {
+                    w.rate.peak_rate()
+                })
+            };
+            refusals.push(Refusal {
             key,
             message: format!(
                 "up to {} requests and calls outstanding at once (peak rate x the longest call timeout, {}); \
@@ -278,10 +482,15 @@ pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
                 count(limits.outstanding)
             ),
         });
+        }
     }
     if e.entries > limits.entries {
         refusals.push(Refusal {
-            key: "dependencies".to_owned(),
+            key: if scenario.service.is_some() {
+                "service".to_owned()
+            } else {
+                "dependencies".to_owned()
+            },
             message: format!(
                 "up to {} records, cache entries and queued writes held at once; the limit is {}; \
                  lower a data set's `count`, a cache's or a queue's `capacity` or the key count `n`, {lift}",

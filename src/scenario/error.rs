@@ -47,10 +47,18 @@ impl ScenarioErrors {
 
     /// `errors` (not empty) sorted into file order and deduplicated, the first
     /// [`MAX_SHOWN`](Self::MAX_SHOWN) kept. Errors without a position come first; errors
-    /// at the same position keep their order.
+    /// at the same position keep their order. The errors of a scenario and of its
+    /// service file are grouped by file, the files in the order their first error
+    /// comes in `errors`.
     pub fn new(mut errors: Vec<ScenarioError>, more_may_follow: bool) -> ScenarioErrors {
         assert!(!errors.is_empty(), "a failure has at least one error");
-        errors.sort_by_key(|e| e.position);
+        let mut files: Vec<PathBuf> = Vec::new();
+        for e in &errors {
+            if !files.contains(&e.path) {
+                files.push(e.path.clone());
+            }
+        }
+        errors.sort_by_key(|e| (files.iter().position(|f| *f == e.path), e.position));
         let mut unique: Vec<ScenarioError> = Vec::with_capacity(errors.len());
         for e in errors {
             let seen = unique
@@ -127,6 +135,17 @@ mod tests {
         );
         assert_eq!(e.to_string(), "s.toml:1:5: a\ns.toml:3:1: c\ns.toml:3:1: b");
         assert_eq!(e.first().message, "a");
+    }
+
+    #[test]
+    fn errors_are_grouped_by_file_in_order_of_appearance() {
+        let mut service = at(1, 1, "s");
+        service.path = "shop.toml".into();
+        let e = ScenarioErrors::new(vec![at(5, 1, "b"), service, at(2, 1, "a")], false);
+        assert_eq!(
+            e.to_string(),
+            "s.toml:2:1: a\ns.toml:5:1: b\nshop.toml:1:1: s"
+        );
     }
 
     #[test]

@@ -22,16 +22,21 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::de::DeTable;
 
 use super::{Scenario, ScenarioError, ScenarioErrors};
 use crate::engine::{Span, MILLISECOND};
+use build::Invalid;
 
 mod build;
 mod locate;
 mod recover;
+mod service;
 mod values;
+
+use service::ServiceFile;
 
 use values::{Dur, NonNegative, Percent, Probability, Rate};
 
@@ -121,50 +126,223 @@ pub fn read(path: &Path) -> Result<String, ScenarioErrors> {
 
 /// Validates scenario `text`, read from `path` (used in messages and as
 /// [`Scenario::path`]), reporting every error it finds rather than the first one.
+///
+/// A scenario with a `service` key has a declared service: inline, or in a service
+/// file read from a path relative to the scenario's. A service file is parsed and
+/// deserialized on its own, beside the scenario, so the errors of both are reported
+/// together (the scenario's first, then the service file's, each in file order).
 pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioErrors> {
     if text.len() > MAX_FILE_BYTES {
         return Err(too_large(path, text.len()).into());
     }
-    let error = |offset: usize, message: String| ScenarioError {
-        path: path.to_owned(),
-        position: Some(locate::line_column(text, offset)),
-        message,
-    };
+    let source = Source { path, text };
     // A syntax error leaves no document to recover in: it is reported alone.
-    let root = DeTable::parse(text).map_err(|e| {
-        error(
-            e.span().map_or(0, |span| span.start),
-            toml_message(e.message()),
-        )
-    })?;
+    let root = source.parse()?;
+    if root.get_ref().contains_key("service") {
+        return parse_declared(&source, &root);
+    }
     let file: ScenarioFile = recover::deserialize(&root, text.len()).map_err(|found| {
-        let errors = found
-            .errors
-            .into_iter()
-            .map(|(span, message)| error(span.start, toml_message(&message)))
-            .collect();
-        ScenarioErrors::new(errors, found.incomplete)
+        let incomplete = found.incomplete;
+        ScenarioErrors::new(source.found(found), incomplete)
     })?;
-    build::build(file, path).map_err(|invalid| {
+    let serve = build::SeedServe::new(&file);
+    build::build(file, path, &serve).map_err(|invalid| {
         let errors = invalid
             .into_iter()
-            .map(|invalid| {
-                error(
-                    locate::locate(root.get_ref(), &invalid.path).start,
-                    format!("invalid {}: {}", invalid.path, invalid.reason),
-                )
-            })
+            .map(|invalid| source.invalid(&root, "", invalid))
             .collect();
         ScenarioErrors::new(errors, false)
     })
 }
 
-/// The 1-based line and column of the key at dotted `path` (`workload[0].rate`) in
-/// `text`, or of its nearest parent that is there.
-pub(super) fn position_of(text: &str, path: &str) -> (usize, usize) {
+/// A file being read, for its errors: where it is and what it says.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, offset: usize, message: String) -> ScenarioError {
+        ScenarioError {
+            path: self.path.to_owned(),
+            position: Some(locate::line_column(self.text, offset)),
+            message,
+        }
+    }
+
+    /// The text's tree, or its syntax error.
+    fn parse(&self) -> Result<toml::Spanned<DeTable<'_>>, ScenarioError> {
+        DeTable::parse(self.text).map_err(|e| {
+            self.error(
+                e.span().map_or(0, |span| span.start),
+                toml_message(e.message()),
+            )
+        })
+    }
+
+    /// Every deserialization error found.
+    fn found(&self, found: recover::Found) -> Vec<ScenarioError> {
+        found
+            .errors
+            .into_iter()
+            .map(|(span, message)| self.error(span.start, toml_message(&message)))
+            .collect()
+    }
+
+    /// A refused value at its key, which is at `prefix` + its path in `root`.
+    fn invalid(
+        &self,
+        root: &toml::Spanned<DeTable<'_>>,
+        prefix: &str,
+        invalid: Invalid,
+    ) -> ScenarioError {
+        let path = format!("{prefix}{}", invalid.path);
+        self.error(
+            locate::locate(root.get_ref(), &path).start,
+            format!("invalid {path}: {}", invalid.reason),
+        )
+    }
+}
+
+/// Where the service file that a scenario at `scenario` names as `written` is.
+fn service_path(scenario: &Path, written: &str) -> std::path::PathBuf {
+    scenario.parent().unwrap_or(Path::new("")).join(written)
+}
+
+/// The text of the service file at `path`, or what to say at the scenario's `service`.
+fn read_service(path: &Path) -> Result<String, String> {
+    read(path).map_err(|e| {
+        let message = &e.first().message;
+        match message.strip_prefix("cannot read the file: ") {
+            Some(why) => format!("cannot read the service file {}: {why}", path.display()),
+            None => format!("the service file {}: {message}", path.display()),
+        }
+    })
+}
+
+/// The rest of [`parse`] for a scenario with a declared service.
+fn parse_declared(
+    scenario: &Source<'_>,
+    root: &toml::Spanned<DeTable<'_>>,
+) -> Result<Scenario, ScenarioErrors> {
+    let mut errors = Vec::new();
+    let mut incomplete = false;
+    let mut file: Option<ScenarioFile<Declared>> =
+        match recover::deserialize(root, scenario.text.len()) {
+            Ok(file) => Some(file),
+            Err(found) => {
+                incomplete |= found.incomplete;
+                errors.extend(scenario.found(found));
+                None
+            }
+        };
+    // A service file is read whether or not the scenario deserialized.
+    let written = match root.get_ref().get("service").map(|v| v.get_ref()) {
+        Some(toml::de::DeValue::String(written)) => Some(written.to_string()),
+        _ => None,
+    };
+    let service_path = written.map(|w| service_path(scenario.path, &w));
+    let service_text = service_path.as_ref().and_then(|p| match read_service(p) {
+        Ok(text) => Some(text),
+        Err(message) => {
+            errors.push(scenario.error(locate::locate(root.get_ref(), "service").start, message));
+            None
+        }
+    });
+    let service_source = service_path
+        .as_deref()
+        .zip(service_text.as_deref())
+        .map(|(path, text)| Source { path, text });
+    let service_root = service_source.as_ref().and_then(|s| {
+        s.parse()
+            .map_err(|e| errors.push(e))
+            .ok()
+            .map(|root| (s, root))
+    });
+    let from_file: Option<ServiceFile> = service_root.as_ref().and_then(|(s, root)| {
+        recover::deserialize(root, s.text.len())
+            .map_err(|found| {
+                incomplete |= found.incomplete;
+                errors.extend(s.found(found));
+            })
+            .ok()
+    });
+    // The service, where its errors are located, and its default name.
+    let inline = match file.as_mut().and_then(|f| f.service.take()) {
+        Some(ServiceRef::Inline(inline)) => Some(*inline),
+        _ => None,
+    };
+    let stem = |p: &Path| {
+        p.file_stem().map_or_else(
+            || "service".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+    };
+    let declared = match (&inline, &from_file, &service_root) {
+        (Some(service), _, _) => Some((service, scenario, root, "service.", stem(scenario.path))),
+        (None, Some(service), Some((source, root))) => {
+            Some((service, *source, root, "", stem(source.path)))
+        }
+        _ => None,
+    };
+    let Some((service, source, service_root, prefix, name)) = declared else {
+        // The scenario or its service did not deserialize: their errors say why.
+        return Err(ScenarioErrors::new(errors, incomplete));
+    };
+    let mut names = service.names();
+    match service::build_service(service, &name) {
+        Ok(built) => names.service = Some(std::sync::Arc::new(built)),
+        Err(invalid) => errors.extend(
+            invalid
+                .into_iter()
+                .map(|invalid| source.invalid(service_root, prefix, invalid)),
+        ),
+    }
+    let scenario_errors_before = errors.len();
+    let built = file.map(|file| build::build(file, scenario.path, &names));
+    match built {
+        Some(Ok(built)) if errors.is_empty() => Ok(built),
+        Some(Err(invalid)) => {
+            errors.extend(
+                invalid
+                    .into_iter()
+                    .map(|invalid| scenario.invalid(root, "", invalid)),
+            );
+            // The scenario's errors come first, as for deserialization.
+            errors[..].rotate_left(scenario_errors_before);
+            Err(ScenarioErrors::new(errors, incomplete))
+        }
+        _ => Err(ScenarioErrors::new(errors, incomplete)),
+    }
+}
+
+/// The file and the 1-based line and column of the key at dotted `path`
+/// (`workload[0].rate`) of the scenario at `scenario` whose text is `text`, or of its
+/// nearest parent that is there. A key of a service that is a file
+/// (`service.dependencies.payments.timeout`) is looked up in that file.
+pub(super) fn place_of(
+    scenario: &Path,
+    text: &str,
+    path: &str,
+) -> (std::path::PathBuf, (usize, usize)) {
     // The text parsed once already (it is a scenario's), so this cannot fail.
-    let offset = DeTable::parse(text).map_or(0, |root| locate::locate(root.get_ref(), path).start);
-    locate::line_column(text, offset)
+    let Ok(root) = DeTable::parse(text) else {
+        return (scenario.to_owned(), (1, 1));
+    };
+    if let (Some(key), Some(toml::de::DeValue::String(written))) = (
+        path.strip_prefix("service."),
+        root.get_ref().get("service").map(|v| v.get_ref()),
+    ) {
+        let file = service_path(scenario, written);
+        if let Ok(service) = read(&file) {
+            if let Ok(service_root) = DeTable::parse(&service) {
+                let offset = locate::locate(service_root.get_ref(), key).start;
+                return (file, locate::line_column(&service, offset));
+            }
+        }
+    }
+    let offset = locate::locate(root.get_ref(), path).start;
+    (scenario.to_owned(), locate::line_column(text, offset))
 }
 
 /// toml's and serde's message, in the file's vocabulary: TOML has keys, not fields,
@@ -194,32 +372,163 @@ fn toml_message(message: &str) -> String {
     message
 }
 
+/// What a scenario of the seed service and one with a declared service write
+/// differently: the seed's own tables, the names in a stream's `mix` and a fault's
+/// `dependency`. The rest of the file is the same, so it is one generic type, and a
+/// seed scenario deserializes (and is refused) exactly as before services existed.
+trait Shape {
+    /// `[data]`.
+    type Data: DeserializeOwned + Default + std::fmt::Debug;
+    /// `[dependencies]`.
+    type Dependencies: DeserializeOwned + Default + std::fmt::Debug;
+    /// A stream's `mix`.
+    type Mix: DeserializeOwned + std::fmt::Debug;
+    /// A fault's `dependency`.
+    type Dependency: DeserializeOwned + std::fmt::Debug;
+}
+
+/// A scenario of the built-in seed service: no `service` key.
+#[derive(Debug)]
+struct Seed;
+
+impl Shape for Seed {
+    type Data = DataFile;
+    type Dependencies = DependenciesFile;
+    type Mix = MixFile;
+    type Dependency = DependencyName;
+}
+
+/// A scenario with a declared service (`service = "..."` or `[service]`): its names
+/// are the service's, and the seed's tables are read only to be refused.
+#[derive(Debug)]
+struct Declared;
+
+impl Shape for Declared {
+    type Data = SeedOnly;
+    type Dependencies = SeedOnly;
+    type Mix = Named<NonNegative>;
+    type Dependency = String;
+}
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a scenario document")]
-struct ScenarioFile {
+#[serde(deny_unknown_fields, expecting = "a scenario document", bound = "")]
+struct ScenarioFile<S: Shape = Seed> {
     name: Option<String>,
     #[serde(default)]
     description: String,
     seed: Option<u64>,
     duration: Dur,
+    service: Option<ServiceRef>,
     #[serde(default)]
-    data: DataFile,
+    data: S::Data,
     #[serde(default)]
     modes: ModesFile,
     #[serde(default)]
-    dependencies: DependenciesFile,
+    dependencies: S::Dependencies,
     #[serde(default)]
-    workload: Vec<WorkloadFile>,
+    workload: Vec<WorkloadFile<S>>,
     #[serde(default)]
-    fault: Vec<FaultFile>,
+    fault: Vec<FaultFile<S>>,
     #[serde(default)]
-    random_fault: Vec<RandomFaultFile>,
+    random_fault: Vec<RandomFaultFile<S>>,
     cpu: Option<CpuFile>,
     #[serde(default)]
     script: Vec<ScriptFile>,
     #[serde(default)]
     expect: ExpectFile,
+}
+
+/// `service`: the path of a service file (relative to the scenario; `parse` reads it
+/// from the document's tree, whether or not the rest deserializes), or the service
+/// itself as a table.
+#[derive(Debug)]
+enum ServiceRef {
+    File,
+    Inline(Box<ServiceFile>),
+}
+
+impl<'de> Deserialize<'de> for ServiceRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::value::MapAccessDeserializer;
+        use serde::de::{Error, MapAccess, Visitor};
+
+        struct ServiceVisitor;
+
+        impl<'de> Visitor<'de> for ServiceVisitor {
+            type Value = ServiceRef;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "the path of a service file (such as \"../services/shop.toml\") or a \
+                     [service] table",
+                )
+            }
+
+            fn visit_str<E: Error>(self, _: &str) -> Result<ServiceRef, E> {
+                Ok(ServiceRef::File)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ServiceRef, A::Error> {
+                ServiceFile::deserialize(MapAccessDeserializer::new(map))
+                    .map(|s| ServiceRef::Inline(Box::new(s)))
+            }
+        }
+
+        deserializer.deserialize_any(ServiceVisitor)
+    }
+}
+
+/// A table whose keys are names the file chooses (`[dependencies.payments]`,
+/// `mix = { checkout = 1 }`), in the order the file writes them.
+#[derive(Debug)]
+struct Named<T>(Vec<(String, T)>);
+
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Named(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, Visitor};
+        use std::marker::PhantomData;
+
+        struct NamedVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for NamedVisitor<T> {
+            type Value = Named<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table keyed by name")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named<T>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((key, value)) = map.next_entry::<toml::Spanned<String>, T>()? {
+                    entries.push((key.span().start, key.into_inner(), value));
+                }
+                // toml hands a table's keys over sorted by name; their spans give the
+                // order the file writes them in, which is the order of the ids.
+                entries.sort_by_key(|&(at, _, _)| at);
+                Ok(Named(entries.into_iter().map(|(_, k, v)| (k, v)).collect()))
+            }
+        }
+
+        deserializer.deserialize_map(NamedVisitor(PhantomData))
+    }
+}
+
+/// A seed-only table (`[data]`, `[dependencies]`) in a scenario with a declared
+/// service: anything is read, and `build` refuses it if it is there.
+#[derive(Debug, Default)]
+struct SeedOnly(bool);
+
+impl<'de> Deserialize<'de> for SeedOnly {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| SeedOnly(true))
+    }
 }
 
 /// `[data]`: one collection per service.
@@ -300,10 +609,11 @@ struct DependencyFile {
     read_policy: Option<ReadPolicyFile>,
     #[serde(default)]
     breaker: BreakerFile,
-    #[serde(default)]
-    cache: CacheFile,
-    #[serde(default)]
-    queue: QueueFile,
+    /// Absent: the seed's dependencies have one with every default, a declared
+    /// dependency has none.
+    cache: Option<CacheFile>,
+    /// Absent: as for `cache`.
+    queue: Option<QueueFile>,
 }
 
 /// `read_policy`.
@@ -397,11 +707,11 @@ struct QueueFile {
 
 /// `[[workload]]`: one open-loop stream.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a workload stream table")]
-struct WorkloadFile {
+#[serde(deny_unknown_fields, expecting = "a workload stream table", bound = "")]
+struct WorkloadFile<S: Shape> {
     name: Option<String>,
     rate: RateFile,
-    mix: MixFile,
+    mix: S::Mix,
     users: Option<KeysFile>,
     products: Option<KeysFile>,
 }
@@ -525,9 +835,9 @@ enum FaultKindName {
 
 /// `[[fault]]`: one scheduled window.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a fault table")]
-struct FaultFile {
-    dependency: DependencyName,
+#[serde(deny_unknown_fields, expecting = "a fault table", bound = "")]
+struct FaultFile<S: Shape> {
+    dependency: S::Dependency,
     kind: FaultKindName,
     start: Dur,
     end: Option<Dur>,
@@ -539,9 +849,9 @@ struct FaultFile {
 
 /// `[[random_fault]]`: seeded random windows.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a random fault table")]
-struct RandomFaultFile {
-    dependency: DependencyName,
+#[serde(deny_unknown_fields, expecting = "a random fault table", bound = "")]
+struct RandomFaultFile<S: Shape> {
+    dependency: S::Dependency,
     kind: FaultKindName,
     mtbf: Dur,
     mttr: Dur,
@@ -601,6 +911,31 @@ struct ExpectFile {
     max_writes_lost: Option<u64>,
     max_writes_rejected: Option<u64>,
     queue_drained_by: Option<Dur>,
+    /// `[expect.endpoints.NAME]` (a declared service only).
+    #[serde(default)]
+    endpoints: Named<EndpointExpectFile>,
+    /// `[expect.dependencies.NAME]` (a declared service only).
+    #[serde(default)]
+    dependencies: Named<DependencyExpectFile>,
+}
+
+/// `[expect.endpoints.NAME]`: checks of one endpoint's requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of endpoint expectations")]
+struct EndpointExpectFile {
+    min_availability: Option<Probability>,
+    max_p99_latency: Option<Dur>,
+    max_partial_rate: Option<Probability>,
+    max_deadline_misses: Option<u64>,
+}
+
+/// `[expect.dependencies.NAME]`: checks of one dependency's calls.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of dependency expectations")]
+struct DependencyExpectFile {
+    max_failure_rate: Option<Probability>,
+    max_breaker_trips: Option<u64>,
+    max_fan_out: Option<NonNegative>,
 }
 
 #[cfg(test)]
@@ -1048,8 +1383,8 @@ policy = "count_window"
         assert_eq!(
             e.to_string(),
             "s/x.toml:2:1: unknown key `bogus`, expected one of `name`, `description`, \
-             `seed`, `duration`, `data`, `modes`, `dependencies`, `workload`, `fault`, \
-             `random_fault`, `cpu`, `script`, `expect`"
+             `seed`, `duration`, `service`, `data`, `modes`, `dependencies`, `workload`, \
+             `fault`, `random_fault`, `cpu`, `script`, `expect`"
         );
         let e = load(Path::new("/nonexistent/brownout.toml")).unwrap_err();
         assert_eq!(e.first().position, None);

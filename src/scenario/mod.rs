@@ -38,10 +38,13 @@ pub fn trace_budget_error(scenario: &Scenario, text: &str) -> Option<ScenarioErr
 fn located(scenario: &Scenario, text: &str, refusals: Vec<budget::Refusal>) -> Vec<ScenarioError> {
     refusals
         .into_iter()
-        .map(|refusal| ScenarioError {
-            path: scenario.path.clone(),
-            position: Some(file::position_of(text, &refusal.key)),
-            message: format!("too large: {}", refusal.message),
+        .map(|refusal| {
+            let (path, position) = file::place_of(&scenario.path, text, &refusal.key);
+            ScenarioError {
+                path,
+                position: Some(position),
+                message: format!("too large: {}", refusal.message),
+            }
         })
         .collect()
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::service::ServiceNames;
 use super::values::{format_span, humanize_micros, Dur};
 use super::*;
 use crate::engine::breaker::{self, BreakerConfig, TripPolicy};
@@ -31,9 +32,11 @@ use crate::engine::{ConfigError, Span, Time};
 use crate::model::faults::{Fault, FaultKind, RandomFaults};
 use crate::model::latency::Latency;
 use crate::model::load::{CpuCurveConfig, CpuSegment, DEFAULT_INITIAL_CPU, DEFAULT_SAMPLE_EVERY};
+use crate::model::service::{unknown_name, DependencyEngine, DependencyId, EndpointId, Service};
 use crate::model::workload::{Keys, RatePhase, RatePlan};
 use crate::model::{
-    Expectations, RequestKind, Scenario, ScriptedMessage, SimDependency, WorkloadStream,
+    DependencyExpectations, EndpointExpectations, Expectations, RequestKind, Scenario,
+    ScriptedMessage, SimDependency, WorkloadStream,
 };
 use crate::node::config::DEFAULT_CALL_TIMEOUT;
 use crate::node::{Collection, DataSet, DependencyConfig, NodeConfig, ReadPolicy, Resource};
@@ -54,26 +57,26 @@ pub(super) type Many<T> = std::result::Result<T, Vec<Invalid>>;
 
 /// The errors collected while building independent parts.
 #[derive(Debug, Default)]
-struct Problems(Vec<Invalid>);
+pub(super) struct Problems(Vec<Invalid>);
 
 impl Problems {
     /// The value of a part, or `None` with its error kept.
-    fn check<T>(&mut self, result: Result<T>) -> Option<T> {
+    pub(super) fn check<T>(&mut self, result: Result<T>) -> Option<T> {
         result.map_err(|e| self.0.push(e)).ok()
     }
 
     /// The value of a part made of parts, or `None` with all their errors kept.
-    fn check_all<T>(&mut self, result: Many<T>) -> Option<T> {
+    pub(super) fn check_all<T>(&mut self, result: Many<T>) -> Option<T> {
         result.map_err(|e| self.0.extend(e)).ok()
     }
 
-    fn push(&mut self, invalid: Invalid) {
+    pub(super) fn push(&mut self, invalid: Invalid) {
         self.0.push(invalid);
     }
 
     /// `value` if nothing was wrong, else every error. A part without a value says
     /// why, so `value` is `None` only with errors.
-    fn finish<T>(self, value: Option<T>) -> Many<T> {
+    pub(super) fn finish<T>(self, value: Option<T>) -> Many<T> {
         match value {
             Some(value) if self.0.is_empty() => Ok(value),
             _ => {
@@ -84,7 +87,7 @@ impl Problems {
     }
 }
 
-fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Invalid {
+pub(super) fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Invalid {
     Invalid {
         path: path.into(),
         reason: reason.into(),
@@ -110,7 +113,7 @@ fn engine<'a>(
 /// are the ones the chosen variant takes. `present` lists every variant-specific key
 /// and whether it is written; `allowed` are the chosen variant's keys, of which
 /// `required` must be written.
-fn check_variant_keys(
+pub(super) fn check_variant_keys(
     prefix: &str,
     chosen: &str,
     present: &[(&str, bool)],
@@ -175,12 +178,306 @@ fn span(d: Option<Dur>, default: Span) -> Span {
     d.map_or(default, |d| d.0)
 }
 
+/// What a stream's `mix` and keys become.
+pub(super) struct StreamMix {
+    mix: Vec<(RequestKind, f64)>,
+    endpoints: Vec<(EndpointId, f64)>,
+    user_keys: Keys,
+    product_keys: Keys,
+}
+
+/// What building a scenario of the seed service and one with a declared service do
+/// differently: the parts whose keys or names are the service's.
+pub(super) trait Serve {
+    /// How the file is written.
+    type Shape: Shape;
+    /// The node's configuration, the data set and the seed's simulated dependencies.
+    fn node(
+        &self,
+        file: &ScenarioFile<Self::Shape>,
+    ) -> Many<(NodeConfig, DataSet, [SimDependency; 2])>;
+    /// A stream's mix and keys; `at` is the stream's path (`workload[0]`).
+    fn mix(&self, file: &WorkloadFile<Self::Shape>, at: &str) -> Many<StreamMix>;
+    /// The index of a fault's dependency, written at `at`.
+    fn dependency(&self, name: &<Self::Shape as Shape>::Dependency, at: &str) -> Result<usize>;
+    /// `[expect.endpoints]` and `[expect.dependencies]`.
+    fn expect_parts(
+        &self,
+        file: &ExpectFile,
+    ) -> Many<(Vec<EndpointExpectations>, Vec<DependencyExpectations>)>;
+    /// The declared service, if there is one.
+    fn service(&self) -> Option<Arc<Service>>;
+}
+
+/// The seed service; `counts` are the data set's record counts, the default key ranges.
+pub(super) struct SeedServe {
+    counts: [u64; 2],
+}
+
+impl SeedServe {
+    pub(super) fn new(file: &ScenarioFile) -> SeedServe {
+        SeedServe {
+            counts: Resource::ALL.map(|r| data_count(&file.data, r)),
+        }
+    }
+}
+
+impl Serve for SeedServe {
+    type Shape = Seed;
+
+    fn node(&self, file: &ScenarioFile) -> Many<(NodeConfig, DataSet, [SimDependency; 2])> {
+        let mut problems = Problems::default();
+        let data = problems.check_all(build_data(&file.data));
+        let node = problems.check_all(build_node(&file.modes, &file.dependencies));
+        let built = data
+            .zip(node)
+            .map(|(data, (node, dependencies))| (node, data, dependencies));
+        problems.finish(built)
+    }
+
+    fn mix(&self, file: &WorkloadFile<Seed>, at: &str) -> Many<StreamMix> {
+        let mut problems = Problems::default();
+        let m = &file.mix;
+        let weights = [
+            (RequestKind::GetUser, m.get_user),
+            (RequestKind::GetProduct, m.get_product),
+            (RequestKind::UpdateUser, m.update_user),
+            (RequestKind::UpdateProduct, m.update_product),
+            (RequestKind::GetRecommendations, m.get_recommendations),
+            (RequestKind::Search, m.search),
+        ]
+        .into_iter()
+        .filter_map(|(kind, w)| w.map(|w| (kind, w.0)))
+        .collect();
+        let mix = problems.check(positive_weights(
+            at,
+            weights,
+            "request kind",
+            "get_user",
+            &RequestKind::ALL.map(RequestKind::as_str),
+        ));
+        let [user_keys, product_keys] = [
+            (file.users.as_ref(), Resource::Users),
+            (file.products.as_ref(), Resource::Products),
+        ]
+        .map(|(keys, resource)| {
+            let count = self.counts[resource.dependency()];
+            problems.check(build_keys(keys, at, resource, count))
+        });
+        let built = match (mix, user_keys, product_keys) {
+            (Some(mix), Some(user_keys), Some(product_keys)) => Some(StreamMix {
+                mix,
+                endpoints: Vec::new(),
+                user_keys,
+                product_keys,
+            }),
+            _ => None,
+        };
+        problems.finish(built)
+    }
+
+    fn dependency(&self, name: &DependencyName, _at: &str) -> Result<usize> {
+        Ok(match name {
+            DependencyName::Users => Resource::Users.dependency(),
+            DependencyName::Products => Resource::Products.dependency(),
+        })
+    }
+
+    fn expect_parts(
+        &self,
+        file: &ExpectFile,
+    ) -> Many<(Vec<EndpointExpectations>, Vec<DependencyExpectations>)> {
+        let mut problems = Problems::default();
+        for (key, written) in [
+            ("endpoints", !file.endpoints.0.is_empty()),
+            ("dependencies", !file.dependencies.0.is_empty()),
+        ] {
+            if written {
+                problems.push(invalid(
+                    format!("expect.{key}"),
+                    "checks a declared service's parts; the seed service has none \
+                     (declare one with `service = \"...\"` or [service])",
+                ));
+            }
+        }
+        problems.finish(Some((Vec::new(), Vec::new())))
+    }
+
+    fn service(&self) -> Option<Arc<Service>> {
+        None
+    }
+}
+
+/// A declared service: the names the scenario may use, and the service once built.
+impl Serve for ServiceNames<'_> {
+    type Shape = Declared;
+
+    fn node(
+        &self,
+        file: &ScenarioFile<Declared>,
+    ) -> Many<(NodeConfig, DataSet, [SimDependency; 2])> {
+        let mut problems = Problems::default();
+        if file.data.0 {
+            problems.push(invalid(
+                "data",
+                "is the seed service's data set; a declared service's records are its key \
+                 spaces' `records` ([keys.NAME] in the service)",
+            ));
+        }
+        if file.dependencies.0 {
+            problems.push(invalid(
+                "dependencies",
+                "configures the seed service's users and products; a declared service's \
+                 dependencies are declared in the service ([dependencies.NAME] there)",
+            ));
+        }
+        let modes = problems.check_all(build_modes(&file.modes, Some(&self.features)));
+        let sim = crate::model::service::seed_sim_dependency();
+        // Only the modes apply: the rest stands for the seed service, which does not run.
+        let built = modes.map(|modes| {
+            let node = NodeConfig {
+                modes,
+                ..NodeConfig::default()
+            };
+            (node, DataSet::default(), [sim.clone(), sim])
+        });
+        problems.finish(built)
+    }
+
+    fn mix(&self, file: &WorkloadFile<Declared>, at: &str) -> Many<StreamMix> {
+        let mut problems = Problems::default();
+        for (key, written) in [
+            ("users", file.users.is_some()),
+            ("products", file.products.is_some()),
+        ] {
+            if written {
+                problems.push(invalid(
+                    format!("{at}.{key}"),
+                    "draws the seed service's keys; a declared endpoint's keys come from \
+                     its key space (`key` of the endpoint)",
+                ));
+            }
+        }
+        let mut weights = Vec::new();
+        for (name, weight) in &file.mix.0 {
+            match problems.check(resolve(
+                &self.endpoints,
+                "endpoint",
+                name,
+                format!("{at}.mix.{name}"),
+            )) {
+                Some(id) => weights.push((EndpointId(id as u16), weight.0)),
+                None => continue,
+            }
+        }
+        // Endpoint order, as the seed's mix is in kind order.
+        weights.sort_by_key(|&(id, _)| id);
+        let example = self.endpoints.first().copied().unwrap_or("checkout");
+        let endpoints = problems.check(positive_weights(
+            at,
+            weights,
+            "endpoint",
+            example,
+            &self.endpoints,
+        ));
+        let built = endpoints.map(|endpoints| StreamMix {
+            mix: Vec::new(),
+            endpoints,
+            user_keys: crate::model::service::SEED_KEYS,
+            product_keys: crate::model::service::SEED_KEYS,
+        });
+        problems.finish(built)
+    }
+
+    fn dependency(&self, name: &String, at: &str) -> Result<usize> {
+        resolve(&self.dependencies, "dependency", name, at.to_owned())
+    }
+
+    fn expect_parts(
+        &self,
+        file: &ExpectFile,
+    ) -> Many<(Vec<EndpointExpectations>, Vec<DependencyExpectations>)> {
+        let mut problems = Problems::default();
+        let mut endpoints = Vec::new();
+        for (name, e) in &file.endpoints.0 {
+            let at = format!("expect.endpoints.{name}");
+            if let Some(id) = problems.check(resolve(&self.endpoints, "endpoint", name, at)) {
+                endpoints.push(EndpointExpectations {
+                    endpoint: EndpointId(id as u16),
+                    min_availability: e.min_availability.map(|p| p.0),
+                    max_p99_latency: e.max_p99_latency.map(|d| d.0),
+                    max_partial_rate: e.max_partial_rate.map(|p| p.0),
+                    max_deadline_misses: e.max_deadline_misses,
+                });
+            }
+        }
+        let mut dependencies = Vec::new();
+        for (name, d) in &file.dependencies.0 {
+            let at = format!("expect.dependencies.{name}");
+            if let Some(id) = problems.check(resolve(&self.dependencies, "dependency", name, at)) {
+                dependencies.push(DependencyExpectations {
+                    dependency: DependencyId(id as u16),
+                    max_failure_rate: d.max_failure_rate.map(|p| p.0),
+                    max_breaker_trips: d.max_breaker_trips,
+                    max_fan_out: d.max_fan_out.map(|n| n.0),
+                });
+            }
+        }
+        problems.finish(Some((endpoints, dependencies)))
+    }
+
+    fn service(&self) -> Option<Arc<Service>> {
+        self.service.clone()
+    }
+}
+
+/// The index of `name` among `declared`, or an error at `at` that lists them.
+fn resolve(declared: &[&str], what: &str, name: &str, at: String) -> Result<usize> {
+    declared
+        .iter()
+        .position(|d| *d == name)
+        .ok_or_else(|| invalid(at, unknown_name(what, name, declared)))
+}
+
+/// A mix's weights with the zero ones dropped (a kind written with weight 0 is switched
+/// off, which is handy when editing a mix, and the generator needs positive weights),
+/// refused if none is left or they add up past a float.
+fn positive_weights<K>(
+    at: &str,
+    weights: Vec<(K, f64)>,
+    what: &str,
+    example: &str,
+    names: &[&str],
+) -> Result<Vec<(K, f64)>> {
+    let weights: Vec<(K, f64)> = weights.into_iter().filter(|&(_, w)| w > 0.0).collect();
+    if weights.is_empty() {
+        Err(invalid(
+            format!("{at}.mix"),
+            format!(
+                "needs at least one {what} with a positive weight, such as                  {{ {example} = 1 }} ({what}s: {})",
+                names.join(", ")
+            ),
+        ))
+    } else if !weights.iter().map(|&(_, w)| w).sum::<f64>().is_finite() {
+        Err(invalid(
+            format!("{at}.mix"),
+            "the weights add up to more than a float can hold",
+        ))
+    } else {
+        Ok(weights)
+    }
+}
+
 /// The whole scenario, or every error found.
-pub(super) fn build(file: ScenarioFile, path: &Path) -> Many<Scenario> {
+pub(super) fn build<S: Serve>(
+    file: ScenarioFile<S::Shape>,
+    path: &Path,
+    serve: &S,
+) -> Many<Scenario> {
     let mut problems = Problems::default();
-    let name = problems.check(match file.name {
+    let name = problems.check(match &file.name {
         Some(name) if name.trim().is_empty() => Err(invalid("name", "must not be empty")),
-        Some(name) => Ok(name),
+        Some(name) => Ok(name.clone()),
         None => Ok(path.file_stem().map_or_else(
             || "scenario".to_owned(),
             |s| s.to_string_lossy().into_owned(),
@@ -190,26 +487,25 @@ pub(super) fn build(file: ScenarioFile, path: &Path) -> Many<Scenario> {
         0 => Err(invalid("duration", "must be longer than zero")),
         d => Ok(d),
     });
-    let data = problems.check_all(build_data(&file.data));
-    let node = problems.check_all(build_node(&file.modes, &file.dependencies));
+    let node = problems.check_all(serve.node(&file));
     let random_faults = file
         .random_fault
         .iter()
         .enumerate()
-        .map(|(i, f)| problems.check(build_random_fault(f, i)))
+        .map(|(i, f)| problems.check(build_random_fault(f, i, serve)))
         .collect::<Option<Vec<_>>>();
+    let parts = problems.check_all(serve.expect_parts(&file.expect));
 
     // Everything below compares times with the run's duration.
     let (mut workload, mut faults, mut cpu, mut script, mut expect) =
         (None, None, None, None, None);
     if let Some(duration) = duration {
-        let counts = Resource::ALL.map(|r| data_count(&file.data, r));
-        workload = problems.check_all(build_workload(&file.workload, duration, counts));
+        workload = problems.check_all(build_workload(&file.workload, duration, serve));
         faults = file
             .fault
             .iter()
             .enumerate()
-            .map(|(i, f)| problems.check(build_fault(f, i, duration)))
+            .map(|(i, f)| problems.check(build_fault(f, i, duration, serve)))
             .collect::<Option<Vec<_>>>();
         cpu = match &file.cpu {
             Some(c) => problems.check_all(build_cpu(c, duration)).map(Some),
@@ -224,10 +520,16 @@ pub(super) fn build(file: ScenarioFile, path: &Path) -> Many<Scenario> {
         expect = problems.check(build_expect(&file.expect, duration));
     }
 
+    let expect = expect
+        .zip(parts)
+        .map(|(expect, (endpoints, dependencies))| Expectations {
+            endpoints,
+            dependencies,
+            ..expect
+        });
     let scenario = match (
         name,
         duration,
-        data,
         node,
         random_faults,
         workload,
@@ -239,8 +541,7 @@ pub(super) fn build(file: ScenarioFile, path: &Path) -> Many<Scenario> {
         (
             Some(name),
             Some(duration),
-            Some(data),
-            Some((node, dependencies)),
+            Some((node, data, dependencies)),
             Some(random_faults),
             Some(workload),
             Some(faults),
@@ -248,7 +549,7 @@ pub(super) fn build(file: ScenarioFile, path: &Path) -> Many<Scenario> {
             Some(script),
             Some(expect),
         ) => Some(Scenario {
-            service: None,
+            service: serve.service(),
             name,
             description: file.description,
             path: path.to_owned(),
@@ -275,14 +576,24 @@ fn build_node(
     files: &DependenciesFile,
 ) -> Many<(NodeConfig, [SimDependency; 2])> {
     let mut problems = Problems::default();
-    let modes = problems.check(build_modes(modes));
+    let modes = problems.check_all(build_modes(modes, None));
     let built = Resource::ALL.map(|resource| {
         let default = DependencyFile::default();
         let dep = [&files.users, &files.products][resource.dependency()]
             .as_ref()
             .unwrap_or(&default);
         let prefix = format!("dependencies.{}", resource.as_str());
-        problems.check_all(build_dependency(dep, &prefix))
+        let built = build_dependency(dep, &prefix, Absent::Defaults);
+        problems.check_all(built).map(|(sim, engine)| {
+            let config = DependencyConfig {
+                timeout: engine.timeout,
+                read_policy: engine.read_policy,
+                breaker: engine.breaker,
+                cache: engine.cache.expect("a seed dependency has a cache"),
+                queue: engine.queue.expect("a seed dependency has a queue"),
+            };
+            (sim, config)
+        })
     });
     let (Some(modes), [Some(users), Some(products)]) = (modes, built) else {
         return problems.finish(None);
@@ -303,10 +614,10 @@ fn build_node(
 }
 
 /// Every workload stream, and that no two share a name.
-fn build_workload(
-    files: &[WorkloadFile],
+fn build_workload<S: Serve>(
+    files: &[WorkloadFile<S::Shape>],
     duration: Time,
-    counts: [u64; 2],
+    serve: &S,
 ) -> Many<Vec<WorkloadStream>> {
     let mut problems = Problems::default();
     let names: Vec<String> = files
@@ -316,7 +627,7 @@ fn build_workload(
         .collect();
     let mut streams = Vec::with_capacity(files.len());
     for (k, stream) in files.iter().enumerate() {
-        streams.push(problems.check_all(build_stream(stream, k, duration, counts)));
+        streams.push(problems.check_all(build_stream(stream, k, duration, serve)));
         let name = &names[k];
         // An empty name is refused on its own; it is not also a duplicate.
         if name.trim().is_empty() {
@@ -396,10 +707,29 @@ fn build_data(file: &DataFile) -> Many<DataSet> {
     problems.finish(Some(DataSet { collections }))
 }
 
-fn build_modes(file: &ModesFile) -> Result<ModeConfig> {
-    let default = ModeConfig::default();
+/// The mode controller. `declared`: a declared service's features, which its lists
+/// must name, and which are then the defaults: `degraded` and `critical` disable every
+/// declared feature (declaring one says it may go under load, as the seed's
+/// recommendations and search do), and no feature is critical (a critical endpoint is
+/// never gated by one anyway). Without, the seed's defaults, and any name goes.
+fn build_modes(file: &ModesFile, declared: Option<&[&str]>) -> Many<ModeConfig> {
+    let mut problems = Problems::default();
+    let mut default = ModeConfig::default();
+    if let Some(features) = declared {
+        let all: Vec<String> = features.iter().map(|f| (*f).to_owned()).collect();
+        default.disabled_features = BTreeMap::from([
+            (Mode::Normal, Vec::new()),
+            (Mode::Degraded, all.clone()),
+            (Mode::Critical, all),
+        ]);
+        default.critical_features = Vec::new();
+    }
     let percent = |p: Option<Percent>, d: f64| p.map_or(d, |p| p.0);
     let mut disabled_features = default.disabled_features.clone();
+    let mut lists = vec![(
+        "modes.critical_features".to_owned(),
+        &file.critical_features,
+    )];
     if let Some(disabled) = &file.disabled {
         for (mode, list) in [
             (Mode::Normal, &disabled.normal),
@@ -408,6 +738,20 @@ fn build_modes(file: &ModesFile) -> Result<ModeConfig> {
         ] {
             if let Some(list) = list {
                 disabled_features.insert(mode, list.clone());
+            }
+            lists.push((format!("modes.disabled.{mode}"), list));
+        }
+    }
+    for (at, list) in lists {
+        let (Some(features), Some(list)) = (declared, list) else {
+            continue;
+        };
+        for (i, name) in list.iter().enumerate() {
+            if !features.contains(&name.as_str()) {
+                problems.push(invalid(
+                    format!("{at}[{i}]"),
+                    unknown_name("feature", name, features),
+                ));
             }
         }
     }
@@ -423,16 +767,29 @@ fn build_modes(file: &ModesFile) -> Result<ModeConfig> {
             .clone()
             .unwrap_or(default.critical_features),
     };
-    config
-        .validate()
-        .map_err(engine("", &[("disabled_features", "disabled")]))?;
-    Ok(config)
+    let config = problems.check(
+        config
+            .validate()
+            .map(|()| config)
+            .map_err(engine("", &[("disabled_features", "disabled")])),
+    );
+    problems.finish(config)
 }
 
-fn build_dependency(
+/// What a dependency without a `cache` or `queue` table has: the seed's dependencies
+/// always have both (an absent table means every default), a declared one has none.
+pub(super) enum Absent {
+    Defaults,
+    Nothing,
+}
+
+/// A dependency's simulated side and the engine in front of it; `prefix` is its path
+/// (`dependencies.users`).
+pub(super) fn build_dependency(
     file: &DependencyFile,
     prefix: &str,
-) -> Many<(SimDependency, DependencyConfig)> {
+    absent: Absent,
+) -> Many<(SimDependency, DependencyEngine)> {
     let mut problems = Problems::default();
     let latency = match &file.latency {
         Some(l) => problems.check(build_latency(l, prefix)),
@@ -458,20 +815,33 @@ fn build_dependency(
             .map(|()| breaker)
             .map_err(engine(&dotted, &[("trip_policy.", "")]))
     }));
-    let cache = build_cache(&file.cache);
-    let cache = problems.check(
-        cache
-            .validate()
-            .map(|()| cache)
-            .map_err(engine(&dotted, &[])),
-    );
-    let queue = build_queue(&file.queue);
-    let queue = problems.check(
-        queue
-            .validate()
-            .map(|()| queue)
-            .map_err(engine(&dotted, &[])),
-    );
+    let (default_cache, default_queue) = (CacheFile::default(), QueueFile::default());
+    let (cache_file, queue_file) = match absent {
+        Absent::Defaults => (
+            Some(file.cache.as_ref().unwrap_or(&default_cache)),
+            Some(file.queue.as_ref().unwrap_or(&default_queue)),
+        ),
+        Absent::Nothing => (file.cache.as_ref(), file.queue.as_ref()),
+    };
+    // `Some(None)`: there is none, which is valid; `None`: refused.
+    let cache = match cache_file.map(build_cache) {
+        None => Some(None),
+        Some(cache) => problems.check(
+            cache
+                .validate()
+                .map(|()| Some(cache))
+                .map_err(engine(&dotted, &[])),
+        ),
+    };
+    let queue = match queue_file.map(build_queue) {
+        None => Some(None),
+        Some(queue) => problems.check(
+            queue
+                .validate()
+                .map(|()| Some(queue))
+                .map_err(engine(&dotted, &[])),
+        ),
+    };
     let (Some(latency), Some(breaker), Some(cache), Some(queue)) = (latency, breaker, cache, queue)
     else {
         return problems.finish(None);
@@ -482,7 +852,7 @@ fn build_dependency(
         down_latency: span(file.down_latency, DEFAULT_DOWN_LATENCY),
         max_concurrency: file.max_concurrency,
     };
-    let config = DependencyConfig {
+    let config = DependencyEngine {
         timeout,
         read_policy: match file.read_policy {
             None => ReadPolicy::default(),
@@ -640,11 +1010,11 @@ fn build_queue(file: &QueueFile) -> QueueConfig {
     }
 }
 
-fn build_stream(
-    file: &WorkloadFile,
+fn build_stream<S: Serve>(
+    file: &WorkloadFile<S::Shape>,
     k: usize,
     duration: Time,
-    counts: [u64; 2],
+    serve: &S,
 ) -> Many<WorkloadStream> {
     let mut problems = Problems::default();
     let at = format!("workload[{k}]");
@@ -682,59 +1052,16 @@ fn build_stream(
         )))
     });
 
-    let m = &file.mix;
-    let weights = [
-        (RequestKind::GetUser, m.get_user),
-        (RequestKind::GetProduct, m.get_product),
-        (RequestKind::UpdateUser, m.update_user),
-        (RequestKind::UpdateProduct, m.update_product),
-        (RequestKind::GetRecommendations, m.get_recommendations),
-        (RequestKind::Search, m.search),
-    ];
-    // Zero weights are dropped: a kind written with weight 0 is switched off, which is
-    // handy when editing a mix, and the generator needs positive weights.
-    let mix: Vec<(RequestKind, f64)> = weights
-        .into_iter()
-        .filter_map(|(kind, w)| w.map(|w| (kind, w.0)))
-        .filter(|&(_, w)| w > 0.0)
-        .collect();
-    let mix = problems.check(if mix.is_empty() {
-        Err(invalid(
-            format!("{at}.mix"),
-            format!(
-                "needs at least one request kind with a positive weight, such as \
-                 {{ get_user = 1 }} (kinds: {})",
-                RequestKind::ALL.map(RequestKind::as_str).join(", ")
-            ),
-        ))
-    } else if !mix.iter().map(|&(_, w)| w).sum::<f64>().is_finite() {
-        Err(invalid(
-            format!("{at}.mix"),
-            "the weights add up to more than a float can hold",
-        ))
-    } else {
-        Ok(mix)
-    });
-
-    let [user_keys, product_keys] = [
-        (file.users.as_ref(), Resource::Users),
-        (file.products.as_ref(), Resource::Products),
-    ]
-    .map(|(keys, resource)| {
-        let count = counts[resource.dependency()];
-        problems.check(build_keys(keys, &at, resource, count))
-    });
-    let stream = match (name, rate, mix, user_keys, product_keys) {
-        (Some(name), Some(rate), Some(mix), Some(user_keys), Some(product_keys)) => {
-            Some(WorkloadStream {
-                name,
-                rate,
-                mix,
-                endpoints: Vec::new(),
-                user_keys,
-                product_keys,
-            })
-        }
+    let mix = problems.check_all(serve.mix(file, &at));
+    let stream = match (name, rate, mix) {
+        (Some(name), Some(rate), Some(mix)) => Some(WorkloadStream {
+            name,
+            rate,
+            mix: mix.mix,
+            endpoints: mix.endpoints,
+            user_keys: mix.user_keys,
+            product_keys: mix.product_keys,
+        }),
         _ => None,
     };
     problems.finish(stream)
@@ -794,39 +1121,48 @@ fn build_keys(
         }
         None => count,
     };
-    let keys = match file {
-        None => Keys::Uniform { n },
-        Some(f) => {
-            let (name, keys): (&str, &[&str]) = match f.dist {
-                KeysDist::Uniform => ("uniform", &["n"]),
-                KeysDist::Zipf => ("zipf", &["s", "n"]),
-            };
-            check_variant_keys(
-                &at,
-                &format!("dist = \"{name}\""),
-                &[("s", f.s.is_some()), ("n", f.n.is_some())],
-                keys,
-                &[],
-            )?;
-            match f.dist {
-                KeysDist::Uniform => Keys::Uniform { n },
-                KeysDist::Zipf => Keys::Zipf {
-                    n,
-                    s: f.s.unwrap_or(DEFAULT_ZIPF_S),
-                },
-            }
-        }
-    };
-    keys.validate()
-        .map_err(engine("", &[("workload.keys", at.as_str())]))?;
-    Ok(keys)
+    match file {
+        None => key_distribution(&at, KeysDist::Uniform, None, n, ("n", false)),
+        Some(f) => key_distribution(&at, f.dist, f.s, n, ("n", f.n.is_some())),
+    }
 }
 
-fn dependency_index(name: DependencyName) -> usize {
-    match name {
-        DependencyName::Users => Resource::Users.dependency(),
-        DependencyName::Products => Resource::Products.dependency(),
-    }
+/// Keys `1..=n` drawn as `dist` with exponent `s`, for the table at `at`, whose key
+/// for `n` is `count_key` (its name, and whether it is written).
+pub(super) fn key_distribution(
+    at: &str,
+    dist: KeysDist,
+    s: Option<f64>,
+    n: u64,
+    count_key: (&str, bool),
+) -> Result<Keys> {
+    let (name, count) = count_key;
+    let (dist_name, keys): (&str, &[&str]) = match dist {
+        KeysDist::Uniform => ("uniform", &[name]),
+        KeysDist::Zipf => ("zipf", &["s", name]),
+    };
+    check_variant_keys(
+        at,
+        &format!("dist = \"{dist_name}\""),
+        &[("s", s.is_some()), (name, count)],
+        keys,
+        &[],
+    )?;
+    let keys = match dist {
+        KeysDist::Uniform => Keys::Uniform { n },
+        KeysDist::Zipf => Keys::Zipf {
+            n,
+            s: s.unwrap_or(DEFAULT_ZIPF_S),
+        },
+    };
+    keys.validate().map_err(engine(
+        "",
+        &[
+            ("workload.keys.n", &format!("{at}.{name}")),
+            ("workload.keys", at),
+        ],
+    ))?;
+    Ok(keys)
 }
 
 /// The kind of a fault and its kind-specific keys.
@@ -865,8 +1201,14 @@ fn build_fault_kind(
     })
 }
 
-fn build_fault(file: &FaultFile, i: usize, duration: Time) -> Result<Fault> {
+fn build_fault<S: Serve>(
+    file: &FaultFile<S::Shape>,
+    i: usize,
+    duration: Time,
+    serve: &S,
+) -> Result<Fault> {
     let at = format!("fault[{i}]");
+    let dependency = serve.dependency(&file.dependency, &format!("{at}.dependency"))?;
     let kind = build_fault_kind(
         &at,
         file.kind,
@@ -881,7 +1223,7 @@ fn build_fault(file: &FaultFile, i: usize, duration: Time) -> Result<Fault> {
     within_run(format!("{at}.end"), end, duration)?;
     forward(format!("{at}.end"), start, end, "start")?;
     let fault = Fault {
-        dependency: dependency_index(file.dependency),
+        dependency,
         kind,
         start,
         end,
@@ -893,8 +1235,13 @@ fn build_fault(file: &FaultFile, i: usize, duration: Time) -> Result<Fault> {
     Ok(fault)
 }
 
-fn build_random_fault(file: &RandomFaultFile, i: usize) -> Result<RandomFaults> {
+fn build_random_fault<S: Serve>(
+    file: &RandomFaultFile<S::Shape>,
+    i: usize,
+    serve: &S,
+) -> Result<RandomFaults> {
     let at = format!("random_fault[{i}]");
+    let dependency = serve.dependency(&file.dependency, &format!("{at}.dependency"))?;
     let kind = build_fault_kind(
         &at,
         file.kind,
@@ -904,7 +1251,7 @@ fn build_random_fault(file: &RandomFaultFile, i: usize) -> Result<RandomFaults> 
         file.down,
     )?;
     let faults = RandomFaults {
-        dependency: dependency_index(file.dependency),
+        dependency,
         mtbf: file.mtbf.0,
         mttr: file.mttr.0,
         kind,
