@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::engine::modes::ModeConfig;
 use crate::engine::Time;
-use crate::model::Service;
+use crate::model::{DependencyId, Service};
 use crate::node::{
     parse_body_for, Call, CallError, CallResult, DataSet, Effect, Node, NodeConfig, ProtocolError,
     ReplyBody, RequestId, Resource, Store, StoreLimits, Timer,
@@ -95,9 +95,8 @@ pub enum Serving<'a> {
         /// The data set.
         data: &'a DataSet,
     },
-    /// A declared service with the mode controller `modes`. Its dependencies' stores
-    /// hold the records `1..=n` of the largest key space and the key spaces' named
-    /// records.
+    /// A declared service with the mode controller `modes`. Each dependency's store
+    /// holds the records of the key spaces its calls use ([`Service::collection`]).
     Declared {
         /// The service.
         service: Arc<Service>,
@@ -118,14 +117,12 @@ impl Backend {
                 .iter()
                 .map(|&r| Store::with_limits(r, data.collection(r), limits))
                 .collect(),
-            Serving::Declared { service, .. } => {
-                let collection = service.collection();
-                service
-                    .dependencies
-                    .iter()
-                    .map(|_| Store::declared_with_limits(&collection, limits))
-                    .collect()
-            }
+            Serving::Declared { service, .. } => (0..service.dependencies.len())
+                .map(|i| {
+                    let collection = service.collection(DependencyId(i as u16));
+                    Store::declared_with_limits(&collection, limits)
+                })
+                .collect(),
         };
         Backend { stores }
     }

@@ -450,7 +450,10 @@ impl<'a> Names<'a> {
     fn resolve(&self, name: &str, path: &str, errors: &mut Vec<ConfigError>) -> Option<u16> {
         let found = self.find(name);
         if found.is_none() {
-            errors.push(ConfigError::new(path, unknown_name(self.what, name, &self.names)));
+            errors.push(ConfigError::new(
+                path,
+                unknown_name(self.what, name, &self.names),
+            ));
         }
         found
     }
@@ -1036,19 +1039,45 @@ impl Service {
         }
     }
 
-    /// What each of its dependencies holds: the records `1..=n` of its largest key
-    /// space (a call's key is drawn from one of them) and the records the key spaces
-    /// name. Not warm: a declared node's caches start empty.
-    pub fn collection(&self) -> crate::node::Collection {
+    /// The key spaces the calls to `dependency` draw their keys from (a call's own
+    /// space, or its endpoint's), in id order.
+    pub fn key_spaces_of(&self, dependency: DependencyId) -> Vec<KeySpaceId> {
+        let mut spaces = Vec::new();
+        for endpoint in &self.endpoints {
+            for step in &endpoint.plan.steps {
+                let Step::Call(call) = step else { continue };
+                let space = call.key_space.or(endpoint.key);
+                let fallbacks = call.leaf.fallback.iter().filter_map(|f| match f {
+                    Fallback::Call { dependency: d, .. } => Some(*d),
+                    _ => None,
+                });
+                let targets = std::iter::once(call.dependency).chain(fallbacks);
+                for target in targets {
+                    if let Some(space) = space.filter(|_| target == dependency) {
+                        if !spaces.contains(&space) {
+                            spaces.push(space);
+                        }
+                    }
+                }
+            }
+        }
+        spaces.sort();
+        spaces
+    }
+
+    /// What `dependency` holds: the records `1..=n` of the largest key space its
+    /// calls draw from, and the records those key spaces name. Not warm: a declared
+    /// node's caches start empty. Sized by its own key spaces, not the service's
+    /// largest: a store holds a slot per record.
+    pub fn collection(&self, dependency: DependencyId) -> crate::node::Collection {
+        let spaces: Vec<&KeySpace> = self
+            .key_spaces_of(dependency)
+            .into_iter()
+            .map(|k| &self.key_spaces[k.index()])
+            .collect();
         crate::node::Collection {
-            count: self
-                .key_spaces
-                .iter()
-                .map(|k| k.keys.count())
-                .max()
-                .unwrap_or(0),
-            records: self
-                .key_spaces
+            count: spaces.iter().map(|k| k.keys.count()).max().unwrap_or(0),
+            records: spaces
                 .iter()
                 .flat_map(|k| k.records.iter().map(|(&id, name)| (id, name.clone())))
                 .collect(),

@@ -654,7 +654,9 @@ impl Node {
             Purpose::Drain { write } => match result {
                 CallResult::Written(record) => {
                     dep.queue.on_applied(write, now);
-                    dep.cache.insert(key, record, now);
+                    if dep.has_cache {
+                        dep.cache.insert(key, record, now);
+                    }
                 }
                 CallResult::Rejected(full) => {
                     // The client was told the write was queued; it cannot be applied,

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::engine::Time;
 use crate::intern::intern;
-use crate::model::service::EndpointId;
+use crate::model::service::{DependencyId, EndpointId};
 use crate::model::{RequestKind, Scenario};
 use crate::node::{
     parse_body_for, Call, CallError, CallId, CallResult, Effect, InBandFault, Name, Node, Op,
@@ -257,11 +257,11 @@ impl<'s, 'w> Simulation<'s, 'w> {
                     stream(seed, Stream::Engine),
                 )
                 .map_err(invalid)?;
-                let collection = service.collection();
                 let deps = service
                     .dependencies
                     .iter()
-                    .map(|dep| {
+                    .enumerate()
+                    .map(|(i, dep)| {
                         let sim = &dep.sim;
                         Ok(DependencySim {
                             latency: sim.latency.sampler().map_err(invalid)?,
@@ -269,7 +269,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                             down_latency: sim.down_latency,
                             max_concurrency: sim.max_concurrency,
                             busy: 0,
-                            store: Store::declared(&collection),
+                            store: Store::declared(&service.collection(DependencyId(i as u16))),
                             rng: stream(seed, Stream::NamedDependency(dep.stream_key())),
                         })
                     })

@@ -123,6 +123,9 @@ struct Run {
     data: Vec<(StepId, PartData)>,
     /// The queue depth after the last write it queued.
     queue_depth: usize,
+    /// Why a write of the run was refused, for the error reply: the step and the
+    /// reason (a full queue, a full store).
+    refusal: Option<(StepId, String)>,
 }
 
 /// Why a failed call's answer is what the plan sees.
@@ -276,6 +279,7 @@ impl Node {
             value,
             data: Vec::new(),
             queue_depth: 0,
+            refusal: None,
         });
         self.drive(now, id);
         let decl = self.declared.as_mut().expect("checked above");
@@ -352,7 +356,15 @@ impl Node {
                 };
                 self.answer(now, run, slot, Answer::Fresh, Some(data));
             }
-            CallResult::Rejected(_) => self.answer(now, run, slot, Answer::Rejected, None),
+            CallResult::Rejected(full) => {
+                let reason = format!(
+                    "{} store is full; the write to {} {key} was not applied: {full}",
+                    self.deps[dependency].name,
+                    self.deps[dependency].noun()
+                );
+                self.refuse_step(run, slot, reason);
+                self.answer(now, run, slot, Answer::Rejected, None)
+            }
             CallResult::Failed(_)
                 if self.deps[dependency].has_queue && self.is_waiting(run, slot) =>
             {
@@ -574,11 +586,11 @@ impl Node {
         };
         let write = QueuedWrite { key, name, version };
         let dep = &mut self.deps[index];
-        // Writes already waiting go first, in the order clients sent them.
-        if dep.has_queue && !dep.queue.is_empty() {
-            let answer = self.enqueue_step_write(now, run, slot, index, write, now);
-            return self.answer(now, run, slot, answer, None);
-        }
+        // Unlike the seed's writes, a declared write does not wait behind the queued
+        // ones while the dependency takes calls: at a checkout's rate, one charge
+        // queued after a stray error would make every later one queue behind it for
+        // as long as writes keep coming. Versions keep an older write from
+        // overwriting a newer one whatever order they reach the service in.
         match dep.breaker.try_acquire(now, &mut self.rng) {
             Ok(permit) => {
                 let op = Op::Write {
@@ -630,7 +642,26 @@ impl Node {
                 }
                 Answer::Queued
             }
-            Enqueue::Rejected { .. } => Answer::Rejected,
+            Enqueue::Rejected { depth } => {
+                let reason = format!(
+                    "{} cannot take it now and its write queue is full ({depth} writes \
+                     waiting); the write to {} {key} was not accepted, retry later",
+                    dep.name,
+                    dep.noun()
+                );
+                self.refuse_step(run, slot, reason);
+                Answer::Rejected
+            }
+        }
+    }
+
+    /// Records why request `run`'s write for `slot` was refused, if the run still
+    /// waits for it.
+    fn refuse_step(&mut self, run: u64, slot: Slot, reason: String) {
+        if let Some(r) = self.declared.as_mut().and_then(|d| d.runs.get_mut(run)) {
+            if r.plan.is_waiting(slot) {
+                r.refusal = Some((slot.step, reason));
+            }
         }
     }
 
@@ -681,10 +712,18 @@ impl Node {
                 } else {
                     Served::Error { code: error.code }
                 };
+                let endpoint_name = &decl.service.endpoint(endpoint).name;
+                let text = match &r.refusal {
+                    Some((step, reason)) if *step == error.step => format!(
+                        "{endpoint_name}: required part `{}` was refused: {reason}",
+                        names.parts[step.index()]
+                    ),
+                    _ => format!("{endpoint_name}: {}", error.text),
+                };
                 let body = ReplyBody::Error {
                     in_reply_to: r.msg_id,
                     code,
-                    text: format!("{}: {}", decl.service.endpoint(endpoint).name, error.text),
+                    text,
                 };
                 (body, served)
             }
