@@ -450,7 +450,10 @@ impl<'a> Names<'a> {
     fn resolve(&self, name: &str, path: &str, errors: &mut Vec<ConfigError>) -> Option<u16> {
         let found = self.find(name);
         if found.is_none() {
-            errors.push(ConfigError::new(path, unknown_name(self.what, name, &self.names)));
+            errors.push(ConfigError::new(
+                path,
+                unknown_name(self.what, name, &self.names),
+            ));
         }
         found
     }
