@@ -7,7 +7,9 @@
 //! errors are reported at once, each at a dotted key path such as
 //! `endpoints.checkout.plan[0].par[1].call`, with the names that were declared.
 //!
-//! Not yet wired in: the node, the simulator and the file format still run the seed
+//! The file format maps a service file or a scenario's `[service]` onto a
+//! [`ServiceSpec`] (`scenario/file/service.rs`) and keeps the built service in
+//! `Scenario::service`. Not yet wired in: the node and the simulator still run the seed
 //! service hard-wired; [`Service::seed`] is that service in this model, for the step
 //! that wires it.
 

@@ -658,6 +658,61 @@ mod tests {
     }
 
     #[test]
+    fn a_declared_service_is_estimated_from_its_plans() {
+        let text = |deadline: &str| {
+            format!(
+                "duration = \"100s\"\n[[workload]]\nrate = 10\nmix = {{ e = 1 }}\n[service]\n\
+                 [service.dependencies.a]\ntimeout = \"2s\"\ncache = {{ capacity = 5 }}\n\
+                 [service.dependencies.b]\ntimeout = \"1s\"\nqueue = {{ capacity = 100 }}\n\
+                 [service.keys.k]\ncount = 50\ndist = \"zipf\"\nrecords = {{ 1 = \"one\" }}\n\
+                 [service.endpoints.e]\nkey = \"k\"\n{deadline}\n\
+                 plan = [{{ par = [{{ call = \"a\", op = \"read\" }}, {{ call = \"b\", op = \"write\" }}] }},\
+                 {{ call = \"b\", op = \"read\", fallback = [{{ call = \"a\" }}] }}]\n"
+            )
+        };
+        let e = estimate(&scenario(&text("")));
+        assert_eq!(e.requests, 1000.0);
+        // The par waits 2s, then b 1s and its fallback a 2s; four calls a request.
+        assert_eq!(e.outstanding, 10.0 * 5.0 * 4.0);
+        // A record, the zipf table, a's cache full (5), b's queue full (100) and 50
+        // records created by writes (the key space).
+        assert_eq!(e.entries, 1.0 + 50.0 + 5.0 + 100.0 + 50.0);
+        // A deadline cuts the wait.
+        let e = estimate(&scenario(&text("deadline = \"3s\"")));
+        assert_eq!(e.outstanding, 10.0 * 3.0 * 4.0);
+    }
+
+    #[test]
+    fn a_refusal_of_a_service_file_key_is_located_in_that_file() {
+        let dir = std::env::temp_dir().join(format!("brownout-{}-budget", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let service = "[dependencies.a]\ntimeout = \"1h\"\n[endpoints.e]\nplan = [{ call = \"a\", op = \"write\", key = \"k\" }]\n[keys.k]\n";
+        std::fs::write(dir.join("s.toml"), service).unwrap();
+        let text =
+            "duration = \"2h\"\nservice = \"s.toml\"\n[[workload]]\nrate = 1000\nmix = { e = 1 }\n";
+        let path = dir.join("x.toml");
+        let s = crate::scenario::parse(text, &path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(refused_keys(&s), ["service.dependencies.a.timeout"]);
+        let errors = crate::scenario::budget_errors(&s, text, &Limits::DEFAULT);
+        assert_eq!(errors[0].path, dir.join("s.toml"));
+        assert_eq!(errors[0].position, Some((2, 1)));
+        assert!(
+            errors[0]
+                .message
+                .starts_with("too large: up to 3.6e6 requests and calls"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    fn refused_keys(s: &Scenario) -> Vec<String> {
+        check(s, &Limits::DEFAULT)
+            .into_iter()
+            .map(|r| r.key)
+            .collect()
+    }
+
+    #[test]
     fn counts_read_as_people_write_them() {
         assert_eq!(count(999_999.0), "999999");
         assert_eq!(count(1e6), "1e6");

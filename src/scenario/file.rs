@@ -215,7 +215,11 @@ fn read_service(path: &Path) -> Result<String, String> {
         let message = &e.first().message;
         match message.strip_prefix("cannot read the file: ") {
             Some(why) => format!("cannot read the service file {}: {why}", path.display()),
-            None => format!("the service file {}: {message}", path.display()),
+            None => format!(
+                "the service file {}: {}",
+                path.display(),
+                message.replace("a scenario file", "a service file")
+            ),
         }
     })
 }

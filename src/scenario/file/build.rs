@@ -252,8 +252,7 @@ impl Serve for SeedServe {
         let mix = problems.check(positive_weights(
             at,
             weights,
-            "request kind",
-            "get_user",
+            ("request kind", "get_user", "kinds"),
             &RequestKind::ALL.map(RequestKind::as_str),
         ));
         let [user_keys, product_keys] = [
@@ -359,6 +358,7 @@ impl Serve for ServiceNames<'_> {
             }
         }
         let mut weights = Vec::new();
+        let mut unknown = false;
         for (name, weight) in &file.mix.0 {
             match problems.check(resolve(
                 &self.endpoints,
@@ -367,8 +367,12 @@ impl Serve for ServiceNames<'_> {
                 format!("{at}.mix.{name}"),
             )) {
                 Some(id) => weights.push((EndpointId(id as u16), weight.0)),
-                None => continue,
+                None => unknown = true,
             }
+        }
+        if unknown {
+            // Said already; whether the rest is enough is for once the names are right.
+            return problems.finish(None);
         }
         // Endpoint order, as the seed's mix is in kind order.
         weights.sort_by_key(|&(id, _)| id);
@@ -376,8 +380,7 @@ impl Serve for ServiceNames<'_> {
         let endpoints = problems.check(positive_weights(
             at,
             weights,
-            "endpoint",
-            example,
+            ("endpoint", example, "endpoints"),
             &self.endpoints,
         ));
         let built = endpoints.map(|endpoints| StreamMix {
@@ -445,8 +448,7 @@ fn resolve(declared: &[&str], what: &str, name: &str, at: String) -> Result<usiz
 fn positive_weights<K>(
     at: &str,
     weights: Vec<(K, f64)>,
-    what: &str,
-    example: &str,
+    (what, example, label): (&str, &str, &str),
     names: &[&str],
 ) -> Result<Vec<(K, f64)>> {
     let weights: Vec<(K, f64)> = weights.into_iter().filter(|&(_, w)| w > 0.0).collect();
@@ -454,7 +456,8 @@ fn positive_weights<K>(
         Err(invalid(
             format!("{at}.mix"),
             format!(
-                "needs at least one {what} with a positive weight, such as                  {{ {example} = 1 }} ({what}s: {})",
+                "needs at least one {what} with a positive weight, such as \
+                 {{ {example} = 1 }} ({label}: {})",
                 names.join(", ")
             ),
         ))

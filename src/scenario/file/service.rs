@@ -348,12 +348,7 @@ fn key_space(name: &str, file: &KeySpaceFile, problems: &mut Problems) -> KeySpa
 
 fn endpoint_spec(name: &str, file: &EndpointFile, at: &str) -> Many<EndpointSpec> {
     let mut problems = Problems::default();
-    let plan: Option<Vec<StepSpec>> = file
-        .plan
-        .iter()
-        .enumerate()
-        .map(|(i, s)| step(s, &format!("{at}.plan[{i}]"), &mut problems))
-        .collect();
+    let plan = steps(&file.plan, &format!("{at}.plan"), &mut problems);
     let spec = plan.map(|plan| EndpointSpec {
         name: name.to_owned(),
         key: file.key.clone(),
@@ -369,7 +364,7 @@ fn endpoint_spec(name: &str, file: &EndpointFile, at: &str) -> Many<EndpointSpec
     problems.finish(spec)
 }
 
-/// The steps of a `seq` or `par`, at `at` (`...seq`).
+/// The steps of a plan, `seq` or `par`, at `at` (`...plan`, `...seq`).
 fn steps(files: &[StepFile], at: &str, problems: &mut Problems) -> Option<Vec<StepSpec>> {
     // Every child is mapped, so that each one's errors are reported.
     let steps: Vec<Option<StepSpec>> = files
@@ -415,8 +410,13 @@ fn step(file: &StepFile, at: &str, problems: &mut Problems) -> Option<StepSpec> 
         }
         ["call"] => call(file, at, problems),
         [list] => {
-            let chosen = format!("a `{list}` (its steps take them)");
-            problems.check(build::check_variant_keys(at, &chosen, &call_keys, &[], &[]))?;
+            if let Some((key, _)) = call_keys.iter().find(|k| k.1) {
+                problems.push(build::invalid(
+                    format!("{at}.{key}"),
+                    format!("applies to a call; a `{list}` takes only its steps"),
+                ));
+                return None;
+            }
             let children = file.seq.as_ref().or(file.par.as_ref())?;
             let children = steps(children, &format!("{at}.{list}"), problems)?;
             Some(if *list == "seq" {
@@ -436,13 +436,15 @@ fn call(file: &StepFile, at: &str, problems: &mut Problems) -> Option<StepSpec> 
         ));
         return None;
     };
-    let fallback: Option<Vec<FallbackSpec>> = file
+    // Every fallback is mapped, so that each one's errors are reported.
+    let fallback: Vec<Option<FallbackSpec>> = file
         .fallback
         .iter()
         .flatten()
         .enumerate()
         .map(|(i, f)| fallback(f, op, &format!("{at}.fallback[{i}]"), problems))
         .collect();
+    let fallback: Option<Vec<FallbackSpec>> = fallback.into_iter().collect();
     Some(StepSpec::Call {
         call: file.call.clone()?,
         op: op.op(),
@@ -498,3 +500,6 @@ fn fallback(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
