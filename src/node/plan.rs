@@ -32,9 +32,12 @@
 //!   fallback call is not started past the deadline (it counts as failed), nor is a
 //!   call a `seq` reaches after it. Cache lookups are local and still answered.
 //! - Features are read once, when the request starts: one request sees one mode.
-//! - Exactly one [`Action::Done`] per run, and no action after it.
+//! - Exactly one [`Action::Done`] per run, and no action after it; the result is then
+//!   [`PlanRun::outcome`].
 
 use std::fmt;
+
+use smallvec::SmallVec;
 
 use crate::engine::{Span, Time};
 use crate::model::service::{
@@ -239,7 +242,7 @@ pub struct Outcome {
     pub partial: bool,
     /// Every leaf step that finished, in plan order, with how it was served. After an
     /// error, steps not reached (or abandoned) are absent.
-    pub steps: Vec<(StepId, StepServed)>,
+    pub steps: SmallVec<[(StepId, StepServed); INLINE_STEPS]>,
     /// Set when a required part was missing.
     pub error: Option<RunError>,
     /// The deadline passed before the run was done.
@@ -274,7 +277,7 @@ impl Outcome {
 }
 
 /// Something the caller must do for the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Call `dependency` and report the answer with [`PlanRun::on_answer`] (a breaker
     /// refusal, the read policy's cache answer and the queue's acceptance included).
@@ -311,8 +314,10 @@ pub enum Action {
         /// The call.
         slot: Slot,
     },
-    /// The run is over.
-    Done(Outcome),
+    /// The run is over: its result is [`PlanRun::outcome`]. (Computed on demand
+    /// rather than carried here, so that an action is a few words, moved through the
+    /// caller's buffers at every step.)
+    Done,
 }
 
 /// The features disabled when a request starts, as a bit mask ([`MAX_FEATURES`] bits).
@@ -369,10 +374,15 @@ pub struct PlanRun {
     /// The deadline has passed: no call starts any more.
     expired: bool,
     done: bool,
-    /// Indexed by [`StepId`]: one small `Copy` entry per step, the run's only allocation
-    /// besides the outcome.
-    states: Vec<State>,
+    /// Indexed by [`StepId`]: one small `Copy` entry per step, held inline for plans of
+    /// up to [`INLINE_STEPS`] steps, so that a run of a small plan allocates nothing.
+    states: SmallVec<[State; INLINE_STEPS]>,
+    /// Why the run failed, once it has.
+    error: Option<RunError>,
 }
+
+/// Plans of up to this many steps run without allocating.
+pub const INLINE_STEPS: usize = 6;
 
 impl PlanRun {
     /// Starts a request of `endpoint` at `now`, with the features in `disabled` off;
@@ -392,7 +402,8 @@ impl PlanRun {
             disabled,
             expired: false,
             done: false,
-            states: vec![State::Idle; ep.plan.steps.len()],
+            states: smallvec::smallvec![State::Idle; ep.plan.steps.len()],
+            error: None,
         };
         let mut exec = Exec::new(&mut run, service, now, out);
         exec.start_step(ep.plan.root);
@@ -419,6 +430,31 @@ impl PlanRun {
                 }
                 _ => false,
             }
+    }
+
+    /// The run's result. Meaningful once [`Action::Done`] has been emitted (before,
+    /// it is what the run would reply if it stopped now).
+    pub fn outcome(&self, service: &Service) -> Outcome {
+        let plan = &service.endpoint(self.endpoint).plan;
+        let mut class = Class::Fresh;
+        let mut partial = false;
+        let mut steps = SmallVec::new();
+        for (i, state) in self.states.iter().enumerate() {
+            if let State::Finished(served) = *state {
+                let id = StepId(i as u16);
+                let step_class = served.class(leaf_of(plan, id).optional);
+                partial |= step_class == Class::Partial;
+                class = class.max(step_class);
+                steps.push((id, served));
+            }
+        }
+        Outcome {
+            class,
+            partial,
+            steps,
+            error: self.error.clone(),
+            deadline_passed: self.expired,
+        }
     }
 
     /// Whether [`Action::Done`] has been emitted.
@@ -569,11 +605,7 @@ impl<'a> Exec<'a> {
     }
 
     fn leaf(&self, id: StepId) -> &'a Leaf {
-        match self.plan.step(id) {
-            Step::Call(call) => &call.leaf,
-            Step::Local(local) => &local.leaf,
-            Step::Seq(_) | Step::Par(_) => unreachable!("step {id:?} is not a leaf"),
-        }
+        leaf_of(self.plan, id)
     }
 
     fn disabled(&self, leaf: &Leaf) -> bool {
@@ -704,8 +736,7 @@ impl<'a> Exec<'a> {
         let plan = self.plan;
         let Some(parent) = plan.parents[id.index()] else {
             self.run.done = true;
-            let outcome = self.outcome(None);
-            self.out.push(Action::Done(outcome));
+            self.out.push(Action::Done);
             return;
         };
         match (plan.step(parent), self.run.states[parent.index()]) {
@@ -766,35 +797,21 @@ impl<'a> Exec<'a> {
             ),
             _ => unreachable!("{served:?} is not a failure"),
         };
-        let error = RunError {
+        self.run.error = Some(RunError {
             step: id,
             code: code.code(),
             text,
-        };
-        let outcome = self.outcome(Some(error));
-        self.out.push(Action::Done(outcome));
+        });
+        self.out.push(Action::Done);
     }
+}
 
-    fn outcome(&self, error: Option<RunError>) -> Outcome {
-        let mut class = Class::Fresh;
-        let mut partial = false;
-        let mut steps = Vec::new();
-        for (i, state) in self.run.states.iter().enumerate() {
-            if let State::Finished(served) = *state {
-                let id = StepId(i as u16);
-                let step_class = served.class(self.leaf(id).optional);
-                partial |= step_class == Class::Partial;
-                class = class.max(step_class);
-                steps.push((id, served));
-            }
-        }
-        Outcome {
-            class,
-            partial,
-            steps,
-            error,
-            deadline_passed: self.run.expired,
-        }
+/// The leaf attributes of step `id` (a call or a local step).
+fn leaf_of(plan: &Plan, id: StepId) -> &Leaf {
+    match plan.step(id) {
+        Step::Call(call) => &call.leaf,
+        Step::Local(local) => &local.leaf,
+        Step::Seq(_) | Step::Par(_) => unreachable!("step {id:?} is not a leaf"),
     }
 }
 

@@ -866,8 +866,9 @@ pub struct EndpointReply {
     pub in_reply_to: Option<u64>,
     /// The request's key, if its endpoint has one.
     pub key: Option<u64>,
-    /// What each served part gave, in plan order, by part name.
-    pub data: Vec<(&'static str, PartData)>,
+    /// What each served part gave, in plan order, by part name (inline for up to
+    /// four parts).
+    pub data: smallvec::SmallVec<[(&'static str, PartData); 4]>,
     /// How the reply was degraded.
     pub meta: ReplyMeta,
 }

@@ -29,14 +29,15 @@
 //! call's fallback calls added to it), cut at its deadline, and makes at most one call
 //! per call step and fallback call, so outstanding is the peak rate x the longest wait
 //! x the most calls a request makes. Its entries are the key spaces' records, each
-//! stream's zipf tables of the key spaces its endpoints use, and per dependency its
-//! cache entries (at most `capacity` and the keys read), queued writes and records
-//! created by writes (a declared service's store starts empty).
+//! stream's zipf tables of the key spaces its endpoints' requests draw from, and per
+//! dependency its cache entries (at most `capacity` and the keys read), queued writes
+//! and its store's slots: one per record of the key spaces its calls use
+//! (`Service::collection`), held from the start whether written or not.
 //!
 //! [`Limits::DEFAULT`] is documented in `scenarios/README.md`; `--allow-large` lifts it.
 
 use crate::engine::{HumanSpan, Span, SECOND};
-use crate::model::service::{CallStep, Endpoint, Fallback, Service, Step, StepId};
+use crate::model::service::{CallStep, DependencyId, Endpoint, Fallback, Service, Step, StepId};
 use crate::model::workload::Keys;
 use crate::model::{RequestKind, Scenario};
 use crate::node::Resource;
@@ -272,11 +273,9 @@ fn estimate_declared(scenario: &Scenario, service: &Service, e: &mut Estimate) -
                 writes[i] += requests * share * load.writes[i];
                 keys[i] = keys[i].max(load.keys[i]);
             }
-            let steps = endpoint.plan.steps.iter().filter_map(|s| match s {
-                Step::Call(call) => call.key_space,
-                _ => None,
-            });
-            for space in endpoint.key.into_iter().chain(steps) {
+            // Only requests' keys are drawn; a call in another space maps the
+            // request's key into it.
+            if let Some(space) = endpoint.key {
                 spaces[space.index()] = true;
             }
         }
@@ -310,8 +309,10 @@ fn estimate_declared(scenario: &Scenario, service: &Service, e: &mut Estimate) -
             .queue
             .as_ref()
             .map_or(0.0, |q| (q.capacity as f64).min(writes[i]));
-        let created = writes[i].min(keys[i]);
-        e.entries += cached + queued + created;
+        // The store holds a slot per record of the key spaces its calls use, written
+        // or not; writes stay within them, so they create none.
+        let records = service.collection(DependencyId(i as u16)).count as f64;
+        e.entries += cached + queued + records;
     }
     // The called dependency with the longest timeout.
     (0..n)
@@ -674,9 +675,9 @@ mod tests {
         assert_eq!(e.requests, 1000.0);
         // The par waits 2s, then b 1s and its fallback a 2s; four calls a request.
         assert_eq!(e.outstanding, 10.0 * 5.0 * 4.0);
-        // A record, the zipf table, a's cache full (5), b's queue full (100) and 50
-        // records created by writes (the key space).
-        assert_eq!(e.entries, 1.0 + 50.0 + 5.0 + 100.0 + 50.0);
+        // A record, the zipf table, a's cache full (5), b's queue full (100), and the
+        // stores of a and b, each with a slot per record of the key space (50).
+        assert_eq!(e.entries, 1.0 + 50.0 + 5.0 + 100.0 + 2.0 * 50.0);
         // A deadline cuts the wait.
         let e = estimate(&scenario(&text("deadline = \"3s\"")));
         assert_eq!(e.outstanding, 10.0 * 3.0 * 4.0);

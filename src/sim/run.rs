@@ -113,9 +113,12 @@ struct StreamSim {
     rng: ChaCha8Rng,
     writes: u64,
     /// A declared service's endpoints, by their place in the mix (empty for the seed
-    /// service, whose requests are `kinds`), and the sampler of each one's keys.
+    /// service, whose requests are `kinds`), and where each one's keys come from: an
+    /// index into `key_samplers`, one per key space the stream's requests use (a zipf
+    /// table is built once per space, however many endpoints share it).
     endpoints: Vec<EndpointId>,
-    endpoint_keys: Vec<Option<KeySampler>>,
+    endpoint_keys: Vec<Option<usize>>,
+    key_samplers: Vec<KeySampler>,
     /// The next arrival's request, drawn when the arrival is scheduled (see
     /// [`StreamSim::draw_next`]).
     next: Drawn,
@@ -182,8 +185,8 @@ impl StreamSim {
     #[inline(never)]
     fn draw_next_endpoint(&mut self) {
         let i = self.mix.pick(&mut self.rng);
-        let key = match &self.endpoint_keys[i] {
-            Some(keys) => keys.draw(&mut self.rng),
+        let key = match self.endpoint_keys[i] {
+            Some(space) => self.key_samplers[space].draw(&mut self.rng),
             None => KeyDraw::default(),
         };
         self.next = Drawn {
@@ -317,24 +320,31 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 } else {
                     w.endpoints.iter().map(|&(_, weight)| weight).collect()
                 };
-                let endpoint_keys = match &scenario.service {
-                    Some(service) => w
-                        .endpoints
-                        .iter()
-                        .map(|&(e, _)| {
-                            service
-                                .endpoint(e)
-                                .key
-                                .map(|k| service.key_spaces[k.index()].keys.sampler())
-                                .transpose()
-                                .map_err(invalid)
-                        })
-                        .collect::<io::Result<Vec<_>>>()?,
-                    None => Vec::new(),
-                };
+                let mut spaces = Vec::new();
+                let mut key_samplers = Vec::new();
+                let mut endpoint_keys = Vec::new();
+                if let Some(service) = &scenario.service {
+                    for &(e, _) in &w.endpoints {
+                        let Some(space) = service.endpoint(e).key else {
+                            endpoint_keys.push(None);
+                            continue;
+                        };
+                        let place = match spaces.iter().position(|&s| s == space) {
+                            Some(place) => place,
+                            None => {
+                                let keys = &service.key_spaces[space.index()].keys;
+                                key_samplers.push(keys.sampler().map_err(invalid)?);
+                                spaces.push(space);
+                                spaces.len() - 1
+                            }
+                        };
+                        endpoint_keys.push(Some(place));
+                    }
+                }
                 Ok(StreamSim {
                     endpoints: w.endpoints.iter().map(|&(e, _)| e).collect(),
                     endpoint_keys,
+                    key_samplers,
                     arrivals: Arrivals::new(&w.rate).map_err(invalid)?,
                     mix: Mix::new(&weights).map_err(invalid)?,
                     kinds: w.mix.iter().map(|&(kind, _)| kind).collect(),
@@ -659,9 +669,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
         let drawn = s.next;
         let place = usize::from(drawn.endpoint);
         let endpoint = s.endpoints[place];
-        let key = s.endpoint_keys[place]
-            .as_ref()
-            .map(|keys| keys.key(drawn.key));
+        let key = s.endpoint_keys[place].map(|space| s.key_samplers[space].key(drawn.key));
         let to = self.new_request(now, endpoint.0 as u8, None);
         self.metrics.request();
         let msg_id = Some(to.0);

@@ -140,10 +140,13 @@ fn start(step: u16, attempt: u8, dep: u16, timeout: Span) -> Action {
     }
 }
 
-fn done(actions: &[Action]) -> &Outcome {
-    match actions.last() {
-        Some(Action::Done(outcome)) => outcome,
-        other => panic!("expected Done last, got {other:?}"),
+impl Harness {
+    /// The run's outcome, checking that `actions` end with [`Action::Done`].
+    fn done(&self, actions: &[Action]) -> Outcome {
+        match actions.last() {
+            Some(Action::Done) => self.run.outcome(&self.service),
+            other => panic!("expected Done last, got {other:?}"),
+        }
     }
 }
 
@@ -158,11 +161,11 @@ fn seq_runs_in_order() {
         [start(2, 0, 1, 1000 * MS)]
     );
     let out = h.answer(20, slot(2, 0), Answer::Fresh);
-    let outcome = done(&out);
+    let outcome = h.done(&out);
     assert_eq!(outcome.class, Class::Fresh);
     assert!(!outcome.partial && outcome.error.is_none());
     assert_eq!(
-        outcome.steps,
+        outcome.steps.as_slice(),
         [
             (StepId(1), StepServed::Fresh),
             (StepId(2), StepServed::Fresh)
@@ -177,7 +180,7 @@ fn a_required_failure_stops_the_seq_with_an_error() {
     h.take();
     let out = h.answer(10, slot(1, 0), Answer::Failed(Failure::Timeout));
     assert_eq!(out.len(), 1, "b is never started: {out:?}");
-    let outcome = done(&out);
+    let outcome = h.done(&out);
     assert_eq!(outcome.class, Class::Error);
     let error = outcome.error.as_ref().unwrap();
     assert_eq!((error.step, error.code), (StepId(1), 11));
@@ -206,7 +209,7 @@ fn par_starts_all_and_waits_for_all() {
             stale: false,
         },
     );
-    let outcome = done(&out);
+    let outcome = h.done(&out);
     assert_eq!(outcome.class, Class::Cached);
     assert_eq!(outcome.degraded().collect::<Vec<_>>(), [StepId(1)]);
 }
@@ -220,7 +223,7 @@ fn a_required_failure_in_a_par_abandons_the_other_branches() {
     h.take();
     let out = h.answer(5, slot(2, 0), FAIL);
     assert_eq!(out[0], Action::Abandon { slot: slot(1, 0) });
-    assert_eq!(done(&out).class, Class::Error);
+    assert_eq!(h.done(&out).class, Class::Error);
     // The abandoned call's answer changes nothing.
     assert_eq!(h.answer(6, slot(1, 0), Answer::Fresh), []);
 }
@@ -238,7 +241,7 @@ fn an_optional_failure_makes_the_reply_partial() {
         []
     );
     let out = h.answer(6, slot(1, 0), Answer::Fresh);
-    let outcome = done(&out);
+    let outcome = h.done(&out);
     assert_eq!(outcome.class, Class::Partial);
     assert!(outcome.partial && outcome.error.is_none());
     assert_eq!(outcome.missing().collect::<Vec<_>>(), [StepId(2)]);
@@ -273,9 +276,9 @@ fn fallbacks_are_tried_in_order_cache_then_call_then_static() {
     );
     assert_eq!(h.cache(slot(0, 1), None), [start(0, 2, 1, 1000 * MS)]);
     let out = h.answer(8, slot(0, 2), FAIL);
-    let outcome = done(&out);
+    let outcome = h.done(&out);
     assert_eq!(
-        outcome.steps,
+        outcome.steps.as_slice(),
         [(StepId(0), StepServed::Fallback { index: 2 })]
     );
     assert_eq!(outcome.class, Class::Fallback);
@@ -297,7 +300,7 @@ fn a_cache_hit_serves_the_step_and_a_fallback_call_counts_as_fallback() {
             stale: true,
         }),
     );
-    let outcome = done(&out);
+    let outcome = h.done(&out);
     assert_eq!(outcome.class, Class::Stale);
     assert_eq!(outcome.stale().collect::<Vec<_>>(), [(StepId(0), 40)]);
 
@@ -310,7 +313,7 @@ fn a_cache_hit_serves_the_step_and_a_fallback_call_counts_as_fallback() {
     h.cache(slot(0, 1), None);
     let out = h.answer(9, slot(0, 2), Answer::Fresh);
     assert_eq!(
-        done(&out).steps,
+        h.done(&out).steps.as_slice(),
         [(StepId(0), StepServed::Fallback { index: 1 })]
     );
 }
@@ -326,7 +329,7 @@ fn an_exhausted_chain_says_so() {
     h.answer(5, slot(0, 0), Answer::Failed(Failure::BreakerOpen));
     h.cache(slot(0, 1), None);
     let out = h.answer(9, slot(0, 2), FAIL);
-    let error = done(&out).error.clone().unwrap();
+    let error = h.done(&out).error.clone().unwrap();
     assert_eq!(
         error.text,
         "required part `a` is missing: circuit open, and none of its 2 fallbacks served it"
@@ -342,7 +345,7 @@ fn not_found_is_definitive() {
     );
     h.take();
     let out = h.answer(5, slot(0, 0), Answer::NotFound);
-    let error = done(&out).error.clone().unwrap();
+    let error = h.done(&out).error.clone().unwrap();
     assert_eq!(error.code, 20);
     assert_eq!(error.text, "required part `a` does not exist");
 }
@@ -364,7 +367,7 @@ fn the_deadline_abandons_an_outstanding_par_branch() {
     assert_eq!(h.deadline(199 * MS), [], "not yet");
     let out = h.deadline(200 * MS);
     assert_eq!(out[0], Action::Abandon { slot: slot(2, 0) });
-    let outcome = done(&out);
+    let outcome = h.done(&out);
     assert!(outcome.deadline_passed);
     assert_eq!(outcome.class, Class::Fallback);
     assert_eq!(
@@ -382,7 +385,7 @@ fn a_required_call_cut_by_the_deadline_fails_the_request() {
     h.take();
     let out = h.deadline(200 * MS);
     assert_eq!(out[0], Action::Abandon { slot: slot(0, 0) });
-    let error = done(&out).error.clone().unwrap();
+    let error = h.done(&out).error.clone().unwrap();
     assert_eq!(error.text, "required part `b` is missing: deadline passed");
 }
 
@@ -394,7 +397,7 @@ fn no_fallback_call_starts_past_the_deadline() {
     let out = h.deadline(250 * MS);
     assert_eq!(out.len(), 2, "no StartCall for c: {out:?}");
     assert_eq!(
-        done(&out).steps,
+        h.done(&out).steps.as_slice(),
         [(StepId(0), StepServed::Fallback { index: 1 })]
     );
 }
@@ -407,7 +410,7 @@ fn an_answer_at_the_deadline_is_too_late_whatever_comes_first() {
     let out = h.answer(200 * MS, slot(0, 0), Answer::Fresh);
     assert_eq!(out[0], Action::Abandon { slot: slot(0, 0) });
     assert_eq!(
-        done(&out).steps,
+        h.done(&out).steps.as_slice(),
         [(
             StepId(0),
             StepServed::Missing {
@@ -444,7 +447,7 @@ fn a_disabled_feature_skips_the_call_for_its_chain() {
     let mut h = Harness::start(spec(None, None, plan.clone()), Disabled(1));
     assert_eq!(h.take(), [start(1, 0, 0, 100 * MS)]);
     let out = h.answer(5, slot(1, 0), Answer::Fresh);
-    let outcome = done(&out);
+    let outcome = h.done(&out);
     assert_eq!(outcome.steps[1], (StepId(2), StepServed::Omitted));
     assert_eq!(outcome.class, Class::Partial);
     // Enabled, it is called.
@@ -479,7 +482,7 @@ fn a_disabled_endpoint_feature_disables_every_step() {
             stale: false,
         }),
     );
-    let outcome = done(&out);
+    let outcome = h.done(&out);
     assert_eq!(outcome.class, Class::Partial);
     assert_eq!(
         outcome.steps[1],
@@ -503,6 +506,10 @@ fn disabled_masks_come_from_the_mode() {
 #[test]
 fn the_seed_endpoints_run_as_the_node_serves_them() {
     let service = Service::seed();
+    let ended = |r: &PlanRun, out: &[Action]| {
+        assert_eq!(out.last(), Some(&Action::Done));
+        r.outcome(&service)
+    };
     let run = |name: &str, disabled: Disabled| {
         let mut out = Vec::new();
         let id = service.endpoint_named(name).unwrap();
@@ -538,7 +545,7 @@ fn the_seed_endpoints_run_as_the_node_serves_them() {
         5,
         &mut out,
     );
-    assert_eq!(done(&out).class, Class::Stale);
+    assert_eq!(ended(&r, &out).class, Class::Stale);
     // update_user queued by the engine.
     let (mut r, out) = run("update_user", Disabled::NONE);
     assert!(matches!(
@@ -550,14 +557,17 @@ fn the_seed_endpoints_run_as_the_node_serves_them() {
     ));
     let mut out = Vec::new();
     r.on_answer(&service, slot(0, 0), Answer::Queued, 5, &mut out);
-    assert_eq!(done(&out).class, Class::Queued);
+    assert_eq!(ended(&r, &out).class, Class::Queued);
     // Recommendations and search: answered at once; disabled, by their fallback.
     for name in ["get_recommendations", "search"] {
-        let (_, out) = run(name, Disabled::NONE);
-        assert_eq!(done(&out).steps, [(StepId(0), StepServed::Local)]);
-        let (_, out) = run(name, Disabled(0b11));
-        assert_eq!(done(&out).class, Class::Fallback);
-        assert_eq!(done(&out).degraded().count(), 1);
+        let (r, out) = run(name, Disabled::NONE);
+        assert_eq!(
+            ended(&r, &out).steps.as_slice(),
+            [(StepId(0), StepServed::Local)]
+        );
+        let (r, out) = run(name, Disabled(0b11));
+        assert_eq!(ended(&r, &out).class, Class::Fallback);
+        assert_eq!(ended(&r, &out).degraded().count(), 1);
     }
 }
 
@@ -683,7 +693,8 @@ proptest! {
                             settled.push(slot);
                         }
                     }
-                    Action::Done(outcome) => {
+                    Action::Done => {
+                        let outcome = run.outcome(&service);
                         dones += 1;
                         prop_assert_eq!(outcome.error.is_some(), outcome.class >= Class::Rejected);
                         prop_assert_eq!(outcome.partial, outcome.class == Class::Partial

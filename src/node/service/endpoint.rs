@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
+use smallvec::SmallVec;
 
 use crate::engine::breaker::CircuitBreaker;
 use crate::engine::cache::{CacheConfig, Lookup, StaleCache, StaleReason};
@@ -120,7 +121,8 @@ struct Run {
     value: Option<Name>,
     /// What the parts answered so far, by step (a later answer for the same step
     /// replaces an earlier one: only answers the run still waited for are kept).
-    data: Vec<(StepId, PartData)>,
+    /// Inline for two parts: most requests need no allocation for it.
+    data: SmallVec<[(StepId, PartData); 2]>,
     /// The queue depth after the last write it queued.
     queue_depth: usize,
     /// Why a write of the run was refused, for the error reply: the step and the
@@ -277,7 +279,7 @@ impl Node {
             msg_id,
             key,
             value,
-            data: Vec::new(),
+            data: SmallVec::new(),
             queue_depth: 0,
             refusal: None,
         });
@@ -488,7 +490,7 @@ impl Node {
             // The call stays outstanding: its answer still settles its breaker permit
             // (and fills the cache), and the run ignores it.
             Action::Abandon { .. } => {}
-            Action::Done(outcome) => self.finish_run(run, outcome),
+            Action::Done => self.finish_run(run),
         }
     }
 
@@ -693,11 +695,12 @@ impl Node {
     }
 
     /// Request `run` is over: its reply goes out.
-    fn finish_run(&mut self, run: u64, outcome: Outcome) {
+    fn finish_run(&mut self, run: u64) {
         let decl = self.declared.as_mut().expect("a declared run");
         let Some(r) = decl.runs.remove(run) else {
             return;
         };
+        let outcome = r.plan.outcome(&decl.service);
         let endpoint = r.plan.endpoint();
         let names = &decl.names[endpoint.index()];
         let (body, served) = match &outcome.error {
@@ -737,7 +740,7 @@ impl Node {
 /// The reply to a request that succeeded (possibly degraded or partial), and how it
 /// was served: the worst of its parts.
 fn reply(names: &EndpointNames, run: &Run, outcome: &Outcome) -> (ReplyBody, Served) {
-    let mut data = Vec::with_capacity(outcome.steps.len());
+    let mut data = SmallVec::new();
     let mut meta = ReplyMeta {
         partial: outcome.partial,
         deadline_passed: outcome.deadline_passed,

@@ -124,7 +124,7 @@ fn the_shop_from_its_file() {
     assert_eq!(
         payments.engine.breaker.trip_policy,
         TripPolicy::TimeWindow {
-            window: 30 * SECOND,
+            window: 10 * SECOND,
             bucket: super::super::DEFAULT_BUCKET,
             min_calls: 20,
             failure_rate: 0.5
@@ -132,9 +132,17 @@ fn the_shop_from_its_file() {
     );
     assert_eq!(payments.engine.cache, None);
     let queue = payments.engine.queue.as_ref().expect("a queue");
-    assert_eq!((queue.capacity, queue.drain_rate), (5000, 50));
+    assert_eq!(
+        (
+            queue.capacity,
+            queue.drain_rate,
+            queue.max_in_flight,
+            queue.max_attempts
+        ),
+        (30_000, 400, 50, 12)
+    );
     let inventory = &shop.dependencies[1];
-    assert_eq!(inventory.engine.timeout, 300 * MS);
+    assert_eq!(inventory.engine.timeout, SECOND);
     let cache = inventory.engine.cache.as_ref().expect("a cache");
     assert_eq!((cache.ttl, cache.max_stale), (30 * SECOND, 600 * SECOND));
     assert_eq!(inventory.engine.queue, None);
@@ -152,6 +160,10 @@ fn the_shop_from_its_file() {
     assert_eq!(page.deadline, Some(800 * MS));
     assert_eq!(page.tier, Tier::Important);
     assert_eq!(page.plan.steps[0], Step::Seq(vec![StepId(1), StepId(2)]));
+    let Step::Call(stock) = &page.plan.steps[1] else {
+        panic!("a call")
+    };
+    assert_eq!(stock.leaf.fallback, vec![Fallback::Cache]);
     assert_eq!(
         page.plan.steps[2],
         Step::Call(CallStep {
@@ -161,11 +173,24 @@ fn the_shop_from_its_file() {
             leaf: Leaf {
                 optional: true,
                 feature: Some(crate::model::service::FeatureId(0)),
-                fallback: vec![Fallback::Cache, Fallback::Static("popular".to_owned())],
+                fallback: vec![Fallback::Cache, Fallback::Omit],
             },
         })
     );
-    let checkout = shop.endpoint(EndpointId(1));
+    let home = shop.endpoint(EndpointId(1));
+    assert_eq!(
+        (home.name.as_str(), home.key, home.tier),
+        ("home", None, Tier::Optional)
+    );
+    let Step::Call(recommend) = &home.plan.steps[0] else {
+        panic!("a call")
+    };
+    assert_eq!(recommend.key_space, Some(KeySpaceId(0)));
+    assert_eq!(
+        recommend.leaf.fallback,
+        vec![Fallback::Static("popular".to_owned())]
+    );
+    let checkout = shop.endpoint(EndpointId(2));
     assert_eq!(checkout.name, "checkout");
     assert_eq!(checkout.tier, Tier::Critical);
     assert_eq!(checkout.deadline, Some(3 * SECOND));
@@ -193,13 +218,13 @@ fn the_shop_from_its_file() {
     assert!(s.workload[0].mix.is_empty());
     assert_eq!(
         s.workload[0].endpoints,
-        vec![(EndpointId(0), 4.0), (EndpointId(1), 1.0)]
+        vec![(EndpointId(0), 4.0), (EndpointId(2), 1.0)]
     );
     assert_eq!(s.faults[0].dependency, 0);
     assert_eq!(s.random_faults[0].dependency, 1);
     assert_eq!(s.expect.min_availability, Some(0.99));
     let e = &s.expect.endpoints[0];
-    assert_eq!(e.endpoint, EndpointId(1));
+    assert_eq!(e.endpoint, EndpointId(2));
     assert_eq!(e.min_availability, Some(0.999));
     assert_eq!(e.max_p99_latency, Some(2 * SECOND));
     assert_eq!(
@@ -297,7 +322,7 @@ fn unknown_names_in_the_scenario_are_all_reported_with_those_of_its_service() {
         &[("x.toml", scenario), ("shop.toml", &service)],
     );
     let deps = "declared: `payments`, `inventory`, `recommendations`, `orders`";
-    let endpoints = "declared: `product_page`, `checkout`";
+    let endpoints = "declared: `product_page`, `home`, `checkout`";
     let features = "declared: `recommendations`";
     let order_line = SHOP
         .lines()
