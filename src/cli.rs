@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -122,9 +123,15 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct NodeArgs {
-    /// Take the engine configuration and the data set from this scenario file.
-    #[arg(long, value_name = "FILE")]
+    /// Take the engine configuration and the data set from this scenario file (its
+    /// declared service, if it has one, with its modes).
+    #[arg(long, value_name = "FILE", conflicts_with = "service")]
     config: Option<PathBuf>,
+    /// Serve the declared service of this service file (services/NAME.toml) instead
+    /// of the seed task's: its endpoints are the request types, with `key` and
+    /// `value` fields; control messages stay as they are.
+    #[arg(long, value_name = "FILE")]
+    service: Option<PathBuf>,
     /// Write every engine event to stderr as a JSON line.
     #[arg(long)]
     log_events: bool,
@@ -440,12 +447,30 @@ fn print_sweep(report: &SweepReport, format: Format) {
 }
 
 fn node(args: NodeArgs) -> Result<ExitCode, BadInput> {
-    let (config, data) = match &args.config {
-        Some(path) => {
+    let (config, data, service) = match (&args.config, &args.service) {
+        (Some(path), _) => {
             let s = load(path)?;
-            (s.node, s.data)
+            (s.node, s.data, s.service)
         }
-        None => (NodeConfig::default(), DataSet::default()),
+        (None, Some(path)) => {
+            let service = scenario::load_service(path)?;
+            let config = NodeConfig {
+                modes: crate::model::service::default_modes(&service.features),
+                ..NodeConfig::default()
+            };
+            (config, DataSet::default(), Some(Arc::new(service)))
+        }
+        (None, None) => (NodeConfig::default(), DataSet::default(), None),
+    };
+    let serving = match service {
+        Some(service) => live::Serving::Declared {
+            service,
+            modes: &config.modes,
+        },
+        None => live::Serving::Seed {
+            config: &config,
+            data: &data,
+        },
     };
     let max_line_bytes = usize::try_from(args.max_line_bytes.0)
         .ok()
@@ -471,10 +496,7 @@ fn node(args: NodeArgs) -> Result<ExitCode, BadInput> {
     // the batches few on a piped file, and a client that writes a line at a time still
     // gets each answered at once.
     live::run(
-        live::Serving::Seed {
-            config: &config,
-            data: &data,
-        },
+        serving,
         io::BufReader::with_capacity(1 << 16, stdin),
         out,
         io::stderr(),

@@ -141,6 +141,24 @@ impl DependencySpec {
     }
 }
 
+/// The mode controller of a declared service whose scenario says nothing: the
+/// default thresholds, with degraded and critical modes disabling every one of
+/// `features` and none held critical (the seed's defaults name the seed's own
+/// features).
+pub fn default_modes<S: AsRef<str>>(features: &[S]) -> crate::engine::modes::ModeConfig {
+    use crate::engine::modes::{Mode, ModeConfig};
+    let all: Vec<String> = features.iter().map(|f| f.as_ref().to_owned()).collect();
+    ModeConfig {
+        disabled_features: std::collections::BTreeMap::from([
+            (Mode::Normal, Vec::new()),
+            (Mode::Degraded, all.clone()),
+            (Mode::Critical, all),
+        ]),
+        critical_features: Vec::new(),
+        ..ModeConfig::default()
+    }
+}
+
 /// 64-bit FNV-1a: tiny, fixed, good enough to tell names apart.
 fn fnv1a(bytes: &[u8]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

@@ -311,7 +311,14 @@ fn parse_request(
                     "missing field `key`: a `{ty}` request names its record"
                 )));
             }
-            let value = fields.opt_str("value")?.map(Name::from);
+            let value = fields.opt_str("value")?;
+            if let Some(value) = value.filter(|v| v.len() > MAX_NAME_BYTES) {
+                return Err(ProtocolError::malformed(format!(
+                    "field `value` must be at most {MAX_NAME_BYTES} bytes, got {}",
+                    value.len()
+                )));
+            }
+            let value = value.map(Name::from);
             return Ok(Request::Endpoint {
                 endpoint,
                 key,

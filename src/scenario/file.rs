@@ -224,6 +224,33 @@ fn read_service(path: &Path) -> Result<String, String> {
     })
 }
 
+/// Reads and validates the service file at `path` on its own (what `brownout node
+/// --service` serves): the same format and errors as a scenario's `service`.
+pub fn load_service(path: &Path) -> Result<crate::model::Service, ScenarioErrors> {
+    let text = read_service(path).map_err(|message| ScenarioError {
+        path: path.to_owned(),
+        position: None,
+        message,
+    })?;
+    let source = Source { path, text: &text };
+    let root = source.parse()?;
+    let file: ServiceFile = recover::deserialize(&root, text.len()).map_err(|found| {
+        let incomplete = found.incomplete;
+        ScenarioErrors::new(source.found(found), incomplete)
+    })?;
+    let name = path.file_stem().map_or_else(
+        || "service".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    service::build_service(&file, &name).map_err(|invalid| {
+        let errors = invalid
+            .into_iter()
+            .map(|invalid| source.invalid(&root, "", invalid))
+            .collect();
+        ScenarioErrors::new(errors, false)
+    })
+}
+
 /// The rest of [`parse`] for a scenario with a declared service.
 fn parse_declared(
     scenario: &Source<'_>,

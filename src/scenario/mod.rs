@@ -12,7 +12,7 @@ mod error;
 mod file;
 
 pub use error::{ScenarioError, ScenarioErrors};
-pub use file::{load, parse, read, MAX_FILE_BYTES};
+pub use file::{load, load_service, parse, read, MAX_FILE_BYTES};
 
 /// Every budget of `limits` that `scenario`, parsed from `text`, exceeds, as errors
 /// that point at the key to change (see [`budget`]).

@@ -2,6 +2,7 @@
 //! read from its stdout, logs from its stderr.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
@@ -902,4 +903,90 @@ fn an_unreadable_config_file_is_bad_input() {
         "{stderr}"
     );
     assert!(output.stdout.is_empty());
+}
+
+// ----- a declared service, live -----
+
+/// `brownout node --service services/shop.toml` serves the shop's endpoints, with the
+/// reply shape every declared endpoint has, refuses the seed's requests, and keeps
+/// the control messages.
+#[test]
+fn a_declared_service_is_served_live_with_its_endpoints() {
+    let shop = Path::new(env!("CARGO_MANIFEST_DIR")).join("services/shop.toml");
+    let lines = [
+        msg(json!({"type": "product_page", "msg_id": 1, "key": 7})),
+        msg(json!({"type": "checkout", "msg_id": 2, "key": 9, "value": "card 4242"})),
+        msg(json!({"type": "home", "msg_id": 3})),
+        msg(json!({"type": "get_user", "msg_id": 4, "user_id": 1})),
+        msg(json!({"type": "product_page", "msg_id": 5})),
+        msg(json!({"type": "set_mode", "msg_id": 6, "mode": "degraded"})),
+        msg(json!({"type": "product_page", "msg_id": 7, "key": 7})),
+    ];
+    let mut input = Vec::new();
+    for line in &lines {
+        serde_json::to_writer(&mut input, line).unwrap();
+        input.push(b'\n');
+    }
+    let finished = run_bytes(&["--service", shop.to_str().unwrap()], input);
+    assert!(finished.status.success(), "exit {:?}", finished.status);
+    let bodies: Vec<Value> = finished
+        .replies
+        .iter()
+        .map(|r| body_of(r, "api", "client"))
+        .collect();
+    assert_eq!(bodies.len(), lines.len(), "{bodies:?}");
+    let fresh_meta = json!({"partial": false, "missing": [], "degraded": [], "stale": {},
+                            "deadline_passed": false});
+    assert_eq!(
+        bodies[0],
+        json!({"type": "product_page_ok", "in_reply_to": 1, "key": 7,
+               "data": {"inventory": {"id": 7, "name": "Record 7"},
+                        "recommendations": {"id": 7, "name": "Record 7"}},
+               "_meta": fresh_meta})
+    );
+    assert_eq!(bodies[1]["type"], "checkout_ok");
+    assert_eq!(
+        bodies[1]["data"]["payments"],
+        json!({"id": 9, "queued": false})
+    );
+    assert_eq!(
+        bodies[1]["data"]["orders"],
+        json!({"id": 9, "queued": false})
+    );
+    assert_eq!(bodies[2]["type"], "home_ok");
+    assert!(
+        bodies[2].get("key").is_none(),
+        "home has no key: {}",
+        bodies[2]
+    );
+    assert_eq!(bodies[3]["code"], 10);
+    assert_eq!(
+        bodies[3]["text"],
+        "unsupported message type `get_user`; this node serves shop (product_page, home, \
+         checkout) and init, set_mode, status"
+    );
+    assert_eq!(bodies[4]["code"], 12);
+    assert_eq!(
+        bodies[4]["text"],
+        "missing field `key`: a `product_page` request names its record"
+    );
+    assert_eq!(bodies[5]["disabled_features"], json!(["recommendations"]));
+    // Degraded: recommendations are switched off, and the page says so. Its cache had
+    // product 7 from the first page, so the chain's first fallback serves it.
+    assert_eq!(bodies[6]["_meta"]["degraded"], json!(["recommendations"]));
+    assert_eq!(bodies[6]["data"]["recommendations"]["id"], 7);
+    assert_eq!(finished.stderr, "");
+}
+
+#[test]
+fn a_missing_service_file_is_exit_2_naming_it() {
+    let finished = run_bytes(&["--service", "services/no-such.toml"], Vec::new());
+    assert_eq!(finished.status.code(), Some(2));
+    assert!(
+        finished
+            .stderr
+            .contains("cannot read the service file services/no-such.toml"),
+        "{}",
+        finished.stderr
+    );
 }

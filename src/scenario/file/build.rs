@@ -717,16 +717,10 @@ fn build_data(file: &DataFile) -> Many<DataSet> {
 /// never gated by one anyway). Without, the seed's defaults, and any name goes.
 fn build_modes(file: &ModesFile, declared: Option<&[&str]>) -> Many<ModeConfig> {
     let mut problems = Problems::default();
-    let mut default = ModeConfig::default();
-    if let Some(features) = declared {
-        let all: Vec<String> = features.iter().map(|f| (*f).to_owned()).collect();
-        default.disabled_features = BTreeMap::from([
-            (Mode::Normal, Vec::new()),
-            (Mode::Degraded, all.clone()),
-            (Mode::Critical, all),
-        ]);
-        default.critical_features = Vec::new();
-    }
+    let default = match declared {
+        Some(features) => crate::model::service::default_modes(features),
+        None => ModeConfig::default(),
+    };
     let percent = |p: Option<Percent>, d: f64| p.map_or(d, |p| p.0);
     let mut disabled_features = default.disabled_features.clone();
     let mut lists = vec![(
