@@ -217,6 +217,10 @@ pub struct SeedResult {
     pub breaker_time_open: Span,
     /// Deepest any write queue got.
     pub queue_max_depth: u64,
+    /// Replies with an optional part missing (a declared service's; 0 for the
+    /// seed's). Absent from shards written before it was kept: 0.
+    #[serde(default)]
+    pub partial: u64,
     /// How long after the hard faults ended the breakers closed.
     pub recovery: Recovery,
     /// Broken expectations, in the scenario's order.
@@ -242,6 +246,7 @@ impl SeedResult {
                 .map(|d| d.queue_max_depth)
                 .max()
                 .unwrap_or(0),
+            partial: report.requests.last().map_or(0, |total| total.partial),
             recovery: report.recovery,
             failures: report
                 .expectations
@@ -377,6 +382,8 @@ pub struct Stats {
     pub breaker_time_open: Percentiles<Span>,
     /// Deepest write queue, max over dependencies.
     pub queue_max_depth: Percentiles<u64>,
+    /// Partial replies per run.
+    pub partial: Percentiles<u64>,
     /// Worst delay from a hard fault's end to its breaker closing.
     pub recovery_time: RecoveryStats,
 }
@@ -561,6 +568,7 @@ fn stats(results: &[SeedResult]) -> Stats {
         max_stale_age: percentiles(column(|r| r.max_stale_age), false),
         breaker_time_open: percentiles(column(|r| r.breaker_time_open), false),
         queue_max_depth: percentiles(column(|r| r.queue_max_depth), false),
+        partial: percentiles(column(|r| r.partial), false),
         recovery_time: RecoveryStats {
             runs_with_hard_fault: recoveries.len() as u64,
             never: recoveries
@@ -868,11 +876,24 @@ impl SweepReport {
         );
         let _ = writeln!(w);
         let _ = writeln!(w, "Expectations");
-        let _ = writeln!(w, "  {:<24} {:>8} {:>8}  expected", "", "passed", "failed");
+        // As wide as the longest name (a declared service's are dotted paths such as
+        // `endpoints.product_page.min_availability`), and never narrower than before.
+        let width = self
+            .expectations
+            .iter()
+            .map(|e| e.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(24);
+        let _ = writeln!(
+            w,
+            "  {:<width$} {:>8} {:>8}  expected",
+            "", "passed", "failed"
+        );
         for e in &self.expectations {
             let _ = writeln!(
                 w,
-                "  {:<24} {:>8} {:>8}  {}",
+                "  {:<width$} {:>8} {:>8}  {}",
                 e.name, e.passed, e.failed, e.expected
             );
         }
@@ -910,6 +931,11 @@ impl SweepReport {
         row(w, "max stale age", spans(&st.max_stale_age));
         row(w, "breaker time open", spans(&st.breaker_time_open));
         row(w, "queue max depth", cells(&st.queue_max_depth));
+        // Only a declared service's replies are ever partial: a seed sweep's table
+        // stays as it was.
+        if st.partial.worst > 0 {
+            row(w, "partial replies", cells(&st.partial));
+        }
         let r = &st.recovery_time;
         match &r.percentiles {
             Some(p) => row(w, "recovery time", cells(p)),
@@ -1076,6 +1102,7 @@ mod tests {
             max_stale_age: seed * 1_000_000,
             breaker_time_open: 2 * seed,
             queue_max_depth: seed % 3,
+            partial: 0,
             recovery: if seed % 2 == 0 {
                 Recovery::Within(seed)
             } else {
@@ -1303,6 +1330,7 @@ mod proptests {
             max_stale_age: x % 1_000_000_000,
             breaker_time_open: (x >> 8) % 1_000_000_000,
             queue_max_depth: (x >> 16) % 5_000,
+            partial: (x >> 24) % 3,
             recovery: match x % 3 {
                 0 => Recovery::NoHardFault,
                 1 => Recovery::Within((x >> 4) % 100_000_000),

@@ -216,3 +216,35 @@ fn bad_input_exits_2_with_a_message() {
         stderr(&out)
     );
 }
+
+/// A declared service's sweep: the same bytes whatever `--jobs`, its per-endpoint
+/// expectations tallied like the global ones, and its partial replies a figure
+/// across seeds.
+#[test]
+fn a_declared_service_sweeps_with_its_partial_replies() {
+    const SHOP: &str = "scenarios/shop-recommendations-outage.toml";
+    let one = brownout(&["sweep", SHOP, "--seeds", "3", "--jobs", "1"]);
+    let two = brownout(&["sweep", SHOP, "--seeds", "3", "--jobs", "2"]);
+    assert_eq!(code(&one), 0, "{}", stderr(&one));
+    assert_eq!(stdout(&one), stdout(&two));
+    let text = stdout(&one);
+    assert!(text.contains("  partial replies "), "{text}");
+    let row = text
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("endpoints.product_page.min_availability ")
+        })
+        .unwrap_or_else(|| panic!("no row for the endpoint's expectation: {text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1..], ["3", "0", ">=", "99.900%"], "{row}");
+    let json: Value = serde_json::from_str(&stdout(&brownout(&[
+        "sweep", SHOP, "--seeds", "3", "--format", "json",
+    ])))
+    .unwrap();
+    assert!(
+        json["stats"]["partial"]["worst"].as_u64().unwrap() > 0,
+        "{json}"
+    );
+    assert!(json["results"][0]["partial"].as_u64().unwrap() > 0);
+}
