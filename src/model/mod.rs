@@ -6,7 +6,7 @@
 //! Each part is plain data with its `validate()`: latency distributions
 //! ([`latency`]), faults ([`faults`]), the CPU curve ([`load`]) and the workload
 //! ([`workload`]). What runs them lives in `sim/`. [`service`] is the declared
-//! service (dependencies, key spaces, endpoints and their plans), not yet wired in.
+//! service (dependencies, key spaces, endpoints and their plans) a scenario may carry.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,9 +9,10 @@
 //!
 //! The file format maps a service file or a scenario's `[service]` onto a
 //! [`ServiceSpec`] (`scenario/file/service.rs`) and keeps the built service in
-//! `Scenario::service`. Not yet wired in: the node and the simulator still run the seed
-//! service hard-wired; [`Service::seed`] is that service in this model, for the step
-//! that wires it.
+//! `Scenario::service`; the node runs it (`node::service::endpoint`, through
+//! `node::plan`) in both drivers. The seed service's requests still take the node's
+//! own path; [`Service::seed`] is that service in this model, for the step that moves
+//! it onto the executor.
 
 use std::fmt::Write as _;
 

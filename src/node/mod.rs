@@ -1,10 +1,12 @@
-//! The service: the seed task's protocol served by the degradation engine, sans-IO.
+//! The service: the seed task's protocol, or a declared service's endpoints, served
+//! by the degradation engine, sans-IO.
 //!
 //! [`protocol`] parses request bodies and shapes replies; [`service`] holds the
 //! [`Node`], which turns requests, dependency results and timers into [`Effect`]s;
 //! [`config`] and [`data`] describe what a node is built from; [`plan`] executes one
-//! request of a declared endpoint (not yet used by the [`Node`]). Neither driver's
-//! transport (stdin, the simulator's event queue) is known here.
+//! request of a declared endpoint (the node carries out its actions in
+//! `service/endpoint.rs`; the seed's requests still take the node's own path).
+//! Neither driver's transport (stdin, the simulator's event queue) is known here.
 
 pub mod config;
 pub mod data;

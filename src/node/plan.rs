@@ -181,6 +181,23 @@ impl StepServed {
         )
     }
 
+    /// How the part was served, in one word (`fresh`, `local`, `queued`, `cached`,
+    /// `stale`, `fallback`, `omitted`, `missing`, `not_found`, `rejected`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepServed::Fresh => "fresh",
+            StepServed::Local => "local",
+            StepServed::Queued => "queued",
+            StepServed::Cached { .. } => "cached",
+            StepServed::Stale { .. } => "stale",
+            StepServed::Fallback { .. } => "fallback",
+            StepServed::Omitted => "omitted",
+            StepServed::Missing { .. } => "missing",
+            StepServed::NotFound => "not_found",
+            StepServed::Rejected => "rejected",
+        }
+    }
+
     /// Anything but a fresh (or local) answer.
     pub fn is_degraded(self) -> bool {
         !matches!(self, StepServed::Fresh | StepServed::Local)

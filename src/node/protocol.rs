@@ -864,7 +864,8 @@ pub enum ReplyBody {
 /// `{"type":"product_page_ok","in_reply_to":4,"key":17,
 ///   "data":{"inventory":{"id":17,"name":"Record 17"},"recommendations":"popular"},
 ///   "_meta":{"partial":false,"missing":[],"degraded":["recommendations"],
-///            "stale":{},"deadline_passed":false}}`
+///            "stale":{},"deadline_passed":false,
+///            "served":{"inventory":"fresh","recommendations":"fallback"}}}`
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointReply {
     /// `<endpoint>_ok`.
@@ -909,6 +910,10 @@ pub struct ReplyMeta {
     pub stale: Vec<(&'static str, Span)>,
     /// The request's deadline passed before its reply was ready.
     pub deadline_passed: bool,
+    /// How each part that finished was served (`fresh`, `cached`, `stale`,
+    /// `fallback`, `queued`, `omitted`, `missing`, ...), in plan order: the reply's
+    /// class is the worst of these.
+    pub served: smallvec::SmallVec<[(&'static str, &'static str); 4]>,
 }
 
 impl Serialize for EndpointReply {
@@ -927,6 +932,16 @@ impl Serialize for EndpointReply {
                         )?,
                         PartData::Text(text) => map.serialize_entry(name, text)?,
                     }
+                }
+                map.end()
+            }
+        }
+        struct Served<'a>(&'a [(&'static str, &'static str)]);
+        impl Serialize for Served<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (name, how) in self.0 {
+                    map.serialize_entry(name, how)?;
                 }
                 map.end()
             }
@@ -959,6 +974,7 @@ impl Serialize for EndpointReply {
                 "degraded": meta.degraded,
                 "stale": serde_json::to_value(Stale(&meta.stale)).map_err(serde::ser::Error::custom)?,
                 "deadline_passed": meta.deadline_passed,
+                "served": serde_json::to_value(Served(&meta.served)).map_err(serde::ser::Error::custom)?,
             }),
         )?;
         map.end()

@@ -936,7 +936,8 @@ fn a_declared_service_is_served_live_with_its_endpoints() {
         .collect();
     assert_eq!(bodies.len(), lines.len(), "{bodies:?}");
     let fresh_meta = json!({"partial": false, "missing": [], "degraded": [], "stale": {},
-                            "deadline_passed": false});
+                            "deadline_passed": false,
+                            "served": {"inventory": "fresh", "recommendations": "fresh"}});
     assert_eq!(
         bodies[0],
         json!({"type": "product_page_ok", "in_reply_to": 1, "key": 7,

@@ -756,6 +756,7 @@ fn reply(names: &EndpointNames, run: &Run, outcome: &Outcome) -> (ReplyBody, Ser
     };
     for &(step, served) in &outcome.steps {
         let part = names.parts[step.index()];
+        meta.served.push((part, served.as_str()));
         if served.is_degraded() {
             meta.degraded.push(part);
         }

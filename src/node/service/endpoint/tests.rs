@@ -223,7 +223,8 @@ fn a_healthy_page_is_fresh_with_both_parts() {
                 "recommendations": {"id": 7, "name": "Record 7"},
             },
             "_meta": {"partial": false, "missing": [], "degraded": [], "stale": {},
-                      "deadline_passed": false},
+                      "deadline_passed": false,
+                      "served": {"inventory": "fresh", "recommendations": "fresh"}},
         })
     );
 }
@@ -244,6 +245,10 @@ fn a_failed_optional_part_takes_its_chain_in_order() {
     assert_eq!(body["data"]["recommendations"], "popular");
     assert_eq!(body["_meta"]["degraded"], json!(["recommendations"]));
     assert_eq!(body["_meta"]["partial"], false);
+    assert_eq!(
+        body["_meta"]["served"],
+        json!({"inventory": "fresh", "recommendations": "fallback"})
+    );
     // Once a read filled the cache, a failure is served from it, before the static.
     let second = b.request(SECOND, PAGE, 8);
     b.found(SECOND, INVENTORY);
