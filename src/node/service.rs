@@ -990,6 +990,25 @@ impl Node {
         force_down: bool,
         purpose: Purpose,
     ) {
+        let deadline = now.saturating_add(self.deps[index].timeout);
+        self.call_until(index, key, permit, op, force_down, purpose, deadline);
+    }
+
+    /// Starts a call that the driver times out at `deadline` (the dependency's own
+    /// timeout for the seed's calls, what is left of a request's budget for a
+    /// declared step's).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn call_until(
+        &mut self,
+        index: usize,
+        key: u64,
+        permit: Permit,
+        op: Op,
+        force_down: bool,
+        purpose: Purpose,
+        deadline: Time,
+    ) {
         self.stats.calls += 1;
         let id = CallId(self.pending.insert(Pending {
             dependency: index,
@@ -1002,7 +1021,7 @@ impl Node {
             dependency: index,
             op,
             force_down,
-            deadline: now.saturating_add(self.deps[index].timeout),
+            deadline,
         }));
     }
 

@@ -1365,83 +1365,55 @@ fn describe_breaker_reason(reason: &BreakerReason, open_until: Option<Time>, at:
 }
 
 impl Report {
-    fn render_seed_requests(&self, w: &mut String) {
-        let _ = writeln!(
-            w,
-            "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10}",
-            "type",
+    /// The table of requests by outcome. The seed's has an `applied` column (its
+    /// writes applied at once); a declared service's has `partial` in its place (its
+    /// writes, applied, are fresh).
+    fn render_requests(&self, w: &mut String) {
+        let declared = !self.endpoints.is_empty();
+        let row = |w: &mut String, kind: &str, cells: [String; 12]| {
+            let [a, b, c, d, e, f, g, h, i, j, k, l] = cells;
+            let _ = writeln!(
+                w,
+                "  {kind:<20} {a:>8} {b:>8} {c:>7} {d:>7} {e:>8} {f:>8} {g:>7} {h:>8} {i:>7} {j:>7} {k:>7} {l:>10}"
+            );
+        };
+        let sixth = if declared { "partial" } else { "applied" };
+        let headers = [
             "total",
             "fresh",
             "cached",
             "stale",
             "fallback",
-            "applied",
+            sixth,
             "queued",
             "rejected",
             "error",
             "refused",
             "control",
-            "unanswered"
-        );
+            "unanswered",
+        ];
+        row(w, "type", headers.map(str::to_owned));
         for o in &self.requests {
-            let _ = writeln!(
-                w,
-                "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10}",
-                o.kind,
+            let (fresh, sixth) = if declared {
+                (o.fresh + o.applied, o.partial)
+            } else {
+                (o.fresh, o.applied)
+            };
+            let cells = [
                 o.total,
-                o.fresh,
+                fresh,
                 o.cached,
                 o.stale,
                 o.fallback,
-                o.applied,
+                sixth,
                 o.queued,
                 o.rejected,
                 o.error,
                 o.refused,
                 o.control,
-                o.unanswered
-            );
-        }
-    }
-
-    /// A declared service's table: `partial` where the seed's has `applied` (its
-    /// writes are fresh when applied).
-    fn render_declared_requests(&self, w: &mut String) {
-        let _ = writeln!(
-            w,
-            "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10}",
-            "type",
-            "total",
-            "fresh",
-            "cached",
-            "stale",
-            "fallback",
-            "partial",
-            "queued",
-            "rejected",
-            "error",
-            "refused",
-            "control",
-            "unanswered"
-        );
-        for o in &self.requests {
-            let _ = writeln!(
-                w,
-                "  {:<20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10}",
-                o.kind,
-                o.total,
-                o.fresh + o.applied,
-                o.cached,
-                o.stale,
-                o.fallback,
-                o.partial,
-                o.queued,
-                o.rejected,
-                o.error,
-                o.refused,
-                o.control,
-                o.unanswered
-            );
+                o.unanswered,
+            ];
+            row(w, &o.kind, cells.map(|n| n.to_string()));
         }
     }
 
@@ -1501,11 +1473,7 @@ impl Report {
         let total = self.requests.last().map_or(0, |t| t.total);
         let _ = writeln!(w);
         let _ = writeln!(w, "Requests: {total}");
-        if self.endpoints.is_empty() {
-            self.render_seed_requests(w);
-        } else {
-            self.render_declared_requests(w);
-        }
+        self.render_requests(w);
         let _ = writeln!(
             w,
             "  availability {} (answered with data, a fallback or an accepted write, of all but refused and control requests)",

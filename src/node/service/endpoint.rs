@@ -558,9 +558,17 @@ impl Node {
         match dep.breaker.try_acquire(now, &mut self.rng) {
             Ok(permit) => {
                 dep.cache.prefetch(key);
-                self.start_step_call(now, index, key, permit, Op::Read { key }, timeout, {
-                    Purpose::Step { run, slot }
-                });
+                let purpose = Purpose::Step { run, slot };
+                let deadline = now.saturating_add(timeout);
+                self.call_until(
+                    index,
+                    key,
+                    permit,
+                    Op::Read { key },
+                    false,
+                    purpose,
+                    deadline,
+                );
             }
             Err(_) => {
                 let answer = Answer::Failed(Failure::BreakerOpen);
@@ -601,7 +609,15 @@ impl Node {
                     version,
                 };
                 let purpose = Purpose::StepWrite { run, slot, write };
-                self.start_step_call(now, index, key, permit, op, timeout, purpose);
+                self.call_until(
+                    index,
+                    key,
+                    permit,
+                    op,
+                    false,
+                    purpose,
+                    now.saturating_add(timeout),
+                );
             }
             Err(_) if dep.has_queue => {
                 let answer = self.enqueue_step_write(now, run, slot, index, write, now);
@@ -665,33 +681,6 @@ impl Node {
                 r.refusal = Some((slot.step, reason));
             }
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn start_step_call(
-        &mut self,
-        now: Time,
-        index: usize,
-        key: u64,
-        permit: crate::engine::breaker::Permit,
-        op: Op,
-        timeout: Span,
-        purpose: Purpose,
-    ) {
-        self.stats.calls += 1;
-        let id = super::CallId(self.pending.insert(super::Pending {
-            dependency: index,
-            key,
-            permit,
-            purpose,
-        }));
-        self.effects.push(Effect::Call(super::Call {
-            id,
-            dependency: index,
-            op,
-            force_down: false,
-            deadline: now.saturating_add(timeout),
-        }));
     }
 
     /// Request `run` is over: its reply goes out.
