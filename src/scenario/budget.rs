@@ -416,6 +416,20 @@ fn outstanding_declared(
     }
 }
 
+/// Where to point a declared scenario's refusal of held entries: the `count` of its
+/// largest key space (each dependency's store holds a slot per key of the spaces its
+/// calls use, so that is what usually fills the budget), else the service.
+fn entries_key_declared(service: &Service) -> String {
+    service
+        .key_spaces
+        .iter()
+        .max_by_key(|s| key_count(&s.keys) as u64)
+        .map_or_else(
+            || "service".to_owned(),
+            |s| format!("service.keys.{}.count", s.name),
+        )
+}
+
 /// A count as people read it: `3600000`, `3.6e12`.
 pub fn count(x: f64) -> String {
     if x < 1e6 {
@@ -486,15 +500,21 @@ pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
         }
     }
     if e.entries > limits.entries {
+        let (key, lower) = match &scenario.service {
+            Some(service) => (
+                entries_key_declared(service),
+                "a key space's `count`, a cache's or a queue's `capacity`",
+            ),
+            None => (
+                "dependencies".to_owned(),
+                "a data set's `count`, a cache's or a queue's `capacity` or the key count `n`",
+            ),
+        };
         refusals.push(Refusal {
-            key: if scenario.service.is_some() {
-                "service".to_owned()
-            } else {
-                "dependencies".to_owned()
-            },
+            key,
             message: format!(
                 "up to {} records, cache entries and queued writes held at once; the limit is {}; \
-                 lower a data set's `count`, a cache's or a queue's `capacity` or the key count `n`, {lift}",
+                 lower {lower}, {lift}",
                 count(e.entries),
                 count(limits.entries)
             ),

@@ -10,7 +10,10 @@
 //!
 //! Seeds are the files of `scenarios/` and `tests/hostile/`; each case applies a few
 //! random edits (extreme numbers and durations, deleted, duplicated or swapped lines,
-//! truncation, stray bytes). A scenario that parses and is within the work budget is
+//! truncation, stray bytes). A mutated scenario is parsed as if at its seed's path, so a
+//! `service = "../services/shop.toml"` still finds the shop; the inputs under
+//! `tests/hostile/node/shop/` are fed to a node serving `services/shop.toml`, as
+//! `brownout node --service` would. A scenario that parses and is within the work budget is
 //! run when it is small enough to run quickly; anything that panics is written to
 //! `target/tmp/fuzz-failures/` and fails the test, with the seed and case number that
 //! reproduce it. Coverage-guided fuzzing (cargo-afl) needs AFL++'s LLVM plugin,
@@ -20,7 +23,10 @@ use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, OnceLock};
+
 use brownout::live::{self, LiveOptions};
+use brownout::model::{service::default_modes, Service};
 use brownout::node::{DataSet, NodeConfig};
 use brownout::scenario::{self, budget};
 use brownout::sim::{self, RunOptions};
@@ -44,14 +50,21 @@ fn seed() -> u64 {
         .unwrap_or(1)
 }
 
-fn seeds(dir: &Path, ext: &str) -> Vec<Vec<u8>> {
+/// The seed files in `dir` with their paths.
+fn seeds(dir: &Path, ext: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("seed directory")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
 }
 
 const NUMBERS: [&str; 14] = [
@@ -199,12 +212,11 @@ const RUN_LIMITS: budget::Limits = budget::Limits {
     cpu_samples: 2e4,
 };
 
-/// Parses, budgets and (when small) runs one scenario text.
-fn scenario_case(bytes: &[u8]) -> &'static str {
+/// Parses, budgets and (when small) runs one scenario text, read as if at `path`.
+fn scenario_case(path: &Path, bytes: &[u8]) -> &'static str {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return "not utf-8";
     };
-    let path = Path::new("fuzz.toml");
     if let Err(e) = scenario::parse(text, path) {
         let first = e.first();
         assert!(first.position.is_some(), "an error has a place: {first}");
@@ -241,15 +253,40 @@ fn scenario_case(bytes: &[u8]) -> &'static str {
     }
 }
 
-/// Feeds one input to the live node and checks each line got a reply or a log line.
-fn node_case(bytes: &[u8]) -> &'static str {
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    live::run(
+/// Feeds one input to the live node serving the seed task's service.
+fn node_case(_: &Path, bytes: &[u8]) -> &'static str {
+    node_input_case(
         live::Serving::Seed {
             config: &NodeConfig::default(),
             data: &DataSet::default(),
         },
+        bytes,
+    )
+}
+
+/// Feeds one input to the live node serving `services/shop.toml`.
+fn declared_node_case(_: &Path, bytes: &[u8]) -> &'static str {
+    static SHOP: OnceLock<Arc<Service>> = OnceLock::new();
+    let service = SHOP.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("services/shop.toml");
+        Arc::new(scenario::load_service(&path).expect("the shop loads"))
+    });
+    let modes = default_modes(&service.features);
+    node_input_case(
+        live::Serving::Declared {
+            service: service.clone(),
+            modes: &modes,
+        },
+        bytes,
+    )
+}
+
+/// Feeds one input to the live node and checks each line got a reply or a log line.
+fn node_input_case(serving: live::Serving<'_>, bytes: &[u8]) -> &'static str {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    live::run(
+        serving,
         Cursor::new(bytes.to_vec()),
         &mut out,
         &mut err,
@@ -267,7 +304,12 @@ fn node_case(bytes: &[u8]) -> &'static str {
 }
 
 /// Runs `case` over `cases()` mutations of `seeds`, collecting every panic.
-fn fuzz(name: &str, seeds: &[Vec<u8>], case: fn(&[u8]) -> &'static str, ext: &str) {
+fn fuzz(
+    name: &str,
+    seeds: &[(PathBuf, Vec<u8>)],
+    case: fn(&Path, &[u8]) -> &'static str,
+    ext: &str,
+) {
     assert!(!seeds.is_empty());
     let (n, base) = (cases(), seed());
     let mut rng = ChaCha8Rng::seed_from_u64(base);
@@ -283,9 +325,9 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], case: fn(&[u8]) -> &'static str, ext: &st
     std::panic::set_hook(Box::new(|_| {}));
     for i in 0..n {
         let mut case_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
-        let seed = &seeds[case_rng.random_range(0..seeds.len())];
+        let (path, seed) = &seeds[case_rng.random_range(0..seeds.len())];
         let input = mutate(seed, &mut case_rng);
-        match catch_unwind(AssertUnwindSafe(|| case(&input))) {
+        match catch_unwind(AssertUnwindSafe(|| case(path, &input))) {
             Ok(outcome) => *outcomes.entry(outcome).or_insert(0u64) += 1,
             Err(panic) => {
                 let message = panic
@@ -296,7 +338,11 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], case: fn(&[u8]) -> &'static str, ext: &st
                 std::fs::create_dir_all(&dir).unwrap();
                 let file = dir.join(format!("{name}-{base}-{i}.{ext}"));
                 std::fs::write(&file, &input).unwrap();
-                failures.push(format!("case {i}: {message} (input in {})", file.display()));
+                failures.push(format!(
+                    "case {i}: {message} (input in {}, a mutation of {})",
+                    file.display(),
+                    path.display()
+                ));
                 if failures.len() >= 10 {
                     break;
                 }
@@ -327,4 +373,12 @@ fn fuzz_node_input() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let all = seeds(&root.join("tests/hostile/node"), "jsonl");
     fuzz("node", &all, node_case, "jsonl");
+}
+
+#[test]
+fn fuzz_declared_node_input() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut all = seeds(&root.join("tests/hostile/node/shop"), "jsonl");
+    all.extend(seeds(&root.join("tests/hostile/node"), "jsonl"));
+    fuzz("declared-node", &all, declared_node_case, "jsonl");
 }

@@ -2,7 +2,8 @@
 //! write. Every scenario file ends, within a bound, with the exit code its header
 //! names (`# expect-exit: N`, and optionally `# expect-stdout: TEXT` /
 //! `# expect-stderr: TEXT` lines that its output must contain), and nothing panics.
-//! Every line fed to `brownout node` gets its reply or its line on stderr.
+//! Every line fed to `brownout node` gets its reply or its line on stderr; the inputs
+//! under `node/shop/` are fed to `brownout node --service services/shop.toml`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -146,7 +147,16 @@ fn every_hostile_scenario_ends_as_its_header_says() {
 
 #[test]
 fn every_hostile_node_line_gets_a_reply_or_a_stderr_line() {
-    let files = corpus("node", "jsonl");
+    every_line_answered("node", &["node"]);
+}
+
+#[test]
+fn every_hostile_declared_node_line_gets_a_reply_or_a_stderr_line() {
+    every_line_answered("node/shop", &["node", "--service", "services/shop.toml"]);
+}
+
+fn every_line_answered(dir: &str, args: &[&str]) {
+    let files = corpus(dir, "jsonl");
     assert!(!files.is_empty());
     for file in &files {
         let input = std::fs::read(file).expect("readable");
@@ -154,7 +164,7 @@ fn every_hostile_node_line_gets_a_reply_or_a_stderr_line() {
             .split(|&b| b == b'\n')
             .filter(|l| !l.trim_ascii().is_empty())
             .count();
-        let (code, out, err) = run_bounded(&["node"], &input);
+        let (code, out, err) = run_bounded(args, &input);
         let name = file.display();
         assert_eq!(code, Some(0), "{name}: the node exits cleanly:\n{err}");
         assert!(!err.contains("panicked"), "{name}: panicked:\n{err}");
