@@ -130,6 +130,19 @@ struct Run {
     refusal: Option<(StepId, String)>,
 }
 
+impl Run {
+    /// Keeps what `slot` answered for the reply, if the run still waits for it (a
+    /// later answer for the same step replaces an earlier one); whether it did.
+    fn keep(&mut self, slot: Slot, data: PartData) -> bool {
+        if !self.plan.is_waiting(slot) {
+            return false;
+        }
+        self.data.retain(|(step, _)| *step != slot.step);
+        self.data.push((slot.step, data));
+        true
+    }
+}
+
 /// Why a failed call's answer is what the plan sees.
 fn failure(error: CallError) -> Failure {
     match error {
@@ -406,10 +419,7 @@ impl Node {
             return;
         };
         if let Some(data) = data {
-            if r.plan.is_waiting(slot) {
-                r.data.retain(|(step, _)| *step != slot.step);
-                r.data.push((slot.step, data));
-            }
+            r.keep(slot, data);
         }
         r.plan
             .on_answer(&decl.service, slot, answer, now, &mut decl.actions);
@@ -480,8 +490,7 @@ impl Node {
                 let decl = self.declared.as_mut().expect("a declared run");
                 if let Some(r) = decl.runs.get_mut(run) {
                     if let Some(data) = data {
-                        r.data.retain(|(step, _)| *step != slot.step);
-                        r.data.push((slot.step, data));
+                        r.keep(slot, data);
                     }
                     r.plan
                         .on_cache(&decl.service, slot, hit, now, &mut decl.actions);
@@ -648,14 +657,12 @@ impl Node {
             Enqueue::Accepted { .. } => {
                 let depth = dep.queue.depth();
                 if let Some(r) = self.declared.as_mut().and_then(|d| d.runs.get_mut(run)) {
-                    if r.plan.is_waiting(slot) {
+                    let queued = PartData::Written {
+                        id: key,
+                        queued: true,
+                    };
+                    if r.keep(slot, queued) {
                         r.queue_depth = depth;
-                        r.data.retain(|(step, _)| *step != slot.step);
-                        let queued = PartData::Written {
-                            id: key,
-                            queued: true,
-                        };
-                        r.data.push((slot.step, queued));
                     }
                 }
                 Answer::Queued
