@@ -28,6 +28,13 @@ use crate::model::FaultKind;
 /// snapshots reviewable when a scenario flaps for an hour.
 pub const MAX_TIMELINE: usize = 400;
 
+/// Fault windows whose fan-out a declared service's report keeps (in the order they
+/// began; the rest are counted): a long run with random faults has hundreds.
+pub const MAX_FAULT_WINDOWS: usize = 256;
+
+/// Of those, the ones the text report lists.
+const FAULT_WINDOWS_SHOWN: usize = 20;
+
 /// Rounds to 6 decimals, so that floats print the same everywhere.
 fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
@@ -244,6 +251,44 @@ pub struct EndpointReport {
     pub latency: LatencySummary,
 }
 
+/// Calls per request on each dependency while each fault window was active.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FaultFanOut {
+    /// In the order the windows began, at most [`MAX_FAULT_WINDOWS`].
+    pub windows: Vec<FaultWindowFanOut>,
+    /// Windows past that limit, not measured.
+    pub omitted: u64,
+}
+
+/// One fault window's fan-out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultWindowFanOut {
+    /// The dependency at fault.
+    pub dependency: String,
+    /// What the fault was.
+    pub fault: String,
+    /// When it began.
+    pub start: Time,
+    /// When it ended (or was due to, past the end of the run).
+    pub end: Time,
+    /// Requests sent while it was active.
+    pub requests: u64,
+    /// Per dependency, in declaration order: calls started while it was active, per
+    /// request then (6 decimals; 0 if no request was sent).
+    pub fan_out: Vec<DependencyFanOut>,
+}
+
+/// One dependency's calls per request in a fault window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DependencyFanOut {
+    /// The dependency.
+    pub dependency: &'static str,
+    /// Calls started.
+    pub calls: u64,
+    /// Calls per request.
+    pub per_request: f64,
+}
+
 /// A part of an endpoint's replies and how often it was missing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MissingPart {
@@ -364,6 +409,10 @@ pub struct Report {
     /// Per endpoint of a declared service (empty for the seed service).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointReport>,
+    /// A declared service's fan-out during each fault window (none for the seed
+    /// service's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault_fan_out: Option<FaultFanOut>,
     /// Modes.
     pub modes: ModeReport,
     /// Transitions in time order (at most [`MAX_TIMELINE`]).
@@ -476,6 +525,11 @@ pub struct Metrics {
     requests_during_faults: u64,
     /// Fault windows active now.
     active_faults: u32,
+    /// A declared service's fault windows, for their fan-out (none kept for the seed
+    /// service's); those active now, as indices; windows past the limit.
+    windows: Option<Vec<WindowMetrics>>,
+    open_windows: Vec<usize>,
+    windows_omitted: u64,
     latency: Histogram<u64>,
     /// Replies that took no simulated time (served from the cache at once), added to
     /// `latency` only when the report is made: they are most replies, and recording
@@ -490,6 +544,17 @@ pub struct Metrics {
     timeline_omitted: u64,
     scripted: Vec<ScriptedExchange>,
     mode_changes: u64,
+}
+
+/// What one fault window of a declared service's run measured.
+struct WindowMetrics {
+    dependency: usize,
+    fault: String,
+    start: Time,
+    end: Time,
+    requests: u64,
+    /// Per dependency: calls started while it was active.
+    calls: Vec<u64>,
 }
 
 /// What one endpoint of a declared service measured.
@@ -553,6 +618,9 @@ impl Metrics {
             requests: 0,
             requests_during_faults: 0,
             active_faults: 0,
+            windows: scenario.service.as_ref().map(|_| Vec::new()),
+            open_windows: Vec::new(),
+            windows_omitted: 0,
             latency: histogram(),
             instant_replies: 0,
             hard_faults: Vec::new(),
@@ -598,6 +666,11 @@ impl Metrics {
         self.requests += 1;
         if self.active_faults > 0 {
             self.requests_during_faults += 1;
+            if let Some(windows) = &mut self.windows {
+                for &w in &self.open_windows {
+                    windows[w].requests += 1;
+                }
+            }
         }
     }
 
@@ -622,6 +695,30 @@ impl Metrics {
             self.active_faults += 1;
         } else {
             self.active_faults = self.active_faults.saturating_sub(1);
+        }
+        if let Some(windows) = &mut self.windows {
+            if !started {
+                // A window ends at the end it was announced with.
+                let open = self
+                    .open_windows
+                    .iter()
+                    .position(|&w| windows[w].dependency == dependency && windows[w].end == end);
+                if let Some(i) = open {
+                    self.open_windows.remove(i);
+                }
+            } else if windows.len() < MAX_FAULT_WINDOWS {
+                self.open_windows.push(windows.len());
+                windows.push(WindowMetrics {
+                    dependency,
+                    fault: describe_fault(kind),
+                    start: t,
+                    end,
+                    requests: 0,
+                    calls: vec![0; self.deps.len()],
+                });
+            } else {
+                self.windows_omitted += 1;
+            }
         }
         if started && matches!(kind, FaultKind::Outage | FaultKind::Hang) {
             self.hard_faults.push(HardFault {
@@ -698,6 +795,11 @@ impl Metrics {
         dep.calls += 1;
         if self.active_faults > 0 {
             dep.calls_during_faults += 1;
+            if let Some(windows) = &mut self.windows {
+                for &w in &self.open_windows {
+                    windows[w].calls[dependency] += 1;
+                }
+            }
         }
     }
 
@@ -946,8 +1048,32 @@ impl Metrics {
                 })
                 .collect(),
         };
+        let fault_fan_out = self.windows.as_ref().map(|windows| FaultFanOut {
+            windows: windows
+                .iter()
+                .map(|w| FaultWindowFanOut {
+                    dependency: self.dep_names[w.dependency].to_owned(),
+                    fault: w.fault.clone(),
+                    start: w.start,
+                    end: w.end,
+                    requests: w.requests,
+                    fan_out: w
+                        .calls
+                        .iter()
+                        .zip(&self.dep_names)
+                        .map(|(&calls, &dependency)| DependencyFanOut {
+                            dependency,
+                            calls,
+                            per_request: ratio(calls, w.requests).unwrap_or(0.0),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            omitted: self.windows_omitted,
+        });
         let mut report = Report {
             endpoints,
+            fault_fan_out,
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
             path: scenario.path.display().to_string(),
@@ -1326,6 +1452,40 @@ fn percent(x: f64) -> String {
     format!("{:.3}%", x * 100.0)
 }
 
+/// A declared service's calls per request on each dependency during each fault window
+/// (the first [`FAULT_WINDOWS_SHOWN`]; the JSON report has them all).
+fn render_fault_fan_out(f: &FaultFanOut, w: &mut String) {
+    if f.windows.is_empty() {
+        return;
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "Fan-out during each fault (calls per request while it was active)"
+    );
+    for x in f.windows.iter().take(FAULT_WINDOWS_SHOWN) {
+        let per: Vec<String> = x
+            .fan_out
+            .iter()
+            .map(|d| format!("{} {}", d.dependency, d.per_request))
+            .collect();
+        let _ = writeln!(
+            w,
+            "  {}: {} {}-{} ({} requests): {}",
+            x.dependency,
+            x.fault,
+            HumanSpan(x.start),
+            HumanSpan(x.end),
+            x.requests,
+            per.join(", ")
+        );
+    }
+    let unlisted = (f.windows.len().saturating_sub(FAULT_WINDOWS_SHOWN)) as u64 + f.omitted;
+    if unlisted > 0 {
+        let _ = writeln!(w, "  ... and {unlisted} more window(s)");
+    }
+}
+
 fn describe_fault(kind: &FaultKind) -> String {
     match kind {
         FaultKind::Outage => "outage".to_owned(),
@@ -1586,6 +1746,9 @@ impl Report {
                 d.queue_max_depth,
                 drained
             );
+        }
+        if let Some(f) = &self.fault_fan_out {
+            render_fault_fan_out(f, w);
         }
         let m = &self.modes;
         let _ = writeln!(w);
