@@ -201,6 +201,9 @@ pub struct DependencyExpectations {
     pub dependency: DependencyId,
     /// Share of its calls that failed (errors, timeouts, refusals), at most this.
     pub max_failure_rate: Option<f64>,
+    /// The same within each fault window (on any dependency), for the worst window:
+    /// whether a fault elsewhere spills onto it.
+    pub max_failure_rate_in_faults: Option<f64>,
     /// Times its breaker opened, at most this.
     pub max_breaker_trips: Option<u64>,
     /// Calls made to it per request the node served, at most this (fan-out).

@@ -965,6 +965,7 @@ struct EndpointExpectFile {
 #[serde(deny_unknown_fields, expecting = "a table of dependency expectations")]
 struct DependencyExpectFile {
     max_failure_rate: Option<Probability>,
+    max_failure_rate_in_faults: Option<Probability>,
     max_breaker_trips: Option<u64>,
     max_fan_out: Option<NonNegative>,
 }

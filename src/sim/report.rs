@@ -287,6 +287,12 @@ pub struct DependencyFanOut {
     pub calls: u64,
     /// Calls per request.
     pub per_request: f64,
+    /// Its answers delivered while the window was active.
+    pub answered: u64,
+    /// Of them, failures and timeouts.
+    pub failed: u64,
+    /// Their share (6 decimals; 0 if none was answered).
+    pub failure_rate: f64,
 }
 
 /// A part of an endpoint's replies and how often it was missing.
@@ -553,8 +559,11 @@ struct WindowMetrics {
     start: Time,
     end: Time,
     requests: u64,
-    /// Per dependency: calls started while it was active.
+    /// Per dependency: calls started while it was active, and answers delivered then
+    /// (and of them, failures and timeouts).
     calls: Vec<u64>,
+    answered: Vec<u64>,
+    failed: Vec<u64>,
 }
 
 /// What one endpoint of a declared service measured.
@@ -715,6 +724,8 @@ impl Metrics {
                     end,
                     requests: 0,
                     calls: vec![0; self.deps.len()],
+                    answered: vec![0; self.deps.len()],
+                    failed: vec![0; self.deps.len()],
                 });
             } else {
                 self.windows_omitted += 1;
@@ -812,6 +823,15 @@ impl Metrics {
             CallResult::Failed(CallError::Timeout) => dep.timeouts += 1,
             CallResult::Failed(_) => dep.failures += 1,
             _ => {}
+        }
+        if self.active_faults > 0 {
+            if let Some(windows) = &mut self.windows {
+                let failed = matches!(result, CallResult::Failed(_));
+                for &w in &self.open_windows {
+                    windows[w].answered[dependency] += 1;
+                    windows[w].failed[dependency] += u64::from(failed);
+                }
+            }
         }
     }
 
@@ -1057,14 +1077,14 @@ impl Metrics {
                     start: w.start,
                     end: w.end,
                     requests: w.requests,
-                    fan_out: w
-                        .calls
-                        .iter()
-                        .zip(&self.dep_names)
-                        .map(|(&calls, &dependency)| DependencyFanOut {
-                            dependency,
-                            calls,
-                            per_request: ratio(calls, w.requests).unwrap_or(0.0),
+                    fan_out: (0..self.deps.len())
+                        .map(|i| DependencyFanOut {
+                            dependency: self.dep_names[i],
+                            calls: w.calls[i],
+                            per_request: ratio(w.calls[i], w.requests).unwrap_or(0.0),
+                            answered: w.answered[i],
+                            failed: w.failed[i],
+                            failure_rate: ratio(w.failed[i], w.answered[i]).unwrap_or(0.0),
                         })
                         .collect(),
                 })
@@ -1311,6 +1331,44 @@ impl Metrics {
                         d.timeouts,
                         d.calls - d.in_flight_at_end
                     ),
+                    rate <= max,
+                    (Some(max), Some(rate), "ratio"),
+                );
+            }
+            if let Some(max) = e.max_failure_rate_in_faults {
+                let i = e.dependency.index();
+                let worst = report
+                    .fault_fan_out
+                    .iter()
+                    .flat_map(|f| &f.windows)
+                    .filter(|w| w.fan_out[i].answered > 0)
+                    .max_by(|a, b| {
+                        a.fan_out[i]
+                            .failure_rate
+                            .total_cmp(&b.fan_out[i].failure_rate)
+                    });
+                let (rate, measured) = match worst {
+                    Some(w) => {
+                        let x = &w.fan_out[i];
+                        let text = format!(
+                            "worst {} ({} of {} answered calls failed or timed out during {}: {} \
+                             {}-{})",
+                            percent(x.failure_rate),
+                            x.failed,
+                            x.answered,
+                            w.dependency,
+                            w.fault,
+                            HumanSpan(w.start),
+                            HumanSpan(w.end)
+                        );
+                        (x.failure_rate, text)
+                    }
+                    None => (0.0, "no call answered during a fault window".to_owned()),
+                };
+                push(
+                    name("max_failure_rate_in_faults"),
+                    format!("<= {} in every fault window", percent(max)),
+                    measured,
                     rate <= max,
                     (Some(max), Some(rate), "ratio"),
                 );

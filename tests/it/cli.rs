@@ -3,6 +3,8 @@
 //! and what was expected (all of them, one per line), `check`, the trace on stdout,
 //! JSON output, the self-check.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use crate::util::{brownout, code, scratch, stderr, stdout};
@@ -239,4 +241,35 @@ fn stats_go_to_stderr_and_leave_the_summary_alone() {
     let stats = brownout(&["scenarios/seed-task.toml", "--stats"]);
     assert_eq!(stdout(&plain), stdout(&stats));
     assert!(stderr(&stats).contains("events/s"), "{}", stderr(&stats));
+}
+
+/// A dependency's failure rate within each fault window: the payments outage makes
+/// nearly every payments call fail in its window (while its rate over the whole run is
+/// far lower), and the failed check names the worst window.
+#[test]
+fn a_failure_rate_within_fault_windows_names_the_worst_window() {
+    let shop = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/shop-payments-outage.toml");
+    let text = std::fs::read_to_string(&shop)
+        .expect("the shop scenario")
+        .replace("\"../services/shop.toml\"", &format!("{:?}", shop.parent().unwrap().join("../services/shop.toml")))
+        .replace(
+            "[expect.dependencies.inventory]\nmax_failure_rate_in_faults = 0.01",
+            "[expect.dependencies.payments]\nmax_failure_rate = 0.5\nmax_failure_rate_in_faults = 0.5",
+        );
+    let path = scenario_file("in-faults", "payments.toml", &text);
+    let out = brownout(&[path.as_str()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("PASS dependencies.payments.max_failure_rate: expected <= 50.000%"),
+        "{report}"
+    );
+    let failed = report
+        .lines()
+        .find(|l| l.contains("FAIL dependencies.payments.max_failure_rate_in_faults"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        failed.contains("answered calls failed or timed out during payments: outage 3m-6m"),
+        "{failed}"
+    );
 }

@@ -421,6 +421,7 @@ impl Serve for ServiceNames<'_> {
                 dependencies.push(DependencyExpectations {
                     dependency: DependencyId(id as u16),
                     max_failure_rate: d.max_failure_rate.map(|p| p.0),
+                    max_failure_rate_in_faults: d.max_failure_rate_in_faults.map(|p| p.0),
                     max_breaker_trips: d.max_breaker_trips,
                     max_fan_out: d.max_fan_out.map(|n| n.0),
                 });

@@ -47,6 +47,7 @@ max_partial_rate = 0.0
 max_deadline_misses = 0
 [expect.dependencies.payments]
 max_failure_rate = 0.5
+max_failure_rate_in_faults = 0.75
 max_breaker_trips = 3
 max_fan_out = 1.0
 "#;
@@ -234,6 +235,7 @@ fn the_shop_from_its_file() {
     let d = &s.expect.dependencies[0];
     assert_eq!(d.dependency, DependencyId(0));
     assert_eq!(d.max_failure_rate, Some(0.5));
+    assert_eq!(d.max_failure_rate_in_faults, Some(0.75));
     assert_eq!((d.max_breaker_trips, d.max_fan_out), (Some(3), Some(1.0)));
 
     // Declared features are disabled under load unless a mode says otherwise.
