@@ -273,8 +273,8 @@ pub struct FaultWindowFanOut {
     pub end: Time,
     /// Requests sent while it was active.
     pub requests: u64,
-    /// Per dependency, in declaration order: calls started while it was active, per
-    /// request then (6 decimals; 0 if no request was sent).
+    /// Per dependency, in declaration order: calls started while it was active and
+    /// per request then, answers delivered then and how many failed.
     pub fan_out: Vec<DependencyFanOut>,
 }
 
@@ -559,11 +559,18 @@ struct WindowMetrics {
     start: Time,
     end: Time,
     requests: u64,
-    /// Per dependency: calls started while it was active, and answers delivered then
-    /// (and of them, failures and timeouts).
-    calls: Vec<u64>,
-    answered: Vec<u64>,
-    failed: Vec<u64>,
+    /// Per dependency.
+    counts: Vec<WindowCounts>,
+}
+
+/// One dependency's calls in a fault window.
+#[derive(Debug, Clone, Copy, Default)]
+struct WindowCounts {
+    /// Started while it was active.
+    calls: u64,
+    /// Answers delivered then, and of them failures and timeouts.
+    answered: u64,
+    failed: u64,
 }
 
 /// What one endpoint of a declared service measured.
@@ -723,9 +730,7 @@ impl Metrics {
                     start: t,
                     end,
                     requests: 0,
-                    calls: vec![0; self.deps.len()],
-                    answered: vec![0; self.deps.len()],
-                    failed: vec![0; self.deps.len()],
+                    counts: vec![WindowCounts::default(); self.deps.len()],
                 });
             } else {
                 self.windows_omitted += 1;
@@ -808,7 +813,7 @@ impl Metrics {
             dep.calls_during_faults += 1;
             if let Some(windows) = &mut self.windows {
                 for &w in &self.open_windows {
-                    windows[w].calls[dependency] += 1;
+                    windows[w].counts[dependency].calls += 1;
                 }
             }
         }
@@ -828,8 +833,9 @@ impl Metrics {
             if let Some(windows) = &mut self.windows {
                 let failed = matches!(result, CallResult::Failed(_));
                 for &w in &self.open_windows {
-                    windows[w].answered[dependency] += 1;
-                    windows[w].failed[dependency] += u64::from(failed);
+                    let counts = &mut windows[w].counts[dependency];
+                    counts.answered += 1;
+                    counts.failed += u64::from(failed);
                 }
             }
         }
@@ -1077,14 +1083,17 @@ impl Metrics {
                     start: w.start,
                     end: w.end,
                     requests: w.requests,
-                    fan_out: (0..self.deps.len())
-                        .map(|i| DependencyFanOut {
-                            dependency: self.dep_names[i],
-                            calls: w.calls[i],
-                            per_request: ratio(w.calls[i], w.requests).unwrap_or(0.0),
-                            answered: w.answered[i],
-                            failed: w.failed[i],
-                            failure_rate: ratio(w.failed[i], w.answered[i]).unwrap_or(0.0),
+                    fan_out: w
+                        .counts
+                        .iter()
+                        .zip(&self.dep_names)
+                        .map(|(c, &dependency)| DependencyFanOut {
+                            dependency,
+                            calls: c.calls,
+                            per_request: ratio(c.calls, w.requests).unwrap_or(0.0),
+                            answered: c.answered,
+                            failed: c.failed,
+                            failure_rate: ratio(c.failed, c.answered).unwrap_or(0.0),
                         })
                         .collect(),
                 })
