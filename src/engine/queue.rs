@@ -89,6 +89,13 @@ pub struct QueueConfig {
     /// drawn uniformly from `[d * (1 - jitter), d]` for the capped exponential `d`. So
     /// 1.0 is "full jitter", 0.5 "equal jitter", 0 none; the cap is never exceeded.
     pub jitter: f64,
+    /// Whether a new write waits behind the writes already queued, even while the
+    /// dependency takes calls, so that writes reach it in the order clients sent them.
+    /// The node enforces it (the queue only holds what it is given). The seed task's
+    /// rule, so the default; a declared dependency's default is `false`, because its
+    /// writes carry versions that keep a newer one from being overwritten whatever the
+    /// order, and an in-order queue makes every write queue behind one stray failure.
+    pub in_order: bool,
 }
 
 impl Default for QueueConfig {
@@ -102,6 +109,7 @@ impl Default for QueueConfig {
             backoff_base: DEFAULT_BACKOFF_BASE,
             backoff_max: DEFAULT_BACKOFF_MAX,
             jitter: DEFAULT_JITTER,
+            in_order: true,
         }
     }
 }
@@ -1203,6 +1211,7 @@ mod proptests {
                     backoff_base: 10 * MILLISECOND,
                     backoff_max: 50 * MILLISECOND,
                     jitter,
+                    in_order: true,
                 },
             )
     }

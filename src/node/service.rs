@@ -15,10 +15,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::engine::breaker::{BreakerEvent, BreakerState, CircuitBreaker, Permit};
-use crate::engine::cache::{CacheEvent, Lookup, RefreshTicket, StaleCache, StaleReason};
+use crate::engine::cache::{CacheEvent, RefreshTicket, StaleCache, StaleReason};
 use crate::engine::modes::{ModeController, ModeEvent};
 use crate::engine::queue::{Enqueue, QueueEvent, WriteId, WriteQueue};
 use crate::engine::{ConfigError, Span, Time};
+use crate::model::service::DependencyEngine;
 use crate::seqmap::SeqMap;
 
 use super::config::{NodeConfig, ReadPolicy};
@@ -30,8 +31,10 @@ use super::protocol::{
 };
 
 mod endpoint;
+mod step;
 
 use endpoint::Declared;
+use step::{ReadAnswer, ReadStart, WriteAnswer, WriteStart};
 
 /// The driver's handle on one request, echoed on its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -313,6 +316,11 @@ struct Dependency {
     queue: WriteQueue<QueuedWrite>,
     /// Whether it has a write queue (see `has_cache`).
     has_queue: bool,
+    /// Whether a new write waits behind queued ones ([`QueueConfig::in_order`]
+    /// of a dependency with a queue).
+    ///
+    /// [`QueueConfig::in_order`]: crate::engine::queue::QueueConfig::in_order
+    writes_in_order: bool,
 }
 
 impl Dependency {
@@ -369,19 +377,9 @@ impl Node {
         rng: ChaCha8Rng,
     ) -> Result<Node, ConfigError> {
         config.validate()?;
-        let [users, products] = Resource::ALL.map(|resource| -> Result<_, ConfigError> {
-            let c = config.dependency(resource);
-            Ok(Dependency {
-                name: resource.as_str(),
-                resource: Some(resource),
-                timeout: c.timeout,
-                read_policy: c.read_policy,
-                breaker: CircuitBreaker::new(c.breaker.clone())?,
-                cache: StaleCache::new(c.cache.clone())?,
-                has_cache: true,
-                queue: WriteQueue::new(c.queue.clone())?,
-                has_queue: true,
-            })
+        let [users, products] = Resource::ALL.map(|resource| {
+            let engine = DependencyEngine::from_config(config.dependency(resource));
+            Dependency::new(resource.as_str(), Some(resource), &engine)
         });
         let mut deps = vec![users?, products?];
         for (resource, record) in warm {
@@ -580,26 +578,19 @@ impl Node {
             purpose,
         } = pending;
         let dep = &mut self.deps[dependency];
-        let failure = match result {
-            CallResult::Failed(error) => {
-                dep.breaker.on_failure(permit, now, &mut self.rng);
-                Some(error)
-            }
-            _ => {
-                dep.breaker.on_success(permit, now, &mut self.rng);
-                None
-            }
-        };
-        let why = failure.map_or("error", CallError::as_str);
+        if let CallResult::Failed(_) = result {
+            dep.breaker.on_failure(permit, now, &mut self.rng);
+        } else {
+            dep.breaker.on_success(permit, now, &mut self.rng);
+        }
         match purpose {
-            Purpose::Read { to, msg_id } => match result {
-                CallResult::Found(record) => {
-                    dep.cache.insert(key, record.clone(), now);
+            Purpose::Read { to, msg_id } => match self.read_answer(now, dependency, key, result) {
+                ReadAnswer::Found(record) => {
                     let body = self.record_reply(dependency, msg_id, record, false);
                     self.reply(to, body, Served::Fresh);
                 }
-                CallResult::NotFound => {
-                    let noun = dep.noun();
+                ReadAnswer::NotFound => {
+                    let noun = self.deps[dependency].noun();
                     self.refuse_with(
                         to,
                         msg_id,
@@ -607,10 +598,9 @@ impl Node {
                         format!("{noun} {key} does not exist"),
                     );
                 }
-                // A store refuses writes only; a read answered otherwise is treated as
-                // a failed one.
-                CallResult::Written(_) | CallResult::Rejected(_) | CallResult::Failed(_) => {
-                    let name = dep.name;
+                ReadAnswer::Failed(error) => {
+                    let name = self.deps[dependency].name;
+                    let why = error.as_str();
                     let reason = format_args!("{name} service failed ({why})");
                     let stale = StaleReason::DependencyFailed;
                     self.serve_from_cache(now, to, msg_id, dependency, key, stale, reason);
@@ -624,49 +614,48 @@ impl Node {
                 dep.cache.end_refresh(ticket, now, value);
             }
             Purpose::Probe => {}
-            Purpose::Write { to, msg_id, write } => match result {
-                CallResult::Written(record) => {
-                    let dep = &mut self.deps[dependency];
-                    dep.cache.insert(key, record, now);
-                    let body = ReplyBody::WriteOk {
-                        in_reply_to: msg_id,
-                        resource: dep.resource(),
-                        id: key,
-                        queued: false,
-                        queue_depth: dep.queue.depth(),
-                    };
-                    self.reply(to, body, Served::Applied);
-                }
-                CallResult::Rejected(full) => {
-                    let text = store_full_text(&self.deps[dependency], key, full);
-                    self.refuse_with(to, msg_id, ErrorCode::TemporarilyUnavailable, text);
-                }
-                _ => {
-                    // The call failed: hold the write for one backoff step rather than
-                    // retrying into the same failure at once. Its version keeps a later
-                    // write to the same record from being overwritten when it drains.
-                    let dep = &mut self.deps[dependency];
-                    let not_before =
-                        now.saturating_add(dep.queue.config().backoff(1, &mut self.rng));
-                    self.enqueue_write(now, to, msg_id, dependency, write, not_before);
-                }
-            },
-            Purpose::Drain { write } => match result {
-                CallResult::Written(record) => {
-                    dep.queue.on_applied(write, now);
-                    if dep.has_cache {
-                        dep.cache.insert(key, record, now);
+            Purpose::Write { to, msg_id, write } => {
+                match self.write_answer(now, dependency, key, result) {
+                    WriteAnswer::Applied => {
+                        let dep = &self.deps[dependency];
+                        let body = ReplyBody::WriteOk {
+                            in_reply_to: msg_id,
+                            resource: dep.resource(),
+                            id: key,
+                            queued: false,
+                            queue_depth: dep.queue.depth(),
+                        };
+                        self.reply(to, body, Served::Applied);
+                    }
+                    WriteAnswer::Rejected(full) => {
+                        let text = store_full_text(&self.deps[dependency], key, full);
+                        self.refuse_with(to, msg_id, ErrorCode::TemporarilyUnavailable, text);
+                    }
+                    WriteAnswer::Failed(_) => {
+                        // The call failed: hold the write for one backoff step rather than
+                        // retrying into the same failure at once. Its version keeps a later
+                        // write to the same record from being overwritten when it drains.
+                        let not_before = self.retry_after_failure(now, dependency);
+                        self.enqueue_write(now, to, msg_id, dependency, write, not_before);
                     }
                 }
-                CallResult::Rejected(full) => {
+            }
+            Purpose::Drain { write } => match self.write_answer(now, dependency, key, result) {
+                WriteAnswer::Applied => {
+                    self.deps[dependency].queue.on_applied(write, now);
+                }
+                WriteAnswer::Rejected(full) => {
+                    let dep = &mut self.deps[dependency];
                     // The client was told the write was queued; it cannot be applied,
                     // so it goes to the dead letters at once (with the reason), where
                     // the queue's conservation still counts it.
                     let text = store_full_text(dep, key, full);
                     dep.queue.on_rejected(write, &text, now);
                 }
-                _ => {
-                    dep.queue.on_failed(write, why, now, &mut self.rng);
+                WriteAnswer::Failed(error) => {
+                    let dep = &mut self.deps[dependency];
+                    dep.queue
+                        .on_failed(write, error.as_str(), now, &mut self.rng);
                 }
             },
             Purpose::Step { run, slot } => {
@@ -720,47 +709,26 @@ impl Node {
     ) {
         let index = resource.dependency();
         self.force_failures(now, index, fault.force_failures);
-        let dep = &mut self.deps[index];
-        if dep.read_policy == ReadPolicy::CacheFirst {
-            match dep.cache.lookup(key, now) {
-                Lookup::Fresh { value, age } => {
-                    let record = value.clone();
-                    let body = self.record_reply(index, msg_id, record, true);
-                    self.reply(to, body, Served::Cached { age });
-                    return;
-                }
-                Lookup::Stale {
-                    may_revalidate: true,
-                    ..
-                } => {
-                    if let Some(ticket) = dep.cache.begin_refresh(key, now) {
-                        self.stats.refreshes += 1;
-                        self.start_refresh(now, index, key, ticket);
-                    }
-                    let reason = format_args!("stale-while-revalidate");
-                    let stale = StaleReason::Revalidating;
-                    self.serve_from_cache(now, to, msg_id, index, key, stale, reason);
-                    return;
-                }
-                _ => {}
+        match self.begin_read(now, index, key) {
+            ReadStart::Cached { record, age, stale } => {
+                let served = if stale {
+                    Served::Stale { age }
+                } else {
+                    Served::Cached { age }
+                };
+                let body = self.record_reply(index, msg_id, record, true);
+                self.reply(to, body, served);
             }
-        }
-        let dep = &mut self.deps[index];
-        match dep.breaker.try_acquire(now, &mut self.rng) {
-            Ok(permit) => {
-                // The answer will be stored: start loading the entry now.
-                dep.cache.prefetch(key);
-                self.start_call(
-                    now,
-                    index,
-                    key,
-                    permit,
-                    Op::Read { key },
-                    fault.service_unavailable,
-                    Purpose::Read { to, msg_id },
-                );
-            }
-            Err(_) => {
+            ReadStart::Call(permit) => self.start_call(
+                now,
+                index,
+                key,
+                permit,
+                Op::Read { key },
+                fault.service_unavailable,
+                Purpose::Read { to, msg_id },
+            ),
+            ReadStart::BreakerOpen => {
                 let name = resource.as_str();
                 let reason = format_args!("{name} service unavailable (circuit open)");
                 let stale = StaleReason::BreakerOpen;
@@ -788,15 +756,10 @@ impl Node {
             name,
             version: self.next_version,
         };
-        let dep = &mut self.deps[index];
-        // Writes already waiting go first, so that they reach the service in the order
-        // clients sent them.
-        if !dep.queue.is_empty() {
-            self.enqueue_write(now, to, msg_id, index, write, now);
-            return;
-        }
-        match dep.breaker.try_acquire(now, &mut self.rng) {
-            Ok(permit) => {
+        // The seed's queues keep writes in order: writes already waiting go first, so
+        // that they reach the service in the order clients sent them.
+        match self.begin_write(now, index) {
+            WriteStart::Call(permit) => {
                 let op = Op::Write {
                     key,
                     name: write.name.clone(),
@@ -813,7 +776,9 @@ impl Node {
                     purpose,
                 );
             }
-            Err(_) => self.enqueue_write(now, to, msg_id, index, write, now),
+            WriteStart::Queue | WriteStart::BreakerOpen => {
+                self.enqueue_write(now, to, msg_id, index, write, now)
+            }
         }
     }
 

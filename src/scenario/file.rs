@@ -734,6 +734,7 @@ struct QueueFile {
     backoff_base: Option<Dur>,
     backoff_max: Option<Dur>,
     jitter: Option<Probability>,
+    in_order: Option<bool>,
 }
 
 /// `[[workload]]`: one open-loop stream.

@@ -12,10 +12,9 @@ use std::sync::Arc;
 use rand_chacha::ChaCha8Rng;
 use smallvec::SmallVec;
 
-use crate::engine::breaker::CircuitBreaker;
-use crate::engine::cache::{CacheConfig, Lookup, StaleCache, StaleReason};
+use crate::engine::cache::StaleReason;
 use crate::engine::modes::{Mode, ModeConfig, ModeController};
-use crate::engine::queue::{Enqueue, QueueConfig, WriteQueue};
+use crate::engine::queue::Enqueue;
 use crate::engine::{ConfigError, Span, Time};
 use crate::intern::intern;
 use crate::model::service::{
@@ -27,6 +26,7 @@ use crate::node::plan::{
 use crate::node::protocol::{EndpointReply, ErrorCode, Name, PartData, ReplyBody, ReplyMeta};
 use crate::seqmap::SeqMap;
 
+use super::step::{ReadAnswer, ReadStart, WriteAnswer, WriteStart};
 use super::{
     CallError, CallResult, Dependency, Effect, Node, NodeStats, Op, Purpose, QueuedWrite,
     RequestId, Served, Timer,
@@ -181,32 +181,13 @@ impl Node {
         for spec in &service.dependencies {
             let prefix =
                 |e: ConfigError| ConfigError::new(format!("{}.{}", spec.name, e.field), e.reason);
-            let engine = &spec.engine;
-            if engine.timeout == 0 {
+            if spec.engine.timeout == 0 {
                 return Err(ConfigError::new(
                     format!("{}.timeout", spec.name),
                     "must be greater than zero",
                 ));
             }
-            // A dependency without a cache or queue gets the smallest of each, which
-            // nothing uses (see `Dependency::has_cache`).
-            let unused_cache = CacheConfig {
-                capacity: 1,
-                ..CacheConfig::default()
-            };
-            let cache = engine.cache.clone().unwrap_or(unused_cache);
-            let queue = engine.queue.clone().unwrap_or_else(QueueConfig::default);
-            deps.push(Dependency {
-                name: intern(&spec.name),
-                resource: None,
-                timeout: engine.timeout,
-                read_policy: engine.read_policy,
-                breaker: CircuitBreaker::new(engine.breaker.clone()).map_err(prefix)?,
-                cache: StaleCache::new(cache).map_err(prefix)?,
-                has_cache: engine.cache.is_some(),
-                queue: WriteQueue::new(queue).map_err(prefix)?,
-                has_queue: engine.queue.is_some(),
-            });
+            deps.push(Dependency::new(intern(&spec.name), None, &spec.engine).map_err(prefix)?);
         }
         let modes = ModeController::new(modes.clone())?;
         let names = (0..service.endpoints.len())
@@ -329,20 +310,10 @@ impl Node {
         key: u64,
         result: CallResult,
     ) {
-        let (answer, data) = match result {
-            CallResult::Found(record) => {
-                let dep = &mut self.deps[dependency];
-                if dep.has_cache {
-                    dep.cache.insert(key, record.clone(), now);
-                }
-                (Answer::Fresh, Some(PartData::Record(record)))
-            }
-            CallResult::NotFound => (Answer::NotFound, None),
-            CallResult::Failed(error) => (Answer::Failed(failure(error)), None),
-            // A store refuses writes only: a read answered otherwise failed.
-            CallResult::Written(_) | CallResult::Rejected(_) => {
-                (Answer::Failed(Failure::Error), None)
-            }
+        let (answer, data) = match self.read_answer(now, dependency, key, result) {
+            ReadAnswer::Found(record) => (Answer::Fresh, Some(PartData::Record(record))),
+            ReadAnswer::NotFound => (Answer::NotFound, None),
+            ReadAnswer::Failed(error) => (Answer::Failed(failure(error)), None),
         };
         self.answer(now, run, slot, answer, data);
         self.drive(now, run);
@@ -359,42 +330,30 @@ impl Node {
         result: CallResult,
     ) {
         let key = write.key;
-        match result {
-            CallResult::Written(record) => {
-                let dep = &mut self.deps[dependency];
-                if dep.has_cache {
-                    dep.cache.insert(key, record, now);
-                }
+        match self.write_answer(now, dependency, key, result) {
+            WriteAnswer::Applied => {
                 let data = PartData::Written {
                     id: key,
                     queued: false,
                 };
                 self.answer(now, run, slot, Answer::Fresh, Some(data));
             }
-            CallResult::Rejected(full) => {
-                let reason = format!(
-                    "{} store is full; the write to {} {key} was not applied: {full}",
-                    self.deps[dependency].name,
-                    self.deps[dependency].noun()
-                );
+            WriteAnswer::Rejected(full) => {
+                let reason = super::store_full_text(&self.deps[dependency], key, full);
                 self.refuse_step(run, slot, reason);
                 self.answer(now, run, slot, Answer::Rejected, None)
             }
-            CallResult::Failed(_)
+            WriteAnswer::Failed(_)
                 if self.deps[dependency].has_queue && self.is_waiting(run, slot) =>
             {
                 // As the seed's writes: held for one backoff step rather than retried
                 // into the same failure at once.
-                let dep = &mut self.deps[dependency];
-                let not_before = now.saturating_add(dep.queue.config().backoff(1, &mut self.rng));
+                let not_before = self.retry_after_failure(now, dependency);
                 let answer = self.enqueue_step_write(now, run, slot, dependency, write, not_before);
                 self.answer(now, run, slot, answer, None);
             }
-            CallResult::Failed(error) => {
+            WriteAnswer::Failed(error) => {
                 self.answer(now, run, slot, Answer::Failed(failure(error)), None)
-            }
-            CallResult::Found(_) | CallResult::NotFound => {
-                self.answer(now, run, slot, Answer::Failed(Failure::Error), None)
             }
         }
         self.drive(now, run);
@@ -534,39 +493,12 @@ impl Node {
         timeout: Span,
     ) {
         let index = dependency.index();
-        let dep = &mut self.deps[index];
-        if dep.has_cache && dep.read_policy == super::ReadPolicy::CacheFirst {
-            match dep.cache.lookup(key, now) {
-                Lookup::Fresh { value, age } => {
-                    let data = PartData::Record(value.clone());
-                    let answer = Answer::FromCache { age, stale: false };
-                    return self.answer(now, run, slot, answer, Some(data));
-                }
-                Lookup::Stale {
-                    may_revalidate: true,
-                    ..
-                } => {
-                    if let Some(ticket) = dep.cache.begin_refresh(key, now) {
-                        self.stats.refreshes += 1;
-                        self.start_refresh(now, index, key, ticket);
-                    }
-                    let dep = &mut self.deps[index];
-                    if let Ok(served) = dep.cache.serve_stale(key, now, StaleReason::Revalidating) {
-                        let data = PartData::Record(served.value.clone());
-                        let answer = Answer::FromCache {
-                            age: served.age,
-                            stale: served.stale,
-                        };
-                        return self.answer(now, run, slot, answer, Some(data));
-                    }
-                }
-                _ => {}
+        match self.begin_read(now, index, key) {
+            ReadStart::Cached { record, age, stale } => {
+                let answer = Answer::FromCache { age, stale };
+                self.answer(now, run, slot, answer, Some(PartData::Record(record)));
             }
-        }
-        let dep = &mut self.deps[index];
-        match dep.breaker.try_acquire(now, &mut self.rng) {
-            Ok(permit) => {
-                dep.cache.prefetch(key);
+            ReadStart::Call(permit) => {
                 let purpose = Purpose::Step { run, slot };
                 let deadline = now.saturating_add(timeout);
                 self.call_until(
@@ -579,7 +511,7 @@ impl Node {
                     deadline,
                 );
             }
-            Err(_) => {
+            ReadStart::BreakerOpen => {
                 let answer = Answer::Failed(Failure::BreakerOpen);
                 self.answer(now, run, slot, answer, None);
             }
@@ -604,14 +536,10 @@ impl Node {
             r.value.clone().unwrap_or(Name::RecordRevised(key, version))
         };
         let write = QueuedWrite { key, name, version };
-        let dep = &mut self.deps[index];
-        // Unlike the seed's writes, a declared write does not wait behind the queued
-        // ones while the dependency takes calls: at a checkout's rate, one charge
-        // queued after a stray error would make every later one queue behind it for
-        // as long as writes keep coming. Versions keep an older write from
-        // overwriting a newer one whatever order they reach the service in.
-        match dep.breaker.try_acquire(now, &mut self.rng) {
-            Ok(permit) => {
+        // Unless its queue says `in_order`, a declared write does not wait behind the
+        // queued ones while the dependency takes calls (see `QueueConfig::in_order`).
+        match self.begin_write(now, index) {
+            WriteStart::Call(permit) => {
                 let op = Op::Write {
                     key,
                     name: write.name.clone(),
@@ -628,11 +556,11 @@ impl Node {
                     now.saturating_add(timeout),
                 );
             }
-            Err(_) if dep.has_queue => {
+            WriteStart::Queue => {
                 let answer = self.enqueue_step_write(now, run, slot, index, write, now);
                 self.answer(now, run, slot, answer, None);
             }
-            Err(_) => {
+            WriteStart::BreakerOpen => {
                 let answer = Answer::Failed(Failure::BreakerOpen);
                 self.answer(now, run, slot, answer, None);
             }

@@ -831,7 +831,10 @@ pub(super) fn build_dependency(
                 .map_err(engine(&dotted, &[])),
         ),
     };
-    let queue = match queue_file.map(build_queue) {
+    // The seed's writes wait behind queued ones (its task's rule); a declared
+    // dependency's are versioned and do not, unless its file says so.
+    let in_order_default = matches!(absent, Absent::Defaults);
+    let queue = match queue_file.map(|q| build_queue(q, in_order_default)) {
         None => Some(None),
         Some(queue) => problems.check(
             queue
@@ -990,7 +993,7 @@ fn build_cache(file: &CacheFile) -> CacheConfig {
     }
 }
 
-fn build_queue(file: &QueueFile) -> QueueConfig {
+fn build_queue(file: &QueueFile, in_order_default: bool) -> QueueConfig {
     let backoff_base = span(file.backoff_base, queue::DEFAULT_BACKOFF_BASE);
     QueueConfig {
         capacity: file.capacity.unwrap_or(queue::DEFAULT_CAPACITY),
@@ -1005,6 +1008,7 @@ fn build_queue(file: &QueueFile) -> QueueConfig {
             queue::DEFAULT_BACKOFF_MAX.max(backoff_base),
         ),
         jitter: file.jitter.map_or(queue::DEFAULT_JITTER, |p| p.0),
+        in_order: file.in_order.unwrap_or(in_order_default),
     }
 }
 
