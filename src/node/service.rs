@@ -19,7 +19,6 @@ use crate::engine::cache::{CacheEvent, RefreshTicket, StaleCache, StaleReason};
 use crate::engine::modes::{ModeController, ModeEvent};
 use crate::engine::queue::{Enqueue, QueueEvent, WriteId, WriteQueue};
 use crate::engine::{ConfigError, Span, Time};
-use crate::model::service::DependencyEngine;
 use crate::seqmap::SeqMap;
 
 use super::config::{NodeConfig, ReadPolicy};
@@ -31,9 +30,11 @@ use super::protocol::{
 };
 
 mod endpoint;
+mod seed;
 mod step;
 
 use endpoint::Declared;
+use seed::{SeedRead, SeedRoutes};
 use step::{ReadAnswer, ReadStart, WriteAnswer, WriteStart};
 
 /// The driver's handle on one request, echoed on its reply.
@@ -356,6 +357,9 @@ pub struct Node {
     deps: Vec<Dependency>,
     /// A declared service's requests in progress; `None` for the seed service.
     declared: Option<Box<Declared>>,
+    /// The seed service's requests, resolved against its plans; `None` for a
+    /// declared service.
+    seed: Option<SeedRoutes>,
     modes: ModeController,
     rng: ChaCha8Rng,
     pending: SeqMap<Pending>,
@@ -377,11 +381,8 @@ impl Node {
         rng: ChaCha8Rng,
     ) -> Result<Node, ConfigError> {
         config.validate()?;
-        let [users, products] = Resource::ALL.map(|resource| {
-            let engine = DependencyEngine::from_config(config.dependency(resource));
-            Dependency::new(resource.as_str(), Some(resource), &engine)
-        });
-        let mut deps = vec![users?, products?];
+        let (routes, deps) = SeedRoutes::build(config)?;
+        let mut deps = Vec::from(deps);
         for (resource, record) in warm {
             deps[resource.dependency()]
                 .cache
@@ -390,6 +391,7 @@ impl Node {
         let mut node = Node {
             deps,
             declared: None,
+            seed: Some(routes),
             modes: ModeController::new(config.modes.clone())?,
             rng,
             pending: SeqMap::new(),
@@ -417,7 +419,7 @@ impl Node {
 
     /// Handles one request at `now`. `msg_id` is echoed as `in_reply_to`.
     pub fn handle(&mut self, now: Time, to: RequestId, msg_id: Option<u64>, request: Request) {
-        if self.declared.is_some() && request.is_seed_endpoint() {
+        if self.seed.is_none() && request.is_seed_endpoint() {
             let text = format!(
                 "{} is a request of the seed service; this node serves {}",
                 request.type_name(),
@@ -439,13 +441,19 @@ impl Node {
                 resource,
                 key,
                 fault,
-            } => self.read(now, to, msg_id, resource, key, fault),
+            } => {
+                let route = self.seed_routes().reads[resource.dependency()];
+                self.read(now, to, msg_id, route, key, fault)
+            }
             Request::Write {
                 resource,
                 key,
                 name,
                 fault,
-            } => self.write(now, to, msg_id, resource, key, name, fault),
+            } => {
+                let index = self.seed_routes().writes[resource.dependency()];
+                self.write(now, to, msg_id, index, key, name, fault)
+            }
             Request::SetMode { mode, cpu_usage } => {
                 // A mode pins the controller (a manual override); without one, the
                 // thresholds decide, so any earlier pin is released first.
@@ -469,7 +477,7 @@ impl Node {
                 self.reply(to, body, Served::Control);
             }
             Request::Recommendations { user_id } => {
-                let (enabled, served) = self.feature("recommendations");
+                let (enabled, served) = self.feature(self.seed_routes().features[0]);
                 // A stand-in for a recommender: deterministic, cheap, plausible. Wrapping:
                 // a client may send any id up to u64::MAX.
                 let recommendations = if enabled {
@@ -488,7 +496,7 @@ impl Node {
                 self.reply(to, body, served);
             }
             Request::Search { query } => {
-                let (enabled, served) = self.feature("search");
+                let (enabled, served) = self.feature(self.seed_routes().features[1]);
                 // A stand-in for a search index: the same query finds the same ids.
                 let results = if enabled {
                     let seed = query
@@ -526,6 +534,19 @@ impl Node {
             }
         }
         self.after(now);
+    }
+
+    /// The seed service's routes (a seed request reaches here only on a seed node).
+    #[inline(always)]
+    fn seed_routes(&self) -> &SeedRoutes {
+        self.seed
+            .as_ref()
+            .expect("seed requests are refused by a declared service's node")
+    }
+
+    /// Whether a failed read of the seed's dependency `index` falls back to its cache.
+    fn seed_stale_fallback(&self, index: usize) -> bool {
+        self.seed_routes().reads[self.deps[index].resource().dependency()].stale_fallback
     }
 
     /// Whether non-critical `feature` is on in the current mode, and how a reply that
@@ -703,11 +724,11 @@ impl Node {
         now: Time,
         to: RequestId,
         msg_id: Option<u64>,
-        resource: Resource,
+        route: SeedRead,
         key: u64,
         fault: InBandFault,
     ) {
-        let index = resource.dependency();
+        let index = route.dependency;
         self.force_failures(now, index, fault.force_failures);
         match self.begin_read(now, index, key) {
             ReadStart::Cached { record, age, stale } => {
@@ -729,7 +750,7 @@ impl Node {
                 Purpose::Read { to, msg_id },
             ),
             ReadStart::BreakerOpen => {
-                let name = resource.as_str();
+                let name = self.deps[index].name;
                 let reason = format_args!("{name} service unavailable (circuit open)");
                 let stale = StaleReason::BreakerOpen;
                 self.serve_from_cache(now, to, msg_id, index, key, stale, reason);
@@ -743,12 +764,11 @@ impl Node {
         now: Time,
         to: RequestId,
         msg_id: Option<u64>,
-        resource: Resource,
+        index: usize,
         key: u64,
         name: Name,
         fault: InBandFault,
     ) {
-        let index = resource.dependency();
         self.force_failures(now, index, fault.force_failures);
         self.next_version += 1;
         let write = QueuedWrite {
@@ -864,6 +884,11 @@ impl Node {
         stale: StaleReason,
         reason: std::fmt::Arguments<'_>,
     ) {
+        if !self.seed_stale_fallback(index) {
+            let noun = self.deps[index].noun();
+            let text = format!("{reason}; {noun} {key}: its plan has no fallback");
+            return self.refuse_with(to, msg_id, ErrorCode::TemporarilyUnavailable, text);
+        }
         let dep = &mut self.deps[index];
         let noun = dep.noun();
         match dep.cache.serve_stale(key, now, stale) {

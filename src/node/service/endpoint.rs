@@ -201,6 +201,7 @@ impl Node {
         );
         Ok(Node {
             deps,
+            seed: None,
             declared: Some(Box::new(Declared {
                 service,
                 runs: SeqMap::new(),

@@ -27,7 +27,16 @@ const INVENTORY: usize = 1;
 const RECOMMENDATIONS: usize = 2;
 const PAYMENTS: usize = 0;
 
-fn dep(name: &str, cache: bool, queue: bool) -> DependencySpec {
+/// A declared dependency's queue as a service file gives it by default: versioned
+/// writes, not held behind queued ones.
+fn declared_queue() -> QueueConfig {
+    QueueConfig {
+        in_order: false,
+        ..QueueConfig::default()
+    }
+}
+
+fn dep(name: &str, cache: bool, queue: Option<QueueConfig>) -> DependencySpec {
     DependencySpec {
         name: name.to_owned(),
         engine: DependencyEngine {
@@ -35,7 +44,7 @@ fn dep(name: &str, cache: bool, queue: bool) -> DependencySpec {
             read_policy: ReadPolicy::DependencyFirst,
             breaker: BreakerConfig::default(),
             cache: cache.then(CacheConfig::default),
-            queue: queue.then(QueueConfig::default),
+            queue,
         },
         sim: seed_sim_dependency(),
     }
@@ -54,13 +63,13 @@ fn read(dependency: &str, leaf: LeafSpec) -> StepSpec {
 /// cache); the product page reads inventory, then recommendations (optional, gated by
 /// a feature, falling back to its cache, then "popular") within 800 ms; checkout
 /// reads inventory and writes payments in parallel.
-fn shop(payments_queue: bool) -> Arc<Service> {
+fn shop(payments_queue: Option<QueueConfig>) -> Arc<Service> {
     let spec = ServiceSpec {
         name: "shop".to_owned(),
         dependencies: vec![
             dep("payments", false, payments_queue),
-            dep("inventory", false, false),
-            dep("recommendations", true, false),
+            dep("inventory", false, None),
+            dep("recommendations", true, None),
         ],
         key_spaces: vec![KeySpace {
             name: "sku".to_owned(),
@@ -126,8 +135,12 @@ struct Bench {
 
 impl Bench {
     fn new(payments_queue: bool) -> Bench {
-        let node = Node::with_service(shop(payments_queue), &modes(), ChaCha8Rng::seed_from_u64(1))
-            .expect("valid");
+        Bench::with_payments_queue(payments_queue.then(declared_queue))
+    }
+
+    fn with_payments_queue(queue: Option<QueueConfig>) -> Bench {
+        let node =
+            Node::with_service(shop(queue), &modes(), ChaCha8Rng::seed_from_u64(1)).expect("valid");
         Bench {
             node,
             next: 0,
@@ -332,7 +345,7 @@ fn a_mode_that_disables_the_feature_skips_the_call() {
 #[test]
 fn an_omitted_part_makes_the_reply_partial() {
     // The same page, but the chain ends in omit and the cache is empty.
-    let mut spec_service = (*shop(true)).clone();
+    let mut spec_service = (*shop(Some(declared_queue()))).clone();
     let crate::model::service::Step::Call(call) = &mut spec_service.endpoints[0].plan.steps[2]
     else {
         panic!("step 2 is the recommendations call");
@@ -388,6 +401,40 @@ fn a_write_the_dependency_cannot_take_is_queued_or_an_error_without_a_queue() {
             assert_eq!(
                 body["text"],
                 "checkout: required part `payments` is missing: call failed (unavailable)"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_in_order_queue_holds_a_new_write_behind_the_queued_ones() {
+    for in_order in [false, true] {
+        let mut b = Bench::with_payments_queue(Some(QueueConfig {
+            in_order,
+            ..QueueConfig::default()
+        }));
+        // One charge fails and is queued for a backoff step.
+        let first = b.request(0, CHECKOUT, 3);
+        b.found(MILLISECOND, INVENTORY);
+        b.answer(
+            2 * MILLISECOND,
+            PAYMENTS,
+            CallResult::Failed(CallError::Unavailable),
+        );
+        assert_eq!(b.reply(first).2, Served::Queued { depth: 1 });
+        // The breaker is still closed: the next charge is sent, unless the queue
+        // keeps writes in order, and then it waits behind the first.
+        let second = b.request(3 * MILLISECOND, CHECKOUT, 4);
+        let charges = b.calls.iter().filter(|c| c.dependency == PAYMENTS).count();
+        b.found(4 * MILLISECOND, INVENTORY);
+        if in_order {
+            assert_eq!(charges, 0);
+            assert_eq!(b.reply(second).2, Served::Queued { depth: 2 });
+        } else {
+            assert_eq!(charges, 1);
+            assert!(
+                b.replies.iter().all(|r| r.0 != second),
+                "waits for its charge"
             );
         }
     }

@@ -92,6 +92,20 @@ fn errors_in(dir: &Path, path: &str) -> Vec<String> {
     e.lines().iter().map(|l| l.replace(&prefix, "")).collect()
 }
 
+#[test]
+fn a_queue_may_keep_writes_in_order() {
+    let text =
+        inline(SCENARIO).replace("max_attempts = 12,", "max_attempts = 12, in_order = true,");
+    let s = parse(&text, &in_scenarios()).expect("valid");
+    let payments = &the_service(&s).dependencies[0];
+    assert!(payments.engine.queue.as_ref().expect("a queue").in_order);
+    // The seed's queues keep them in order unless the file says otherwise.
+    let seed = "duration = \"1m\"\n[dependencies.users.queue]\nin_order = false\n";
+    let s = parse(seed, &in_scenarios()).expect("valid");
+    assert!(!s.node.dependencies[0].queue.in_order);
+    assert!(s.node.dependencies[1].queue.in_order);
+}
+
 fn the_service(s: &Scenario) -> &Service {
     s.service.as_deref().expect("a declared service")
 }
@@ -141,6 +155,10 @@ fn the_shop_from_its_file() {
             queue.max_attempts
         ),
         (30_000, 400, 50, 12)
+    );
+    assert!(
+        !queue.in_order,
+        "a declared queue holds no write back by default"
     );
     let inventory = &shop.dependencies[1];
     assert_eq!(inventory.engine.timeout, SECOND);
