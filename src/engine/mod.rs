@@ -1,4 +1,4 @@
-//! The degradation engine: four sans-IO state machines.
+//! The degradation engine: sans-IO state machines (breaker, cache, modes, queue, retry).
 //!
 //! Nothing in this module reads a clock, draws randomness on its own or does I/O.
 //! The caller passes `now` (a [`Time`]) into every method that needs it and an RNG
@@ -14,6 +14,7 @@ pub mod cache;
 mod key_index;
 pub mod modes;
 pub mod queue;
+pub mod retry;
 
 /// An instant, in microseconds since the run (or the live node) started.
 ///

@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use crate::engine::breaker::BreakerConfig;
 use crate::engine::cache::CacheConfig;
 use crate::engine::queue::QueueConfig;
+use crate::engine::retry::RetryConfig;
 use crate::engine::{ConfigError, Span, MAX_SPAN, MILLISECOND};
 use crate::node::{DependencyConfig, NodeConfig, ReadPolicy};
 
@@ -117,6 +118,8 @@ pub struct DependencyEngine {
     /// dependency is down (or its breaker open) fails and takes its fallback chain.
     /// Allowed on purpose: a service may have writes that must not be deferred.
     pub queue: Option<QueueConfig>,
+    /// How its failed calls are retried; `None`: they are not.
+    pub retry: Option<RetryConfig>,
 }
 
 impl DependencyEngine {
@@ -129,6 +132,7 @@ impl DependencyEngine {
             breaker: config.breaker.clone(),
             cache: Some(config.cache.clone()),
             queue: Some(config.queue.clone()),
+            retry: config.retry.clone(),
         }
     }
 }

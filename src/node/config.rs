@@ -7,6 +7,7 @@ use crate::engine::breaker::BreakerConfig;
 use crate::engine::cache::CacheConfig;
 use crate::engine::modes::ModeConfig;
 use crate::engine::queue::QueueConfig;
+use crate::engine::retry::RetryConfig;
 use crate::engine::{ConfigError, Span, MILLISECOND};
 
 use super::protocol::Resource;
@@ -42,6 +43,8 @@ pub struct DependencyConfig {
     pub cache: CacheConfig,
     /// The queue for writes it cannot take now.
     pub queue: QueueConfig,
+    /// How its failed calls are retried; `None`: they are not.
+    pub retry: Option<RetryConfig>,
 }
 
 impl Default for DependencyConfig {
@@ -52,6 +55,7 @@ impl Default for DependencyConfig {
             breaker: BreakerConfig::default(),
             cache: CacheConfig::default(),
             queue: QueueConfig::default(),
+            retry: None,
         }
     }
 }
@@ -87,6 +91,9 @@ impl NodeConfig {
             dep.breaker.validate().map_err(prefix)?;
             dep.cache.validate().map_err(prefix)?;
             dep.queue.validate().map_err(prefix)?;
+            if let Some(retry) = &dep.retry {
+                retry.validate().map_err(prefix)?;
+            }
         }
         self.modes.validate()
     }

@@ -18,6 +18,7 @@ use crate::engine::breaker::{BreakerEvent, BreakerState, CircuitBreaker, Permit}
 use crate::engine::cache::{CacheEvent, RefreshTicket, StaleCache, StaleReason};
 use crate::engine::modes::{ModeController, ModeEvent};
 use crate::engine::queue::{Enqueue, QueueEvent, WriteId, WriteQueue};
+use crate::engine::retry::{RetryEvent, RetryPolicy, RetryStats};
 use crate::engine::{ConfigError, Span, Time};
 use crate::seqmap::SeqMap;
 
@@ -30,6 +31,7 @@ use super::protocol::{
 };
 
 mod endpoint;
+mod retry;
 mod seed;
 mod step;
 
@@ -144,6 +146,11 @@ pub enum Timer {
         /// The request's run.
         run: u64,
     },
+    /// A failed call's retry falls due.
+    Retry {
+        /// The waiting retry.
+        wait: u64,
+    },
 }
 
 /// How a request was served; the simulator's report counts these.
@@ -226,6 +233,13 @@ pub enum NodeEvent {
         /// What happened.
         event: ModeEvent,
     },
+    /// What the retry layer decided about a failed call.
+    Retry {
+        /// The dependency's name.
+        dependency: &'static str,
+        /// What happened.
+        event: RetryEvent,
+    },
 }
 
 /// Something the driver must do.
@@ -299,6 +313,10 @@ struct Pending {
     key: u64,
     permit: Permit,
     purpose: Purpose,
+    /// Which attempt of the call this is (1 = the first; retries follow).
+    attempt: u32,
+    /// The request's in-band `service_unavailable`: every attempt fails as down.
+    force_down: bool,
 }
 
 /// One dependency's engine state.
@@ -322,6 +340,8 @@ struct Dependency {
     ///
     /// [`QueueConfig::in_order`]: crate::engine::queue::QueueConfig::in_order
     writes_in_order: bool,
+    /// How its failed client calls are retried, if they are.
+    retry: Option<RetryPolicy>,
 }
 
 impl Dependency {
@@ -363,6 +383,8 @@ pub struct Node {
     modes: ModeController,
     rng: ChaCha8Rng,
     pending: SeqMap<Pending>,
+    /// Failed calls waiting for their retry ([`Timer::Retry`]).
+    retries: SeqMap<Pending>,
     /// The version of the last write accepted from a client (see [`Op::Write`]).
     next_version: u64,
     effects: Vec<Effect>,
@@ -395,6 +417,7 @@ impl Node {
             modes: ModeController::new(config.modes.clone())?,
             rng,
             pending: SeqMap::new(),
+            retries: SeqMap::new(),
             next_version: 0,
             effects: Vec::new(),
             next_wake: None,
@@ -582,6 +605,7 @@ impl Node {
                 }
             }
             Timer::Deadline { run } => self.on_deadline(now, run),
+            Timer::Retry { wait } => self.on_retry(now, wait),
         }
         self.after(now);
     }
@@ -592,18 +616,32 @@ impl Node {
         let Some(pending) = self.pending.remove(id.0) else {
             return;
         };
+        let dep = &mut self.deps[pending.dependency];
+        let failed = match result {
+            CallResult::Failed(error) => {
+                dep.breaker.on_failure(pending.permit, now, &mut self.rng);
+                dep.retry.is_some().then_some(error)
+            }
+            _ => {
+                dep.breaker.on_success(pending.permit, now, &mut self.rng);
+                None
+            }
+        };
+        // Only a dependency with a retry policy looks further.
+        let pending = match failed {
+            Some(error) => match self.try_retry(now, pending, error) {
+                Ok(()) => return self.after(now),
+                Err(pending) => pending,
+            },
+            None => pending,
+        };
         let Pending {
             dependency,
             key,
-            permit,
             purpose,
+            ..
         } = pending;
         let dep = &mut self.deps[dependency];
-        if let CallResult::Failed(_) = result {
-            dep.breaker.on_failure(permit, now, &mut self.rng);
-        } else {
-            dep.breaker.on_success(permit, now, &mut self.rng);
-        }
         match purpose {
             Purpose::Read { to, msg_id } => match self.read_answer(now, dependency, key, result) {
                 ReadAnswer::Found(record) => {
@@ -702,6 +740,11 @@ impl Node {
     /// The mode controller (read-only), for reports.
     pub fn modes(&self) -> &ModeController {
         &self.modes
+    }
+
+    /// The retry counters of dependency `index`, if it retries, for reports.
+    pub fn retry_stats(&self, index: usize) -> Option<RetryStats> {
+        self.deps[index].retry.as_ref().map(RetryPolicy::stats)
     }
 
     /// The breaker of dependency `index`, for reports.
@@ -1005,6 +1048,8 @@ impl Node {
             key,
             permit,
             purpose,
+            attempt: 1,
+            force_down,
         }));
         self.effects.push(Effect::Call(Call {
             id,

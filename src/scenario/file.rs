@@ -645,6 +645,48 @@ struct DependencyFile {
     cache: Option<CacheFile>,
     /// Absent: as for `cache`.
     queue: Option<QueueFile>,
+    /// Absent: failed calls are not retried.
+    retry: Option<RetryFile>,
+}
+
+/// `[dependencies.X.retry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of retry settings")]
+struct RetryFile {
+    max_attempts: Option<u32>,
+    backoff_base: Option<Dur>,
+    backoff_max: Option<Dur>,
+    jitter: Option<JitterFile>,
+    on: Option<Vec<RetryOnFile>>,
+    /// Absent: no budget.
+    budget: Option<BudgetFile>,
+}
+
+/// `retry.jitter`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum JitterFile {
+    None,
+    Full,
+    Equal,
+}
+
+/// One entry of `retry.on`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RetryOnFile {
+    Timeout,
+    Error,
+    Unavailable,
+}
+
+/// `[dependencies.X.retry.budget]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of retry budget settings")]
+struct BudgetFile {
+    ratio: Option<Probability>,
+    min_per_sec: Option<u32>,
+    window: Option<Dur>,
 }
 
 /// `read_policy`.

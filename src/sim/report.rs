@@ -922,7 +922,9 @@ impl Metrics {
                     self.note(now, "queue", text);
                 }
             }
-            NodeEvent::Cache { .. } => {}
+            // Counted by the node's retry layer (`Node::retry_stats`); each one is
+            // in the trace, too many for the timeline.
+            NodeEvent::Cache { .. } | NodeEvent::Retry { .. } => {}
         }
     }
 

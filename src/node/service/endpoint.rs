@@ -202,6 +202,7 @@ impl Node {
         Ok(Node {
             deps,
             seed: None,
+            retries: SeqMap::new(),
             declared: Some(Box::new(Declared {
                 service,
                 runs: SeqMap::new(),
@@ -360,6 +361,13 @@ impl Node {
         self.drive(now, run);
     }
 
+    /// The deadline of request `run`, if it still waits for `slot` (`None` inside:
+    /// the endpoint has none); `None` if it does not.
+    pub(super) fn part_deadline(&mut self, run: u64, slot: Slot) -> Option<Option<Time>> {
+        let r = self.declared.as_mut()?.runs.get_mut(run)?;
+        r.plan.is_waiting(slot).then(|| r.plan.deadline())
+    }
+
     /// Whether request `run` still waits for `slot`.
     fn is_waiting(&mut self, run: u64, slot: Slot) -> bool {
         self.declared
@@ -371,7 +379,14 @@ impl Node {
     /// Feeds `answer` to request `run`'s plan (keeping `data` if the run still waited
     /// for it). What follows is carried out by the caller's [`Node::drive`], in order
     /// after the actions already emitted.
-    fn answer(&mut self, now: Time, run: u64, slot: Slot, answer: Answer, data: Option<PartData>) {
+    pub(super) fn answer(
+        &mut self,
+        now: Time,
+        run: u64,
+        slot: Slot,
+        answer: Answer,
+        data: Option<PartData>,
+    ) {
         let Some(decl) = self.declared.as_mut() else {
             return;
         };
@@ -386,7 +401,7 @@ impl Node {
     }
 
     /// Carries out request `run`'s actions until it waits for something.
-    fn drive(&mut self, now: Time, run: u64) {
+    pub(super) fn drive(&mut self, now: Time, run: u64) {
         loop {
             let decl = self.declared.as_mut().expect("a declared run");
             if decl.actions.is_empty() {
@@ -571,7 +586,7 @@ impl Node {
     /// Puts a step's write into its dependency's queue: `Queued` (recording the part and
     /// the depth) or `Rejected` when the queue is full.
     #[allow(clippy::too_many_arguments)]
-    fn enqueue_step_write(
+    pub(super) fn enqueue_step_write(
         &mut self,
         now: Time,
         run: u64,

@@ -12,6 +12,7 @@
 use crate::engine::breaker::{CircuitBreaker, Permit};
 use crate::engine::cache::{Lookup, StaleCache, StaleReason};
 use crate::engine::queue::WriteQueue;
+use crate::engine::retry::RetryPolicy;
 use crate::engine::{ConfigError, Span, Time};
 use crate::model::service::DependencyEngine;
 use crate::node::config::ReadPolicy;
@@ -96,6 +97,7 @@ impl Dependency {
             writes_in_order: engine.queue.as_ref().is_some_and(|q| q.in_order),
             queue: WriteQueue::new(queue)?,
             has_queue: engine.queue.is_some(),
+            retry: engine.retry.clone().map(RetryPolicy::new).transpose()?,
         })
     }
 }
@@ -141,6 +143,9 @@ impl Node {
             Ok(permit) => {
                 // The answer will be stored: start loading the entry now.
                 dep.cache.prefetch(key);
+                if let Some(retry) = &mut dep.retry {
+                    retry.on_call(now);
+                }
                 ReadStart::Call(permit)
             }
             Err(_) => ReadStart::BreakerOpen,
@@ -155,7 +160,12 @@ impl Node {
             return WriteStart::Queue;
         }
         match dep.breaker.try_acquire(now, &mut self.rng) {
-            Ok(permit) => WriteStart::Call(permit),
+            Ok(permit) => {
+                if let Some(retry) = &mut dep.retry {
+                    retry.on_call(now);
+                }
+                WriteStart::Call(permit)
+            }
             Err(_) if dep.has_queue => WriteStart::Queue,
             Err(_) => WriteStart::BreakerOpen,
         }

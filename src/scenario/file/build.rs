@@ -28,6 +28,7 @@ use crate::engine::breaker::{self, BreakerConfig, TripPolicy};
 use crate::engine::cache::{self, CacheConfig};
 use crate::engine::modes::{self, Mode, ModeConfig};
 use crate::engine::queue::{self, QueueConfig};
+use crate::engine::retry::{self, BudgetConfig, Jitter, RetryConfig, RetryOn};
 use crate::engine::{ConfigError, Span, Time};
 use crate::model::faults::{Fault, FaultKind, RandomFaults};
 use crate::model::latency::Latency;
@@ -595,6 +596,7 @@ fn build_node(
                 breaker: engine.breaker,
                 cache: engine.cache.expect("a seed dependency has a cache"),
                 queue: engine.queue.expect("a seed dependency has a queue"),
+                retry: engine.retry,
             };
             (sim, config)
         })
@@ -843,7 +845,17 @@ pub(super) fn build_dependency(
                 .map_err(engine(&dotted, &[])),
         ),
     };
-    let (Some(latency), Some(breaker), Some(cache), Some(queue)) = (latency, breaker, cache, queue)
+    let retry = match file.retry.as_ref().map(build_retry) {
+        None => Some(None),
+        Some(retry) => problems.check(
+            retry
+                .validate()
+                .map(|()| Some(retry))
+                .map_err(engine(&dotted, &[])),
+        ),
+    };
+    let (Some(latency), Some(breaker), Some(cache), Some(queue), Some(retry)) =
+        (latency, breaker, cache, queue, retry)
     else {
         return problems.finish(None);
     };
@@ -863,6 +875,7 @@ pub(super) fn build_dependency(
         breaker,
         cache,
         queue,
+        retry,
     };
     problems.finish(Some((sim, config)))
 }
@@ -1009,6 +1022,35 @@ fn build_queue(file: &QueueFile, in_order_default: bool) -> QueueConfig {
         ),
         jitter: file.jitter.map_or(queue::DEFAULT_JITTER, |p| p.0),
         in_order: file.in_order.unwrap_or(in_order_default),
+    }
+}
+
+fn build_retry(file: &RetryFile) -> RetryConfig {
+    let backoff_base = span(file.backoff_base, retry::DEFAULT_BACKOFF_BASE);
+    let on = file.on.as_ref().map_or(RetryOn::ALL, |kinds| RetryOn {
+        timeout: kinds.iter().any(|k| matches!(k, RetryOnFile::Timeout)),
+        error: kinds.iter().any(|k| matches!(k, RetryOnFile::Error)),
+        unavailable: kinds.iter().any(|k| matches!(k, RetryOnFile::Unavailable)),
+    });
+    RetryConfig {
+        max_attempts: file.max_attempts.unwrap_or(retry::DEFAULT_MAX_ATTEMPTS),
+        backoff_base,
+        // As for the queue's: a larger base raises the default ceiling.
+        backoff_max: span(
+            file.backoff_max,
+            retry::DEFAULT_BACKOFF_MAX.max(backoff_base),
+        ),
+        jitter: match file.jitter {
+            None | Some(JitterFile::Full) => Jitter::Full,
+            Some(JitterFile::Equal) => Jitter::Equal,
+            Some(JitterFile::None) => Jitter::None,
+        },
+        on,
+        budget: file.budget.as_ref().map(|b| BudgetConfig {
+            ratio: b.ratio.map_or(retry::DEFAULT_BUDGET_RATIO, |p| p.0),
+            min_per_sec: b.min_per_sec.unwrap_or(retry::DEFAULT_BUDGET_MIN_PER_SEC),
+            window: span(b.window, retry::DEFAULT_BUDGET_WINDOW),
+        }),
     }
 }
 

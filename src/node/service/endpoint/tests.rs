@@ -12,6 +12,7 @@ use crate::engine::breaker::BreakerConfig;
 use crate::engine::cache::CacheConfig;
 use crate::engine::modes::{Mode, ModeConfig};
 use crate::engine::queue::QueueConfig;
+use crate::engine::retry::{BudgetConfig, Denied, Jitter, RetryConfig, RetryEvent};
 use crate::engine::{Time, MILLISECOND, SECOND};
 use crate::model::service::seed_sim_dependency;
 use crate::model::service::{
@@ -45,6 +46,7 @@ fn dep(name: &str, cache: bool, queue: Option<QueueConfig>) -> DependencySpec {
             breaker: BreakerConfig::default(),
             cache: cache.then(CacheConfig::default),
             queue,
+            retry: None,
         },
         sim: seed_sim_dependency(),
     }
@@ -131,6 +133,8 @@ struct Bench {
     /// Replies: (request, body as JSON, how served).
     replies: Vec<(RequestId, Value, Served)>,
     timers: Vec<(Time, Timer)>,
+    /// The retry layer's decisions.
+    retries: Vec<RetryEvent>,
 }
 
 impl Bench {
@@ -139,9 +143,14 @@ impl Bench {
     }
 
     fn with_payments_queue(queue: Option<QueueConfig>) -> Bench {
+        Bench::with_service(shop(queue))
+    }
+
+    fn with_service(service: Arc<Service>) -> Bench {
         let node =
-            Node::with_service(shop(queue), &modes(), ChaCha8Rng::seed_from_u64(1)).expect("valid");
+            Node::with_service(service, &modes(), ChaCha8Rng::seed_from_u64(1)).expect("valid");
         Bench {
+            retries: Vec::new(),
             node,
             next: 0,
             calls: Vec::new(),
@@ -159,6 +168,7 @@ impl Bench {
                 }
                 Effect::Call(call) => self.calls.push(call),
                 Effect::Timer { at, timer } => self.timers.push((at, timer)),
+                Effect::Event(NodeEvent::Retry { event, .. }) => self.retries.push(event),
                 Effect::Event(_) => {}
             }
         }
@@ -363,6 +373,7 @@ fn an_omitted_part_makes_the_reply_partial() {
         calls: Vec::new(),
         replies: Vec::new(),
         timers: Vec::new(),
+        retries: Vec::new(),
     };
     let to = b.request(0, PAGE, 7);
     b.found(MILLISECOND, INVENTORY);
@@ -438,6 +449,152 @@ fn an_in_order_queue_holds_a_new_write_behind_the_queued_ones() {
             );
         }
     }
+}
+
+/// The test shop with inventory's failed calls retried by `retry`.
+fn shop_retrying_inventory(retry: RetryConfig) -> Bench {
+    let mut service = (*shop(None)).clone();
+    service.dependencies[INVENTORY].engine.retry = Some(retry);
+    Bench::with_service(Arc::new(service))
+}
+
+fn retry_after(backoff: Time) -> RetryConfig {
+    RetryConfig {
+        max_attempts: 3,
+        backoff_base: backoff,
+        backoff_max: backoff,
+        jitter: Jitter::None,
+        ..RetryConfig::default()
+    }
+}
+
+fn written(key: u64) -> CallResult {
+    CallResult::Written(Record {
+        id: key,
+        name: Name::Record(key),
+    })
+}
+
+#[test]
+fn a_failed_call_is_retried_after_its_backoff_and_the_reply_is_fresh() {
+    let mut b = shop_retrying_inventory(retry_after(100 * MILLISECOND));
+    let to = b.request(0, CHECKOUT, 3);
+    b.answer(
+        10 * MILLISECOND,
+        INVENTORY,
+        CallResult::Failed(CallError::Error),
+    );
+    assert_eq!(
+        b.retries,
+        [RetryEvent::Scheduled {
+            at: 10 * MILLISECOND,
+            attempt: 1,
+            backoff: 100 * MILLISECOND
+        }]
+    );
+    assert!(
+        b.calls.iter().all(|c| c.dependency != INVENTORY),
+        "waits its backoff"
+    );
+    assert_eq!(b.timers.last().unwrap().0, 110 * MILLISECOND);
+    b.fire_timers(110 * MILLISECOND);
+    let retry = b
+        .calls
+        .iter()
+        .find(|c| c.dependency == INVENTORY)
+        .expect("the retry");
+    assert_eq!(
+        retry.deadline,
+        110 * MILLISECOND + SECOND,
+        "a fresh timeout"
+    );
+    b.found(120 * MILLISECOND, INVENTORY);
+    b.answer(130 * MILLISECOND, PAYMENTS, written(3));
+    assert_eq!(b.reply(to).2, Served::Fresh);
+    assert_eq!(b.node.retry_stats(INVENTORY).unwrap().scheduled, 1);
+}
+
+#[test]
+fn a_retry_never_outlives_the_request_deadline() {
+    // The product page has 800 ms. A failure at 200 ms is retried at 700 ms with
+    // what is left of the budget; one at 400 ms would retry at 900 ms: denied.
+    let mut b = shop_retrying_inventory(retry_after(500 * MILLISECOND));
+    let to = b.request(0, PAGE, 3);
+    b.answer(
+        200 * MILLISECOND,
+        INVENTORY,
+        CallResult::Failed(CallError::Error),
+    );
+    b.fire_timers(700 * MILLISECOND);
+    let retry = b
+        .calls
+        .iter()
+        .find(|c| c.dependency == INVENTORY)
+        .expect("the retry");
+    assert_eq!(
+        retry.deadline,
+        800 * MILLISECOND,
+        "cut at the request's deadline"
+    );
+    b.answer(
+        750 * MILLISECOND,
+        INVENTORY,
+        CallResult::Failed(CallError::Error),
+    );
+    assert_eq!(
+        b.retries.last(),
+        Some(&RetryEvent::Denied {
+            at: 750 * MILLISECOND,
+            attempt: 2,
+            reason: Denied::Deadline
+        })
+    );
+    let (_, body, _) = b.reply(to);
+    assert_eq!(body["code"], 11, "inventory is required: {body}");
+
+    let mut b = shop_retrying_inventory(retry_after(500 * MILLISECOND));
+    let to = b.request(0, PAGE, 3);
+    b.answer(
+        400 * MILLISECOND,
+        INVENTORY,
+        CallResult::Failed(CallError::Error),
+    );
+    assert!(matches!(
+        b.retries[..],
+        [RetryEvent::Denied {
+            reason: Denied::Deadline,
+            ..
+        }]
+    ));
+    assert_eq!(b.reply(to).1["code"], 11);
+}
+
+#[test]
+fn a_spent_budget_denies_the_retry_and_says_so() {
+    let mut retry = retry_after(MILLISECOND);
+    retry.budget = Some(BudgetConfig {
+        ratio: 0.0,
+        min_per_sec: 0,
+        window: SECOND,
+    });
+    let mut b = shop_retrying_inventory(retry);
+    let to = b.request(0, CHECKOUT, 3);
+    b.answer(
+        MILLISECOND,
+        INVENTORY,
+        CallResult::Failed(CallError::Timeout),
+    );
+    assert_eq!(
+        b.retries,
+        [RetryEvent::Denied {
+            at: MILLISECOND,
+            attempt: 1,
+            reason: Denied::Budget
+        }]
+    );
+    b.answer(2 * MILLISECOND, PAYMENTS, written(3));
+    assert_eq!(b.reply(to).1["code"], 11);
+    assert_eq!(b.node.retry_stats(INVENTORY).unwrap().denied_budget, 1);
 }
 
 #[test]

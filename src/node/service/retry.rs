@@ -1,0 +1,188 @@
+//! The retry layer in front of a dependency: a failed client call waits its backoff
+//! and goes again, within the dependency's [`RetryPolicy`] and the request's deadline.
+//!
+//! Only client calls are retried (a seed read or write, a declared plan's call): a
+//! background refresh, a health probe and a queued write's drain have their own
+//! retry rules (the cache's next reader, the breaker's next probe, the queue's
+//! backoff). The layer sits outside the breaker: each attempt takes its own permit,
+//! so the breaker sees every attempt, and a retry that falls due while the breaker is
+//! open is not made. The failure the caller finally sees is the last attempt's.
+
+use crate::engine::cache::StaleReason;
+use crate::engine::retry::{Decision, Denied, FailureKind, RetryEvent};
+use crate::engine::Time;
+use crate::node::plan::{Answer, Failure};
+
+use super::{Call, CallError, CallId, Effect, Node, NodeEvent, Op, Pending, Purpose, Timer};
+
+fn kind(error: CallError) -> FailureKind {
+    match error {
+        CallError::Timeout => FailureKind::Timeout,
+        CallError::Error => FailureKind::Error,
+        CallError::Unavailable => FailureKind::Unavailable,
+    }
+}
+
+impl Node {
+    /// Whether call `pending`, failed with `error` at `now`, is retried: `Ok` if it
+    /// waits for its retry, `Err` (giving it back) if its caller takes the failure now.
+    pub(super) fn try_retry(
+        &mut self,
+        now: Time,
+        pending: Pending,
+        error: CallError,
+    ) -> Result<(), Pending> {
+        let deadline = match &pending.purpose {
+            Purpose::Read { .. } | Purpose::Write { .. } => None,
+            Purpose::Step { run, slot } | Purpose::StepWrite { run, slot, .. } => {
+                match self.part_deadline(*run, *slot) {
+                    Some(deadline) => deadline,
+                    // The run no longer waits for the part: nobody would use the retry.
+                    None => return Err(pending),
+                }
+            }
+            Purpose::Refresh { .. } | Purpose::Probe | Purpose::Drain { .. } => {
+                return Err(pending)
+            }
+        };
+        let dep = &mut self.deps[pending.dependency];
+        let Some(retry) = dep.retry.as_mut() else {
+            return Err(pending);
+        };
+        let attempt = pending.attempt;
+        let event = match retry.decide(now, attempt, kind(error), deadline, &mut self.rng) {
+            Decision::GiveUp => return Err(pending),
+            Decision::Denied(reason) => {
+                let event = RetryEvent::Denied {
+                    at: now,
+                    attempt,
+                    reason,
+                };
+                self.retry_event(pending.dependency, event);
+                return Err(pending);
+            }
+            Decision::Retry(backoff) => {
+                let at = now.saturating_add(backoff);
+                let event = RetryEvent::Scheduled {
+                    at: now,
+                    attempt,
+                    backoff,
+                };
+                let dependency = pending.dependency;
+                let wait = self.retries.insert(pending);
+                self.effects.push(Effect::Timer {
+                    at,
+                    timer: Timer::Retry { wait },
+                });
+                (dependency, event)
+            }
+        };
+        self.retry_event(event.0, event.1);
+        Ok(())
+    }
+
+    /// Retry `wait` falls due at `now`: the next attempt goes, if the request still
+    /// wants it and the breaker lets it through.
+    pub(super) fn on_retry(&mut self, now: Time, wait: u64) {
+        let Some(pending) = self.retries.remove(wait) else {
+            return;
+        };
+        let deadline = match &pending.purpose {
+            Purpose::Step { run, slot } | Purpose::StepWrite { run, slot, .. } => {
+                match self.part_deadline(*run, *slot) {
+                    Some(deadline) => deadline,
+                    // The deadline passed meanwhile and the part took its fallback.
+                    None => return,
+                }
+            }
+            _ => None,
+        };
+        let index = pending.dependency;
+        let dep = &mut self.deps[index];
+        match dep.breaker.try_acquire(now, &mut self.rng) {
+            Ok(permit) => {
+                let op = match &pending.purpose {
+                    Purpose::Write { write, .. } | Purpose::StepWrite { write, .. } => Op::Write {
+                        key: write.key,
+                        name: write.name.clone(),
+                        version: write.version,
+                    },
+                    _ => Op::Read { key: pending.key },
+                };
+                // Each attempt has the dependency's timeout, cut at the request's deadline.
+                let timeout = now.saturating_add(dep.timeout);
+                let call_deadline = deadline.map_or(timeout, |d| d.min(timeout));
+                let force_down = pending.force_down;
+                self.stats.calls += 1;
+                let id = CallId(self.pending.insert(Pending {
+                    permit,
+                    attempt: pending.attempt + 1,
+                    ..pending
+                }));
+                self.effects.push(Effect::Call(Call {
+                    id,
+                    dependency: index,
+                    op,
+                    force_down,
+                    deadline: call_deadline,
+                }));
+            }
+            Err(_) => {
+                if let Some(retry) = dep.retry.as_mut() {
+                    retry.on_breaker_refused();
+                }
+                let event = RetryEvent::Denied {
+                    at: now,
+                    attempt: pending.attempt,
+                    reason: Denied::BreakerOpen,
+                };
+                self.retry_event(index, event);
+                self.settle_breaker_open(now, pending);
+            }
+        }
+    }
+
+    /// A client call whose retry the breaker refused: its caller takes the open
+    /// breaker, as if the call had never been allowed.
+    fn settle_breaker_open(&mut self, now: Time, pending: Pending) {
+        let Pending {
+            dependency: index,
+            key,
+            purpose,
+            ..
+        } = pending;
+        match purpose {
+            Purpose::Read { to, msg_id } => {
+                let name = self.deps[index].name;
+                let reason = format_args!("{name} service unavailable (circuit open)");
+                let stale = StaleReason::BreakerOpen;
+                self.serve_from_cache(now, to, msg_id, index, key, stale, reason);
+            }
+            Purpose::Write { to, msg_id, write } => {
+                self.enqueue_write(now, to, msg_id, index, write, now);
+            }
+            Purpose::Step { run, slot } => {
+                self.answer(now, run, slot, Answer::Failed(Failure::BreakerOpen), None);
+                self.drive(now, run);
+            }
+            Purpose::StepWrite { run, slot, write } => {
+                let answer = if self.deps[index].has_queue {
+                    self.enqueue_step_write(now, run, slot, index, write, now)
+                } else {
+                    Answer::Failed(Failure::BreakerOpen)
+                };
+                self.answer(now, run, slot, answer, None);
+                self.drive(now, run);
+            }
+            Purpose::Refresh { .. } | Purpose::Probe | Purpose::Drain { .. } => {}
+        }
+    }
+
+    fn retry_event(&mut self, index: usize, event: RetryEvent) {
+        // After the breaker's events of the same failure, which came first.
+        self.collect_events();
+        let dependency = self.deps[index].name;
+        self.effects
+            .push(Effect::Event(NodeEvent::Retry { dependency, event }));
+    }
+}
