@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::engine::breaker::{BreakerReason, BreakerState};
 use crate::engine::modes::ModeReason;
 use crate::engine::queue::QueueEvent;
+use crate::engine::retry::RetryStats;
 use crate::engine::{HumanSpan, Span, Time};
 use crate::intern::intern;
 use crate::model::Scenario;
@@ -210,6 +211,9 @@ pub struct DependencyReport {
     /// puts on it (none for the seed service's, whose report is unchanged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub declared: Option<DeclaredDependency>,
+    /// What its retry layer did, if it retries (its retries are among `calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryStats>,
 }
 
 /// What a declared dependency's report adds.
@@ -1002,6 +1006,7 @@ impl Metrics {
                 });
                 DependencyReport {
                     declared,
+                    retries: node.retry_stats(i),
                     name: self.dep_names[i].to_owned(),
                     calls: m.calls,
                     in_flight_at_end: m.calls - m.answered,
@@ -1770,6 +1775,13 @@ impl Report {
                 HumanSpan(d.time_open),
                 d.final_state
             );
+            if let Some(r) = &d.retries {
+                let _ = writeln!(
+                    w,
+                    "    retries: {} scheduled; denied {} by the budget, {} by the deadline, {} by the breaker",
+                    r.scheduled, r.denied_budget, r.denied_deadline, r.denied_breaker
+                );
+            }
             // Evictions only when there were any: most caches hold their whole key space.
             let evicted = match d.evictions {
                 0 => String::new(),
