@@ -22,6 +22,8 @@ use serde::Serialize;
 
 use super::{ConfigError, Span, Time, MILLISECOND, SECOND};
 
+/// Most attempts a policy may make, the first included.
+pub const MAX_ATTEMPTS: u32 = 100;
 /// Default attempts, the first included.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Default backoff before the first retry.
@@ -36,6 +38,33 @@ pub const DEFAULT_BUDGET_MIN_PER_SEC: u32 = 10;
 pub const DEFAULT_BUDGET_WINDOW: Span = 10 * SECOND;
 /// The budget's window is counted in this many buckets (so it slides by a tenth).
 pub const BUDGET_BUCKETS: usize = 10;
+
+/// The order of the layers a dependency's calls pass through, outermost first (as
+/// Polly v8 declares a pipeline): `pipeline = ["retry", "breaker"]` in a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pipeline {
+    /// Retry outside the breaker (the default, resilience4j's usual order): every
+    /// attempt asks the breaker for a permit and is counted by it, so retries trip
+    /// it sooner, and a retry is not made while it is open.
+    #[default]
+    RetryThenBreaker,
+    /// The breaker outside the retry: one permit covers all of a call's attempts,
+    /// and the breaker sees only the last one's outcome (and, for slow-call
+    /// counting, the time all of them took). It trips later; retries go on while it
+    /// is open, for calls it let in before.
+    BreakerThenRetry,
+}
+
+impl Pipeline {
+    /// The layers' names, outermost first, as a file writes them.
+    pub fn layers(self) -> [&'static str; 2] {
+        match self {
+            Pipeline::RetryThenBreaker => ["retry", "breaker"],
+            Pipeline::BreakerThenRetry => ["breaker", "retry"],
+        }
+    }
+}
 
 /// How a backoff is randomised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,10 +153,10 @@ impl Default for RetryConfig {
 impl RetryConfig {
     /// Refuses a policy that could not retry sensibly.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_attempts == 0 {
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
             return Err(ConfigError::new(
                 "retry.max_attempts",
-                "must be at least 1 (1 never retries)",
+                format!("must be in 1..={MAX_ATTEMPTS} (1 never retries)"),
             ));
         }
         if self.backoff_max < self.backoff_base {

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use crate::engine::breaker::BreakerConfig;
 use crate::engine::cache::CacheConfig;
 use crate::engine::queue::QueueConfig;
-use crate::engine::retry::RetryConfig;
+use crate::engine::retry::{Pipeline, RetryConfig};
 use crate::engine::{ConfigError, Span, MAX_SPAN, MILLISECOND};
 use crate::node::{DependencyConfig, NodeConfig, ReadPolicy};
 
@@ -120,6 +120,8 @@ pub struct DependencyEngine {
     pub queue: Option<QueueConfig>,
     /// How its failed calls are retried; `None`: they are not.
     pub retry: Option<RetryConfig>,
+    /// The order of its retry and breaker layers.
+    pub pipeline: Pipeline,
 }
 
 impl DependencyEngine {
@@ -133,6 +135,7 @@ impl DependencyEngine {
             cache: Some(config.cache.clone()),
             queue: Some(config.queue.clone()),
             retry: config.retry.clone(),
+            pipeline: config.pipeline,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::engine::breaker::BreakerConfig;
 use crate::engine::cache::CacheConfig;
 use crate::engine::modes::ModeConfig;
 use crate::engine::queue::QueueConfig;
-use crate::engine::retry::RetryConfig;
+use crate::engine::retry::{Pipeline, RetryConfig};
 use crate::engine::{ConfigError, Span, MILLISECOND};
 
 use super::protocol::Resource;
@@ -45,6 +45,8 @@ pub struct DependencyConfig {
     pub queue: QueueConfig,
     /// How its failed calls are retried; `None`: they are not.
     pub retry: Option<RetryConfig>,
+    /// The order of its retry and breaker layers.
+    pub pipeline: Pipeline,
 }
 
 impl Default for DependencyConfig {
@@ -56,6 +58,7 @@ impl Default for DependencyConfig {
             cache: CacheConfig::default(),
             queue: QueueConfig::default(),
             retry: None,
+            pipeline: Pipeline::default(),
         }
     }
 }

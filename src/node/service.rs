@@ -309,12 +309,16 @@ enum Purpose {
 
 #[derive(Debug, Clone)]
 struct Pending {
-    dependency: usize,
+    /// Which dependency (u32, not usize: with the two small fields below it takes
+    /// the eight bytes the index alone took, and a pending call is moved on every
+    /// answer).
+    dependency: u32,
     key: u64,
     permit: Permit,
     purpose: Purpose,
-    /// Which attempt of the call this is (1 = the first; retries follow).
-    attempt: u32,
+    /// Which attempt of the call this is (1 = the first; retries follow; at most
+    /// [`MAX_ATTEMPTS`](crate::engine::retry::MAX_ATTEMPTS)).
+    attempt: u8,
     /// The request's in-band `service_unavailable`: every attempt fails as down.
     force_down: bool,
 }
@@ -342,6 +346,11 @@ struct Dependency {
     writes_in_order: bool,
     /// How its failed client calls are retried, if they are.
     retry: Option<RetryPolicy>,
+    /// The breaker is outside the retry layer ([`Pipeline::BreakerThenRetry`]): one
+    /// permit covers a call's attempts, and only the last one's outcome reaches it.
+    ///
+    /// [`Pipeline::BreakerThenRetry`]: crate::engine::retry::Pipeline::BreakerThenRetry
+    breaker_outside_retry: bool,
 }
 
 impl Dependency {
@@ -616,10 +625,14 @@ impl Node {
         let Some(pending) = self.pending.remove(id.0) else {
             return;
         };
-        let dep = &mut self.deps[pending.dependency];
+        let dep = &mut self.deps[pending.dependency as usize];
         let failed = match result {
             CallResult::Failed(error) => {
-                dep.breaker.on_failure(pending.permit, now, &mut self.rng);
+                // With the breaker outside the retry, it hears of the attempt only if
+                // it is the last (below).
+                if !(dep.breaker_outside_retry && dep.retry.is_some()) {
+                    dep.breaker.on_failure(pending.permit, now, &mut self.rng);
+                }
                 dep.retry.is_some().then_some(error)
             }
             _ => {
@@ -631,7 +644,13 @@ impl Node {
         let pending = match failed {
             Some(error) => match self.try_retry(now, pending, error) {
                 Ok(()) => return self.after(now),
-                Err(pending) => pending,
+                Err(pending) => {
+                    let dep = &mut self.deps[pending.dependency as usize];
+                    if dep.breaker_outside_retry {
+                        dep.breaker.on_failure(pending.permit, now, &mut self.rng);
+                    }
+                    pending
+                }
             },
             None => pending,
         };
@@ -641,6 +660,7 @@ impl Node {
             purpose,
             ..
         } = pending;
+        let dependency = dependency as usize;
         let dep = &mut self.deps[dependency];
         match purpose {
             Purpose::Read { to, msg_id } => match self.read_answer(now, dependency, key, result) {
@@ -1044,7 +1064,7 @@ impl Node {
     ) {
         self.stats.calls += 1;
         let id = CallId(self.pending.insert(Pending {
-            dependency: index,
+            dependency: index as u32,
             key,
             permit,
             purpose,

@@ -647,6 +647,8 @@ struct DependencyFile {
     queue: Option<QueueFile>,
     /// Absent: failed calls are not retried.
     retry: Option<RetryFile>,
+    /// The layers outermost first; absent: retry outside the breaker.
+    pipeline: Option<Vec<String>>,
 }
 
 /// `[dependencies.X.retry]`.

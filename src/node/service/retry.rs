@@ -4,9 +4,13 @@
 //! Only client calls are retried (a seed read or write, a declared plan's call): a
 //! background refresh, a health probe and a queued write's drain have their own
 //! retry rules (the cache's next reader, the breaker's next probe, the queue's
-//! backoff). The layer sits outside the breaker: each attempt takes its own permit,
-//! so the breaker sees every attempt, and a retry that falls due while the breaker is
-//! open is not made. The failure the caller finally sees is the last attempt's.
+//! backoff). Where it sits is the dependency's [`Pipeline`]: outside the breaker (the
+//! default), each attempt takes its own permit, so the breaker sees every attempt,
+//! and a retry that falls due while the breaker is open is not made; inside it, the
+//! call's one permit covers every attempt and the breaker hears only the last
+//! outcome. The failure the caller finally sees is the last attempt's.
+//!
+//! [`Pipeline`]: crate::engine::retry::Pipeline
 
 use crate::engine::cache::StaleReason;
 use crate::engine::retry::{Decision, Denied, FailureKind, RetryEvent};
@@ -45,11 +49,12 @@ impl Node {
                 return Err(pending)
             }
         };
-        let dep = &mut self.deps[pending.dependency];
+        let index = pending.dependency as usize;
+        let dep = &mut self.deps[index];
         let Some(retry) = dep.retry.as_mut() else {
             return Err(pending);
         };
-        let attempt = pending.attempt;
+        let attempt = u32::from(pending.attempt);
         let event = match retry.decide(now, attempt, kind(error), deadline, &mut self.rng) {
             Decision::GiveUp => return Err(pending),
             Decision::Denied(reason) => {
@@ -58,7 +63,7 @@ impl Node {
                     attempt,
                     reason,
                 };
-                self.retry_event(pending.dependency, event);
+                self.retry_event(index, event);
                 return Err(pending);
             }
             Decision::Retry(backoff) => {
@@ -68,13 +73,12 @@ impl Node {
                     attempt,
                     backoff,
                 };
-                let dependency = pending.dependency;
                 let wait = self.retries.insert(pending);
                 self.effects.push(Effect::Timer {
                     at,
                     timer: Timer::Retry { wait },
                 });
-                (dependency, event)
+                (index, event)
             }
         };
         self.retry_event(event.0, event.1);
@@ -91,15 +95,29 @@ impl Node {
             Purpose::Step { run, slot } | Purpose::StepWrite { run, slot, .. } => {
                 match self.part_deadline(*run, *slot) {
                     Some(deadline) => deadline,
-                    // The deadline passed meanwhile and the part took its fallback.
-                    None => return,
+                    // The deadline passed meanwhile and the part took its fallback;
+                    // a breaker outside the retry still hears of the failure.
+                    None => {
+                        let dep = &mut self.deps[pending.dependency as usize];
+                        if dep.breaker_outside_retry {
+                            dep.breaker.on_failure(pending.permit, now, &mut self.rng);
+                        }
+                        return;
+                    }
                 }
             }
             _ => None,
         };
-        let index = pending.dependency;
+        let index = pending.dependency as usize;
         let dep = &mut self.deps[index];
-        match dep.breaker.try_acquire(now, &mut self.rng) {
+        // A breaker outside the retry already let the call in: its permit covers
+        // every attempt. Inside, each attempt asks again.
+        let permit = if dep.breaker_outside_retry {
+            Ok(pending.permit)
+        } else {
+            dep.breaker.try_acquire(now, &mut self.rng).map_err(drop)
+        };
+        match permit {
             Ok(permit) => {
                 let op = match &pending.purpose {
                     Purpose::Write { write, .. } | Purpose::StepWrite { write, .. } => Op::Write {
@@ -133,7 +151,7 @@ impl Node {
                 }
                 let event = RetryEvent::Denied {
                     at: now,
-                    attempt: pending.attempt,
+                    attempt: u32::from(pending.attempt),
                     reason: Denied::BreakerOpen,
                 };
                 self.retry_event(index, event);
@@ -146,11 +164,12 @@ impl Node {
     /// breaker, as if the call had never been allowed.
     fn settle_breaker_open(&mut self, now: Time, pending: Pending) {
         let Pending {
-            dependency: index,
+            dependency,
             key,
             purpose,
             ..
         } = pending;
+        let index = dependency as usize;
         match purpose {
             Purpose::Read { to, msg_id } => {
                 let name = self.deps[index].name;

@@ -12,7 +12,7 @@
 use crate::engine::breaker::{CircuitBreaker, Permit};
 use crate::engine::cache::{Lookup, StaleCache, StaleReason};
 use crate::engine::queue::WriteQueue;
-use crate::engine::retry::RetryPolicy;
+use crate::engine::retry::{Pipeline, RetryPolicy};
 use crate::engine::{ConfigError, Span, Time};
 use crate::model::service::DependencyEngine;
 use crate::node::config::ReadPolicy;
@@ -98,6 +98,7 @@ impl Dependency {
             queue: WriteQueue::new(queue)?,
             has_queue: engine.queue.is_some(),
             retry: engine.retry.clone().map(RetryPolicy::new).transpose()?,
+            breaker_outside_retry: engine.pipeline == Pipeline::BreakerThenRetry,
         })
     }
 }

@@ -28,7 +28,7 @@ use crate::engine::breaker::{self, BreakerConfig, TripPolicy};
 use crate::engine::cache::{self, CacheConfig};
 use crate::engine::modes::{self, Mode, ModeConfig};
 use crate::engine::queue::{self, QueueConfig};
-use crate::engine::retry::{self, BudgetConfig, Jitter, RetryConfig, RetryOn};
+use crate::engine::retry::{self, BudgetConfig, Jitter, Pipeline, RetryConfig, RetryOn};
 use crate::engine::{ConfigError, Span, Time};
 use crate::model::faults::{Fault, FaultKind, RandomFaults};
 use crate::model::latency::Latency;
@@ -597,6 +597,7 @@ fn build_node(
                 cache: engine.cache.expect("a seed dependency has a cache"),
                 queue: engine.queue.expect("a seed dependency has a queue"),
                 retry: engine.retry,
+                pipeline: engine.pipeline,
             };
             (sim, config)
         })
@@ -854,8 +855,12 @@ pub(super) fn build_dependency(
                 .map_err(engine(&dotted, &[])),
         ),
     };
-    let (Some(latency), Some(breaker), Some(cache), Some(queue), Some(retry)) =
-        (latency, breaker, cache, queue, retry)
+    let pipeline = match file.pipeline.as_deref() {
+        None => Some(Pipeline::default()),
+        Some(layers) => problems.check(build_pipeline(layers, prefix)),
+    };
+    let (Some(latency), Some(breaker), Some(cache), Some(queue), Some(retry), Some(pipeline)) =
+        (latency, breaker, cache, queue, retry, pipeline)
     else {
         return problems.finish(None);
     };
@@ -876,6 +881,7 @@ pub(super) fn build_dependency(
         cache,
         queue,
         retry,
+        pipeline,
     };
     problems.finish(Some((sim, config)))
 }
@@ -1023,6 +1029,21 @@ fn build_queue(file: &QueueFile, in_order_default: bool) -> QueueConfig {
         jitter: file.jitter.map_or(queue::DEFAULT_JITTER, |p| p.0),
         in_order: file.in_order.unwrap_or(in_order_default),
     }
+}
+
+/// `pipeline`: the layers outermost first, each once.
+fn build_pipeline(layers: &[String], prefix: &str) -> Result<Pipeline> {
+    let names: Vec<&str> = layers.iter().map(String::as_str).collect();
+    [Pipeline::RetryThenBreaker, Pipeline::BreakerThenRetry]
+        .into_iter()
+        .find(|p| p.layers()[..] == names[..])
+        .ok_or_else(|| {
+            invalid(
+                format!("{prefix}.pipeline"),
+                "must list the layers \"retry\" and \"breaker\" once each, outermost first: \
+                 [\"retry\", \"breaker\"] (the default) or [\"breaker\", \"retry\"]",
+            )
+        })
 }
 
 fn build_retry(file: &RetryFile) -> RetryConfig {

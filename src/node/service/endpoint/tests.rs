@@ -12,7 +12,7 @@ use crate::engine::breaker::BreakerConfig;
 use crate::engine::cache::CacheConfig;
 use crate::engine::modes::{Mode, ModeConfig};
 use crate::engine::queue::QueueConfig;
-use crate::engine::retry::{BudgetConfig, Denied, Jitter, RetryConfig, RetryEvent};
+use crate::engine::retry::{BudgetConfig, Denied, Jitter, Pipeline, RetryConfig, RetryEvent};
 use crate::engine::{Time, MILLISECOND, SECOND};
 use crate::model::service::seed_sim_dependency;
 use crate::model::service::{
@@ -47,6 +47,7 @@ fn dep(name: &str, cache: bool, queue: Option<QueueConfig>) -> DependencySpec {
             cache: cache.then(CacheConfig::default),
             queue,
             retry: None,
+            pipeline: Pipeline::default(),
         },
         sim: seed_sim_dependency(),
     }
@@ -595,6 +596,35 @@ fn a_spent_budget_denies_the_retry_and_says_so() {
     b.answer(2 * MILLISECOND, PAYMENTS, written(3));
     assert_eq!(b.reply(to).1["code"], 11);
     assert_eq!(b.node.retry_stats(INVENTORY).unwrap().denied_budget, 1);
+}
+
+#[test]
+fn the_pipeline_order_decides_what_the_breaker_sees() {
+    for pipeline in [Pipeline::RetryThenBreaker, Pipeline::BreakerThenRetry] {
+        let mut service = (*shop(None)).clone();
+        let inventory = &mut service.dependencies[INVENTORY].engine;
+        inventory.retry = Some(retry_after(10 * MILLISECOND));
+        inventory.pipeline = pipeline;
+        let mut b = Bench::with_service(Arc::new(service));
+        let to = b.request(0, CHECKOUT, 3);
+        // Two failed attempts, then a success on the third.
+        for k in 1..=2 {
+            let at = k * 20 * MILLISECOND;
+            b.answer(at, INVENTORY, CallResult::Failed(CallError::Error));
+            b.fire_timers(at + 10 * MILLISECOND);
+        }
+        b.found(70 * MILLISECOND, INVENTORY);
+        b.answer(80 * MILLISECOND, PAYMENTS, written(3));
+        assert_eq!(b.reply(to).2, Served::Fresh);
+        let stats = b.node.breaker(INVENTORY).stats();
+        let seen = (stats.admitted, stats.failures, stats.successes);
+        match pipeline {
+            // Each attempt took a permit and was counted.
+            Pipeline::RetryThenBreaker => assert_eq!(seen, (3, 2, 1)),
+            // One permit for the call; only its last attempt's outcome counted.
+            Pipeline::BreakerThenRetry => assert_eq!(seen, (1, 0, 1)),
+        }
+    }
 }
 
 #[test]

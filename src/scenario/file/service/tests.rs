@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::breaker::TripPolicy;
 use crate::engine::modes::Mode;
+use crate::engine::retry::{Jitter, Pipeline};
 use crate::engine::{MILLISECOND as MS, SECOND};
 use crate::model::latency::Latency;
 use crate::model::service::{
@@ -524,5 +525,45 @@ plan = [
             "18:92: invalid service.endpoints.e.plan[3].fallback[2].op: does not apply to a static fallback, which takes only `static`",
         ],
         "{shown:#?}"
+    );
+}
+
+#[test]
+fn a_retry_and_a_pipeline_are_read_and_checked_where_they_are_written() {
+    let with = |lines: &str| {
+        inline(SCENARIO).replace(
+            "timeout = \"2s\"\n",
+            &format!("timeout = \"2s\"\n{lines}\n"),
+        )
+    };
+    let text = with(
+        "retry = { max_attempts = 4, jitter = \"equal\", on = [\"timeout\"], budget = { ratio = 0.1 } }\n\
+         pipeline = [\"breaker\", \"retry\"]",
+    );
+    let s = parse(&text, &in_scenarios()).expect("valid");
+    let engine = &the_service(&s).dependencies[0].engine;
+    let retry = engine.retry.as_ref().expect("a retry");
+    assert_eq!((retry.max_attempts, retry.jitter), (4, Jitter::Equal));
+    assert_eq!(
+        (retry.on.timeout, retry.on.error, retry.on.unavailable),
+        (true, false, false)
+    );
+    let budget = retry.budget.expect("a budget");
+    assert_eq!((budget.ratio, budget.min_per_sec), (0.1, 10));
+    assert_eq!(engine.pipeline, Pipeline::BreakerThenRetry);
+
+    let text = with("retry = { max_attempts = 0 }\npipeline = [\"breaker\", \"bulkhead\"]");
+    let errors = shown(&text);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    let line_of = |needle: &str| 1 + text.lines().position(|l| l.starts_with(needle)).unwrap();
+    assert!(
+        errors[0].starts_with(&format!("{}:", line_of("retry =")))
+            && errors[0].contains("max_attempts"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with(&format!("{}:", line_of("pipeline =")))
+            && errors[1].contains("\"retry\" and \"breaker\" once each"),
+        "{errors:#?}"
     );
 }
