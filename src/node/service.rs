@@ -345,7 +345,7 @@ struct Dependency {
     /// [`QueueConfig::in_order`]: crate::engine::queue::QueueConfig::in_order
     writes_in_order: bool,
     /// How its failed client calls are retried, if they are.
-    retry: Option<RetryPolicy>,
+    retry: Option<Box<RetryPolicy>>,
     /// The breaker is outside the retry layer ([`Pipeline::BreakerThenRetry`]): one
     /// permit covers a call's attempts, and only the last one's outcome reaches it.
     ///
@@ -626,34 +626,46 @@ impl Node {
             return;
         };
         let dep = &mut self.deps[pending.dependency as usize];
-        let failed = match result {
-            CallResult::Failed(error) => {
-                // With the breaker outside the retry, it hears of the attempt only if
-                // it is the last (below).
-                if !(dep.breaker_outside_retry && dep.retry.is_some()) {
-                    dep.breaker.on_failure(pending.permit, now, &mut self.rng);
-                }
-                dep.retry.is_some().then_some(error)
+        match result {
+            CallResult::Failed(error) if dep.retry.is_some() => {
+                return self.on_failure_with_retry(now, pending, error);
+            }
+            CallResult::Failed(_) => {
+                dep.breaker.on_failure(pending.permit, now, &mut self.rng);
             }
             _ => {
                 dep.breaker.on_success(pending.permit, now, &mut self.rng);
-                None
             }
-        };
-        // Only a dependency with a retry policy looks further.
-        let pending = match failed {
-            Some(error) => match self.try_retry(now, pending, error) {
-                Ok(()) => return self.after(now),
-                Err(pending) => {
+        }
+        self.settle(now, pending, result);
+    }
+
+    /// A failed call of a dependency that retries: it waits for its retry, or its
+    /// caller takes the failure now. Apart from the common path, which it would slow.
+    #[inline(never)]
+    fn on_failure_with_retry(&mut self, now: Time, pending: Pending, error: CallError) {
+        let dep = &mut self.deps[pending.dependency as usize];
+        // With the breaker outside the retry, it hears of the attempt only if it is
+        // the last.
+        let outside = dep.breaker_outside_retry;
+        if !outside {
+            dep.breaker.on_failure(pending.permit, now, &mut self.rng);
+        }
+        match self.try_retry(now, pending, error) {
+            Ok(()) => self.after(now),
+            Err(pending) => {
+                if outside {
                     let dep = &mut self.deps[pending.dependency as usize];
-                    if dep.breaker_outside_retry {
-                        dep.breaker.on_failure(pending.permit, now, &mut self.rng);
-                    }
-                    pending
+                    dep.breaker.on_failure(pending.permit, now, &mut self.rng);
                 }
-            },
-            None => pending,
-        };
+                self.settle(now, pending, CallResult::Failed(error));
+            }
+        }
+    }
+
+    /// What a call's answer does for whoever made it, then the housekeeping.
+    #[inline(always)]
+    fn settle(&mut self, now: Time, pending: Pending, result: CallResult) {
         let Pending {
             dependency,
             key,
@@ -764,7 +776,7 @@ impl Node {
 
     /// The retry counters of dependency `index`, if it retries, for reports.
     pub fn retry_stats(&self, index: usize) -> Option<RetryStats> {
-        self.deps[index].retry.as_ref().map(RetryPolicy::stats)
+        self.deps[index].retry.as_ref().map(|r| r.stats())
     }
 
     /// The breaker of dependency `index`, for reports.

@@ -97,7 +97,12 @@ impl Dependency {
             writes_in_order: engine.queue.as_ref().is_some_and(|q| q.in_order),
             queue: WriteQueue::new(queue)?,
             has_queue: engine.queue.is_some(),
-            retry: engine.retry.clone().map(RetryPolicy::new).transpose()?,
+            retry: engine
+                .retry
+                .clone()
+                .map(RetryPolicy::new)
+                .transpose()?
+                .map(Box::new),
             breaker_outside_retry: engine.pipeline == Pipeline::BreakerThenRetry,
         })
     }
