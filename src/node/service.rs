@@ -759,9 +759,12 @@ impl Node {
         self.after(now);
     }
 
-    /// Whether the node still has work of its own: calls outstanding or writes queued.
+    /// Whether the node still has work of its own: calls outstanding, retries
+    /// waiting or writes queued.
     pub fn is_busy(&self) -> bool {
-        !self.pending.is_empty() || self.deps.iter().any(|d| !d.queue.is_empty())
+        !self.pending.is_empty()
+            || !self.retries.is_empty()
+            || self.deps.iter().any(|d| !d.queue.is_empty())
     }
 
     /// The node's counters.

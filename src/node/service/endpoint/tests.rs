@@ -295,11 +295,7 @@ fn a_failed_optional_part_takes_its_chain_in_order() {
 fn a_missing_required_part_is_error_11_naming_it() {
     let mut b = Bench::new(true);
     let to = b.request(0, PAGE, 7);
-    b.answer(
-        MILLISECOND,
-        INVENTORY,
-        CallResult::Failed(CallError::Unavailable),
-    );
+    b.fail(MILLISECOND, INVENTORY, CallError::Unavailable);
     let (_, body, served) = b.reply(to);
     assert_eq!(*served, Served::Error { code: 11 });
     assert_eq!(body["code"], 11);
@@ -469,6 +465,21 @@ fn retry_after(backoff: Time) -> RetryConfig {
     }
 }
 
+impl Bench {
+    /// Fails the oldest outstanding call to `dependency` with `error`.
+    fn fail(&mut self, now: Time, dependency: usize, error: CallError) {
+        self.answer(now, dependency, CallResult::Failed(error));
+    }
+
+    /// The outstanding call to `dependency`.
+    fn call_to(&self, dependency: usize) -> &Call {
+        self.calls
+            .iter()
+            .find(|c| c.dependency == dependency)
+            .unwrap_or_else(|| panic!("no call to dependency {dependency}"))
+    }
+}
+
 fn written(key: u64) -> CallResult {
     CallResult::Written(Record {
         id: key,
@@ -480,11 +491,7 @@ fn written(key: u64) -> CallResult {
 fn a_failed_call_is_retried_after_its_backoff_and_the_reply_is_fresh() {
     let mut b = shop_retrying_inventory(retry_after(100 * MILLISECOND));
     let to = b.request(0, CHECKOUT, 3);
-    b.answer(
-        10 * MILLISECOND,
-        INVENTORY,
-        CallResult::Failed(CallError::Error),
-    );
+    b.fail(10 * MILLISECOND, INVENTORY, CallError::Error);
     assert_eq!(
         b.retries,
         [RetryEvent::Scheduled {
@@ -497,13 +504,10 @@ fn a_failed_call_is_retried_after_its_backoff_and_the_reply_is_fresh() {
         b.calls.iter().all(|c| c.dependency != INVENTORY),
         "waits its backoff"
     );
+    assert!(b.node.is_busy(), "a waiting retry is work left");
     assert_eq!(b.timers.last().unwrap().0, 110 * MILLISECOND);
     b.fire_timers(110 * MILLISECOND);
-    let retry = b
-        .calls
-        .iter()
-        .find(|c| c.dependency == INVENTORY)
-        .expect("the retry");
+    let retry = b.call_to(INVENTORY);
     assert_eq!(
         retry.deadline,
         110 * MILLISECOND + SECOND,
@@ -521,27 +525,15 @@ fn a_retry_never_outlives_the_request_deadline() {
     // what is left of the budget; one at 400 ms would retry at 900 ms: denied.
     let mut b = shop_retrying_inventory(retry_after(500 * MILLISECOND));
     let to = b.request(0, PAGE, 3);
-    b.answer(
-        200 * MILLISECOND,
-        INVENTORY,
-        CallResult::Failed(CallError::Error),
-    );
+    b.fail(200 * MILLISECOND, INVENTORY, CallError::Error);
     b.fire_timers(700 * MILLISECOND);
-    let retry = b
-        .calls
-        .iter()
-        .find(|c| c.dependency == INVENTORY)
-        .expect("the retry");
+    let retry = b.call_to(INVENTORY);
     assert_eq!(
         retry.deadline,
         800 * MILLISECOND,
         "cut at the request's deadline"
     );
-    b.answer(
-        750 * MILLISECOND,
-        INVENTORY,
-        CallResult::Failed(CallError::Error),
-    );
+    b.fail(750 * MILLISECOND, INVENTORY, CallError::Error);
     assert_eq!(
         b.retries.last(),
         Some(&RetryEvent::Denied {
@@ -555,11 +547,7 @@ fn a_retry_never_outlives_the_request_deadline() {
 
     let mut b = shop_retrying_inventory(retry_after(500 * MILLISECOND));
     let to = b.request(0, PAGE, 3);
-    b.answer(
-        400 * MILLISECOND,
-        INVENTORY,
-        CallResult::Failed(CallError::Error),
-    );
+    b.fail(400 * MILLISECOND, INVENTORY, CallError::Error);
     assert!(matches!(
         b.retries[..],
         [RetryEvent::Denied {
@@ -580,11 +568,7 @@ fn a_spent_budget_denies_the_retry_and_says_so() {
     });
     let mut b = shop_retrying_inventory(retry);
     let to = b.request(0, CHECKOUT, 3);
-    b.answer(
-        MILLISECOND,
-        INVENTORY,
-        CallResult::Failed(CallError::Timeout),
-    );
+    b.fail(MILLISECOND, INVENTORY, CallError::Timeout);
     assert_eq!(
         b.retries,
         [RetryEvent::Denied {
@@ -610,7 +594,7 @@ fn the_pipeline_order_decides_what_the_breaker_sees() {
         // Two failed attempts, then a success on the third.
         for k in 1..=2 {
             let at = k * 20 * MILLISECOND;
-            b.answer(at, INVENTORY, CallResult::Failed(CallError::Error));
+            b.fail(at, INVENTORY, CallError::Error);
             b.fire_timers(at + 10 * MILLISECOND);
         }
         b.found(70 * MILLISECOND, INVENTORY);
