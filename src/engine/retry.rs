@@ -213,6 +213,9 @@ pub enum Denied {
     Deadline,
     /// The breaker refused the retry's permit when it fell due.
     BreakerOpen,
+    /// When it fell due, the request no longer waited for the call (another part
+    /// had failed it, or it had taken its fallback).
+    RequestEnded,
 }
 
 /// What the retry layer decided about one failed attempt.
@@ -261,6 +264,8 @@ pub struct RetryStats {
     pub denied_deadline: u64,
     /// Retries the breaker refused when they fell due.
     pub denied_breaker: u64,
+    /// Retries not made because the request had ended when they fell due.
+    pub request_ended: u64,
 }
 
 /// The sliding-window count behind a retry budget: first attempts and retries per
@@ -412,6 +417,11 @@ impl RetryPolicy {
     /// A retry fell due and the breaker refused it.
     pub fn on_breaker_refused(&mut self) {
         self.stats.denied_breaker += 1;
+    }
+
+    /// A retry fell due after its request had ended.
+    pub fn on_request_ended(&mut self) {
+        self.stats.request_ended += 1;
     }
 }
 

@@ -827,13 +827,23 @@ impl Node {
                 fault.service_unavailable,
                 Purpose::Read { to, msg_id },
             ),
-            ReadStart::BreakerOpen => {
-                let name = self.deps[index].name;
-                let reason = format_args!("{name} service unavailable (circuit open)");
-                let stale = StaleReason::BreakerOpen;
-                self.serve_from_cache(now, to, msg_id, index, key, stale, reason);
-            }
+            ReadStart::BreakerOpen => self.read_breaker_open(now, to, msg_id, index, key),
         }
+    }
+
+    /// A seed read the open breaker refused: the stale cache answers, or an error.
+    fn read_breaker_open(
+        &mut self,
+        now: Time,
+        to: RequestId,
+        msg_id: Option<u64>,
+        index: usize,
+        key: u64,
+    ) {
+        let name = self.deps[index].name;
+        let reason = format_args!("{name} service unavailable (circuit open)");
+        let stale = StaleReason::BreakerOpen;
+        self.serve_from_cache(now, to, msg_id, index, key, stale, reason);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1776,9 +1776,15 @@ impl Report {
                 d.final_state
             );
             if let Some(r) = &d.retries {
+                // Only when it happened: a one-call request cannot end during its
+                // call's backoff.
+                let ended = match r.request_ended {
+                    0 => String::new(),
+                    n => format!("; {n} not made, their request over"),
+                };
                 let _ = writeln!(
                     w,
-                    "    retries: {} scheduled; denied {} by the budget, {} by the deadline, {} by the breaker",
+                    "    retries: {} scheduled; denied {} by the budget, {} by the deadline, {} by the breaker{ended}",
                     r.scheduled, r.denied_budget, r.denied_deadline, r.denied_breaker
                 );
             }

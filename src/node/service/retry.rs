@@ -12,7 +12,6 @@
 //!
 //! [`Pipeline`]: crate::engine::retry::Pipeline
 
-use crate::engine::cache::StaleReason;
 use crate::engine::retry::{Decision, Denied, FailureKind, RetryEvent};
 use crate::engine::Time;
 use crate::node::plan::{Answer, Failure};
@@ -95,13 +94,24 @@ impl Node {
             Purpose::Step { run, slot } | Purpose::StepWrite { run, slot, .. } => {
                 match self.part_deadline(*run, *slot) {
                     Some(deadline) => deadline,
-                    // The deadline passed meanwhile and the part took its fallback;
-                    // a breaker outside the retry still hears of the failure.
+                    // The request ended meanwhile (another part failed it, or its
+                    // deadline passed) and no longer waits for this one: the retry is
+                    // not made, and says so. A breaker outside the retry still hears
+                    // of the failure.
                     None => {
                         let dep = &mut self.deps[pending.dependency as usize];
                         if dep.breaker_outside_retry {
                             dep.breaker.on_failure(pending.permit, now, &mut self.rng);
                         }
+                        if let Some(retry) = dep.retry.as_mut() {
+                            retry.on_request_ended();
+                        }
+                        let event = RetryEvent::Denied {
+                            at: now,
+                            attempt: u32::from(pending.attempt),
+                            reason: Denied::RequestEnded,
+                        };
+                        self.retry_event(pending.dependency as usize, event);
                         return;
                     }
                 }
@@ -171,12 +181,7 @@ impl Node {
         } = pending;
         let index = dependency as usize;
         match purpose {
-            Purpose::Read { to, msg_id } => {
-                let name = self.deps[index].name;
-                let reason = format_args!("{name} service unavailable (circuit open)");
-                let stale = StaleReason::BreakerOpen;
-                self.serve_from_cache(now, to, msg_id, index, key, stale, reason);
-            }
+            Purpose::Read { to, msg_id } => self.read_breaker_open(now, to, msg_id, index, key),
             Purpose::Write { to, msg_id, write } => {
                 self.enqueue_write(now, to, msg_id, index, write, now);
             }

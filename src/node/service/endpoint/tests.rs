@@ -583,6 +583,29 @@ fn a_spent_budget_denies_the_retry_and_says_so() {
 }
 
 #[test]
+fn a_retry_whose_request_ended_during_its_backoff_is_not_made_and_says_so() {
+    let mut b = shop_retrying_inventory(retry_after(100 * MILLISECOND));
+    let to = b.request(0, CHECKOUT, 3);
+    b.fail(10 * MILLISECOND, INVENTORY, CallError::Error);
+    // Payments has no queue: its failure fails the checkout while inventory's retry
+    // waits.
+    b.fail(20 * MILLISECOND, PAYMENTS, CallError::Unavailable);
+    assert_eq!(b.reply(to).1["code"], 11);
+    b.fire_timers(110 * MILLISECOND);
+    assert!(b.calls.is_empty(), "no retry for an answered request");
+    assert_eq!(
+        b.retries.last(),
+        Some(&RetryEvent::Denied {
+            at: 110 * MILLISECOND,
+            attempt: 1,
+            reason: Denied::RequestEnded
+        })
+    );
+    assert_eq!(b.node.retry_stats(INVENTORY).unwrap().request_ended, 1);
+    assert!(!b.node.is_busy());
+}
+
+#[test]
 fn the_pipeline_order_decides_what_the_breaker_sees() {
     for pipeline in [Pipeline::RetryThenBreaker, Pipeline::BreakerThenRetry] {
         let mut service = (*shop(None)).clone();
