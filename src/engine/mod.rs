@@ -1,4 +1,5 @@
-//! The degradation engine: sans-IO state machines (breaker, cache, modes, queue, retry).
+//! The degradation engine: sans-IO state machines (admission, breaker, cache, modes,
+//! queue, retry).
 //!
 //! Nothing in this module reads a clock, draws randomness on its own or does I/O.
 //! The caller passes `now` (a [`Time`]) into every method that needs it and an RNG
@@ -9,6 +10,7 @@
 
 use std::fmt;
 
+pub mod admission;
 pub mod breaker;
 pub mod cache;
 mod key_index;

@@ -190,6 +190,9 @@ pub struct EndpointExpectations {
     pub max_p99_latency: Option<Span>,
     /// Share of its replies that are partial, at most this.
     pub max_partial_rate: Option<f64>,
+    /// Share of its requests shed by admission control, at most this (0 for "never
+    /// shed", the claim a critical endpoint makes).
+    pub max_shed_rate: Option<f64>,
     /// Requests whose deadline passed before the reply was ready, at most this.
     pub max_deadline_misses: Option<u64>,
 }

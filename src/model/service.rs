@@ -88,6 +88,9 @@ pub struct Service {
     pub endpoints: Vec<Endpoint>,
     /// The features modes may disable ([`FeatureId`] indexes this).
     pub features: Vec<String>,
+    /// The node's admission control (a concurrency limit, shedding by tier); `None`:
+    /// it admits every request.
+    pub admission: Option<AdmissionConfig>,
 }
 
 /// One downstream dependency: the engine in front of it and how it behaves when simulated.
@@ -187,28 +190,9 @@ pub struct KeySpace {
     pub records: std::collections::BTreeMap<u64, std::sync::Arc<str>>,
 }
 
-/// How important an endpoint is; later steps shed by tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum Tier {
-    /// Never shed, never disabled by a mode (checkout, login).
-    Critical,
-    /// The default.
-    #[default]
-    Important,
-    /// Shed first.
-    Optional,
-}
-
-impl Tier {
-    /// `critical`, `important` or `optional`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Critical => "critical",
-            Tier::Important => "important",
-            Tier::Optional => "optional",
-        }
-    }
-}
+use crate::engine::admission::AdmissionConfig;
+/// How important an endpoint is: what admission control sheds first.
+pub use crate::engine::admission::Tier;
 
 /// A request type the service serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -365,6 +349,8 @@ pub struct ServiceSpec {
     pub features: Vec<String>,
     /// Its endpoints.
     pub endpoints: Vec<EndpointSpec>,
+    /// The node's admission control.
+    pub admission: Option<AdmissionConfig>,
 }
 
 /// An endpoint as written.
@@ -579,6 +565,9 @@ impl ServiceSpec {
         for dep in &self.dependencies {
             validate_dependency(dep, &mut errors);
         }
+        if let Some(Err(e)) = self.admission.as_ref().map(AdmissionConfig::validate) {
+            errors.push(ConfigError::new(format!("admission.{}", e.field), e.reason));
+        }
         for space in &self.key_spaces {
             if let Err(e) = space.keys.validate() {
                 // `Keys` names its fields as `workload.keys.*`; here they sit under the space.
@@ -615,6 +604,7 @@ impl ServiceSpec {
                 key_spaces: self.key_spaces.clone(),
                 endpoints,
                 features: self.features.clone(),
+                admission: self.admission.clone(),
             })
         } else {
             Err(resolver.errors)
@@ -1060,6 +1050,7 @@ impl Service {
                 ),
                 endpoint("search", None, local("search_index", "search")),
             ],
+            admission: None,
         };
         match spec.build() {
             Ok(service) => service,

@@ -151,6 +151,8 @@ pub enum Timer {
         /// The waiting retry.
         wait: u64,
     },
+    /// A request waiting for a slot may have waited its longest (admission control).
+    Admission,
 }
 
 /// How a request was served; the simulator's report counts these.
@@ -184,6 +186,8 @@ pub enum Served {
     },
     /// A write shed because the queue is full.
     Rejected,
+    /// A request shed by the node's admission control: no slot for its tier (code 11).
+    Shed,
     /// An error reply.
     Error {
         /// The Maelstrom code.
@@ -199,7 +203,7 @@ impl Served {
     /// requests (error codes 10, 12, 20: the client's mistake, not the outage) out of
     /// both sides of the ratio.
     pub fn is_available(self) -> bool {
-        !matches!(self, Served::Rejected | Served::Error { .. })
+        !matches!(self, Served::Rejected | Served::Shed | Served::Error { .. })
     }
 }
 
@@ -615,6 +619,7 @@ impl Node {
             }
             Timer::Deadline { run } => self.on_deadline(now, run),
             Timer::Retry { wait } => self.on_retry(now, wait),
+            Timer::Admission => self.on_admission_timer(now),
         }
         self.after(now);
     }
@@ -1138,6 +1143,9 @@ impl Node {
     /// housekeeping was 9% of a long simulation's instructions.
     #[inline(always)]
     fn after(&mut self, now: Time) {
+        if self.has_admitted() {
+            self.start_admitted(now);
+        }
         let idle = self.all_deps(|d| d.queue.is_empty() && !d.breaker.has_timeout());
         if idle {
             self.collect_events();

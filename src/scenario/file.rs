@@ -1002,6 +1002,7 @@ struct EndpointExpectFile {
     min_availability: Option<Probability>,
     max_p99_latency: Option<Dur>,
     max_partial_rate: Option<Probability>,
+    max_shed_rate: Option<Probability>,
     max_deadline_misses: Option<u64>,
 }
 

@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::engine::admission::{AdmissionConfig, AdmissionStats, Tier};
 use crate::engine::breaker::{BreakerReason, BreakerState};
 use crate::engine::modes::ModeReason;
 use crate::engine::queue::QueueEvent;
@@ -68,6 +69,8 @@ pub struct Outcomes {
     pub rejected: u64,
     /// Error replies because nothing could be served (code 11): the outage showing.
     pub error: u64,
+    /// Requests shed by the node's admission control (code 11): its overload showing.
+    pub shed: u64,
     /// Requests refused as malformed or unsupported (codes 10, 12) or naming a record
     /// that does not exist (20): answered correctly, so left out of availability.
     pub refused: u64,
@@ -90,6 +93,7 @@ impl Outcomes {
             Served::Applied => self.applied += 1,
             Served::Queued { .. } => self.queued += 1,
             Served::Rejected => self.rejected += 1,
+            Served::Shed => self.shed += 1,
             Served::Error { code: 11 } => self.error += 1,
             Served::Error { .. } => self.refused += 1,
             Served::Control => self.control += 1,
@@ -106,6 +110,7 @@ impl Outcomes {
         self.applied += other.applied;
         self.queued += other.queued;
         self.rejected += other.rejected;
+        self.shed += other.shed;
         self.error += other.error;
         self.refused += other.refused;
         self.control += other.control;
@@ -251,8 +256,101 @@ pub struct EndpointReport {
     pub missing: Vec<MissingPart>,
     /// Requests whose deadline passed before the reply was ready.
     pub deadline_misses: u64,
+    /// Requests shed by the node's admission control.
+    pub shed: u64,
     /// Reply latency percentiles.
     pub latency: LatencySummary,
+}
+
+/// What the node's admission control did (a declared service that declares it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdmissionReport {
+    /// As configured.
+    pub config: AdmissionConfig,
+    /// Per tier, highest first.
+    pub tiers: Vec<TierAdmission>,
+    /// The most requests in flight at once.
+    pub peak_in_flight: u32,
+    /// The most requests waiting for a slot at once.
+    pub peak_waiting: u32,
+}
+
+/// One tier's admissions and sheds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierAdmission {
+    /// `critical`, `important` or `optional`.
+    pub tier: &'static str,
+    /// The most of its requests that may be in flight when one more is admitted.
+    pub limit: u32,
+    /// Admitted at once.
+    pub admitted: u64,
+    /// Admitted after waiting for a slot.
+    pub admitted_after_wait: u64,
+    /// Shed with no slot and no room to wait.
+    pub shed_full: u64,
+    /// Shed from the wait queue for a higher tier's request.
+    pub shed_displaced: u64,
+    /// Shed after waiting `max_wait`.
+    pub shed_expired: u64,
+}
+
+impl AdmissionReport {
+    fn new(config: &AdmissionConfig, stats: &AdmissionStats) -> AdmissionReport {
+        AdmissionReport {
+            config: config.clone(),
+            tiers: Tier::ALL
+                .iter()
+                .map(|&tier| {
+                    let i = tier.index();
+                    TierAdmission {
+                        tier: tier.as_str(),
+                        limit: config.limit(tier),
+                        admitted: stats.admitted[i],
+                        admitted_after_wait: stats.admitted_after_wait[i],
+                        shed_full: stats.shed_full[i],
+                        shed_displaced: stats.shed_displaced[i],
+                        shed_expired: stats.shed_expired[i],
+                    }
+                })
+                .collect(),
+            peak_in_flight: stats.peak_in_flight,
+            peak_waiting: stats.peak_waiting,
+        }
+    }
+
+    fn render(&self, w: &mut String) {
+        let c = &self.config;
+        let _ = writeln!(w);
+        let wait = if c.queue == 0 {
+            "no wait queue".to_owned()
+        } else {
+            format!("{} may wait up to {}", c.queue, HumanSpan(c.max_wait))
+        };
+        let _ = writeln!(
+            w,
+            "Admission: at most {} requests in flight ({} kept for critical, {} more for important); {wait}",
+            c.max_in_flight, c.reserve_critical, c.reserve_important
+        );
+        let _ = writeln!(
+            w,
+            "  peak {} in flight, {} waiting",
+            self.peak_in_flight, self.peak_waiting
+        );
+        for t in &self.tiers {
+            let shed = t.shed_full + t.shed_displaced + t.shed_expired;
+            let _ = writeln!(
+                w,
+                "  {:<9} (up to {:>5}): {} admitted ({} after waiting); {shed} shed ({} full, {} displaced, {} expired)",
+                t.tier,
+                t.limit,
+                t.admitted + t.admitted_after_wait,
+                t.admitted_after_wait,
+                t.shed_full,
+                t.shed_displaced,
+                t.shed_expired
+            );
+        }
+    }
 }
 
 /// Calls per request on each dependency while each fault window was active.
@@ -423,6 +521,9 @@ pub struct Report {
     /// service's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault_fan_out: Option<FaultFanOut>,
+    /// What admission control did, if the service declares it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionReport>,
     /// Modes.
     pub modes: ModeReport,
     /// Transitions in time order (at most [`MAX_TIMELINE`]).
@@ -962,7 +1063,7 @@ impl Metrics {
             requests.push(o.clone());
         }
         let answered = total.total - total.control - total.refused;
-        let unavailable = total.rejected + total.error + total.unanswered;
+        let unavailable = total.rejected + total.shed + total.error + total.unanswered;
         let availability = if answered == 0 {
             1.0
         } else {
@@ -1057,7 +1158,7 @@ impl Metrics {
                 .enumerate()
                 .map(|(i, m)| {
                     let o = &self.by_kind[i];
-                    let unavailable = o.rejected + o.error + o.unanswered;
+                    let unavailable = o.rejected + o.shed + o.error + o.unanswered;
                     let answered = o.total - o.refused - o.control;
                     let ep = &service.endpoints[i];
                     EndpointReport {
@@ -1076,6 +1177,7 @@ impl Metrics {
                             .map(|&(part, count)| MissingPart { part, count })
                             .collect(),
                         deadline_misses: m.deadline_misses,
+                        shed: o.shed,
                         latency: summarize(&m.latency),
                     }
                 })
@@ -1107,9 +1209,15 @@ impl Metrics {
                 .collect(),
             omitted: self.windows_omitted,
         });
+        let admission = node
+            .service()
+            .and_then(|service| service.admission.as_ref())
+            .zip(node.admission_stats())
+            .map(|(config, stats)| AdmissionReport::new(config, &stats));
         let mut report = Report {
             endpoints,
             fault_fan_out,
+            admission,
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
             path: scenario.path.display().to_string(),
@@ -1317,6 +1425,20 @@ impl Metrics {
                     name("max_partial_rate"),
                     format!("<= {}", percent(max)),
                     format!("{} ({} of {})", percent(rate), r.partial, r.requests),
+                    rate <= max,
+                    (Some(max), Some(rate), "ratio"),
+                );
+            }
+            if let Some(max) = e.max_shed_rate {
+                let rate = if r.requests == 0 {
+                    0.0
+                } else {
+                    round6(r.shed as f64 / r.requests as f64)
+                };
+                push(
+                    name("max_shed_rate"),
+                    format!("<= {}", percent(max)),
+                    format!("{} ({} of {})", percent(rate), r.shed, r.requests),
                     rate <= max,
                     (Some(max), Some(rate), "ratio"),
                 );
@@ -1604,12 +1726,19 @@ impl Report {
     /// writes, applied, are fresh).
     fn render_requests(&self, w: &mut String) {
         let declared = !self.endpoints.is_empty();
-        let row = |w: &mut String, kind: &str, cells: [String; 12]| {
+        // A `shed` column only where admission control can shed: every other report
+        // keeps its table.
+        let shedding = self.admission.is_some();
+        let row = |w: &mut String, kind: &str, cells: [String; 12], shed: &str| {
             let [a, b, c, d, e, f, g, h, i, j, k, l] = cells;
-            let _ = writeln!(
+            let _ = write!(
                 w,
                 "  {kind:<20} {a:>8} {b:>8} {c:>7} {d:>7} {e:>8} {f:>8} {g:>7} {h:>8} {i:>7} {j:>7} {k:>7} {l:>10}"
             );
+            if shedding {
+                let _ = write!(w, " {shed:>7}");
+            }
+            let _ = writeln!(w);
         };
         let sixth = if declared { "partial" } else { "applied" };
         let headers = [
@@ -1626,7 +1755,7 @@ impl Report {
             "control",
             "unanswered",
         ];
-        row(w, "type", headers.map(str::to_owned));
+        row(w, "type", headers.map(str::to_owned), "shed");
         for o in &self.requests {
             let (fresh, sixth) = if declared {
                 (o.fresh + o.applied, o.partial)
@@ -1647,7 +1776,12 @@ impl Report {
                 o.control,
                 o.unanswered,
             ];
-            row(w, &o.kind, cells.map(|n| n.to_string()));
+            row(
+                w,
+                &o.kind,
+                cells.map(|n| n.to_string()),
+                &o.shed.to_string(),
+            );
         }
     }
 
@@ -1680,9 +1814,14 @@ impl Report {
             } else {
                 format!(" ({})", missing.join(", "))
             };
+            let shed = if self.admission.is_some() {
+                format!("; {} shed", e.shed)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 w,
-                "    {} partial{missing}; {} deadline miss(es)",
+                "    {} partial{missing}; {} deadline miss(es){shed}",
                 e.partial, e.deadline_misses
             );
         }
@@ -1833,6 +1972,9 @@ impl Report {
                 d.queue_max_depth,
                 drained
             );
+        }
+        if let Some(a) = &self.admission {
+            a.render(w);
         }
         if let Some(f) = &self.fault_fan_out {
             render_fault_fan_out(f, w);

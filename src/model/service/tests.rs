@@ -52,6 +52,7 @@ fn shop() -> ServiceSpec {
                 records: Default::default(),
             },
         ],
+        admission: None,
         features: vec!["recommendations".to_owned()],
         endpoints: vec![
             EndpointSpec {

@@ -35,6 +35,7 @@ fn spec(deadline: Option<Span>, feature: Option<&str>, plan: Vec<StepSpec>) -> S
             keys: Keys::Uniform { n: 10 },
             records: Default::default(),
         }],
+        admission: None,
         features: vec!["f".to_owned()],
         endpoints: vec![EndpointSpec {
             name: "e".to_owned(),

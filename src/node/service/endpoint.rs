@@ -12,10 +12,11 @@ use std::sync::Arc;
 use rand_chacha::ChaCha8Rng;
 use smallvec::SmallVec;
 
+use crate::engine::admission::{Admission, AdmissionStats, Arrival, Shed, ShedReason};
 use crate::engine::cache::StaleReason;
 use crate::engine::modes::{Mode, ModeConfig, ModeController};
 use crate::engine::queue::Enqueue;
-use crate::engine::{ConfigError, Span, Time};
+use crate::engine::{ConfigError, HumanSpan, Span, Time};
 use crate::intern::intern;
 use crate::model::service::{
     CallOp, DependencyId, EndpointId, Fallback, KeySpaceId, Service, Step, StepId,
@@ -46,6 +47,25 @@ pub(super) struct Declared {
     /// The features disabled, and the mode that mask was computed for: modes change
     /// rarely, so a request reads a mask instead of comparing feature names.
     disabled: (Mode, Disabled),
+    /// Admission control, if the service declares it: what waits for a slot is the
+    /// request as it arrived.
+    admission: Option<Admission<Arrived>>,
+    /// Requests a freed slot admitted, started once the input being handled is done:
+    /// starting one inside another request's reply would mix the two runs' actions.
+    admitted: Vec<Arrived>,
+    /// Requests shed by the last expiry (kept for its capacity).
+    shed: Vec<Shed<Arrived>>,
+}
+
+/// A request of a declared endpoint as it arrived, before it has a run.
+pub(super) struct Arrived {
+    to: RequestId,
+    msg_id: Option<u64>,
+    endpoint: EndpointId,
+    key: Option<u64>,
+    value: Option<Name>,
+    /// When it arrived: its deadline counts from here, however long it waited.
+    at: Time,
 }
 
 /// The names one endpoint's replies use, interned when the node is built.
@@ -190,6 +210,12 @@ impl Node {
             deps.push(Dependency::new(intern(&spec.name), None, &spec.engine).map_err(prefix)?);
         }
         let modes = ModeController::new(modes.clone())?;
+        let admission = service
+            .admission
+            .clone()
+            .map(Admission::new)
+            .transpose()
+            .map_err(|e| ConfigError::new(format!("admission.{}", e.field), e.reason))?;
         let names = (0..service.endpoints.len())
             .map(|i| EndpointNames::new(&service, EndpointId(i as u16)))
             .collect();
@@ -210,6 +236,9 @@ impl Node {
                 batch: Vec::new(),
                 names,
                 disabled,
+                admission,
+                admitted: Vec::new(),
+                shed: Vec::new(),
             })),
             modes,
             rng,
@@ -248,11 +277,52 @@ impl Node {
         key: Option<u64>,
         value: Option<Name>,
     ) {
-        let mode = self.modes.mode();
         let decl = self
             .declared
             .as_mut()
             .expect("handle_endpoint needs a declared service");
+        let arrived = Arrived {
+            to,
+            msg_id,
+            endpoint,
+            key,
+            value,
+            at: now,
+        };
+        match decl.admission.as_mut() {
+            None => self.start_run(now, arrived),
+            Some(admission) => {
+                let tier = decl.service.endpoint(endpoint).tier;
+                match admission.arrive(now, tier, arrived) {
+                    Arrival::Admitted(arrived) => self.start_run(now, arrived),
+                    Arrival::Waiting { until, displaced } => {
+                        self.effects.push(Effect::Timer {
+                            at: until,
+                            timer: Timer::Admission,
+                        });
+                        if let Some(shed) = displaced {
+                            self.shed_reply(shed);
+                        }
+                    }
+                    Arrival::Shed(shed) => self.shed_reply(shed),
+                }
+            }
+        }
+        self.after(now);
+    }
+
+    /// Starts the run of a request admitted at `now`.
+    fn start_run(&mut self, now: Time, arrived: Arrived) {
+        let Arrived {
+            to,
+            msg_id,
+            endpoint,
+            key,
+            value,
+            at,
+        } = arrived;
+        let mode = self.modes.mode();
+        let decl = self.declared.as_mut().expect("a declared service");
         if decl.disabled.0 != mode {
             let modes = &self.modes;
             let service = &decl.service;
@@ -261,14 +331,19 @@ impl Node {
                 Disabled::from_fn(service, |f| !modes.is_enabled(&service.features[f.index()])),
             );
         }
-        let plan = PlanRun::start(
+        let mut plan = PlanRun::start(
             &decl.service,
             endpoint,
-            now,
+            at,
             decl.disabled.1,
             &mut decl.actions,
         );
         let deadline = plan.deadline();
+        if deadline.is_some_and(|d| d <= now) {
+            // It waited for a slot past its whole budget: what the run started is not
+            // carried out (the run no longer waits for it), and it replies at once.
+            plan.on_deadline(&decl.service, now, &mut decl.actions);
+        }
         let id = decl.runs.insert(Run {
             plan,
             to,
@@ -287,7 +362,88 @@ impl Node {
                 timer: Timer::Deadline { run: id },
             });
         }
-        self.after(now);
+    }
+
+    /// Starts the requests freed slots admitted, in order (each may finish at once and
+    /// admit more).
+    #[inline(never)]
+    pub(super) fn start_admitted(&mut self, now: Time) {
+        loop {
+            let decl = self.declared.as_mut().expect("only a declared node admits");
+            if decl.admitted.is_empty() {
+                return;
+            }
+            let batch = std::mem::take(&mut decl.admitted);
+            for arrived in batch {
+                self.start_run(now, arrived);
+            }
+        }
+    }
+
+    /// Whether requests admitted by a freed slot wait to start.
+    #[inline(always)]
+    pub(super) fn has_admitted(&self) -> bool {
+        self.declared
+            .as_ref()
+            .is_some_and(|d| !d.admitted.is_empty())
+    }
+
+    /// Sheds the requests that waited their longest for a slot.
+    pub(super) fn on_admission_timer(&mut self, now: Time) {
+        let Some(decl) = self.declared.as_mut() else {
+            return;
+        };
+        let Some(admission) = decl.admission.as_mut() else {
+            return;
+        };
+        let mut shed = std::mem::take(&mut decl.shed);
+        admission.expire(now, &mut shed);
+        for s in shed.drain(..) {
+            self.shed_reply(s);
+        }
+        if let Some(decl) = self.declared.as_mut() {
+            decl.shed = shed;
+        }
+    }
+
+    /// The reply to a request admission control shed: error 11, saying why.
+    fn shed_reply(&mut self, shed: Shed<Arrived>) {
+        let decl = self.declared.as_ref().expect("a declared service");
+        let admission = decl.admission.as_ref().expect("shed by admission control");
+        let config = admission.config();
+        let name = &decl.service.endpoint(shed.item.endpoint).name;
+        let tier = shed.tier.as_str();
+        let why = match shed.reason {
+            ShedReason::Full => format!(
+                "the node is at its limit for {tier} requests ({} in flight) and has no \
+                 room for it to wait",
+                config.limit(shed.tier)
+            ),
+            ShedReason::Displaced => format!(
+                "it waited {} for a slot and a request of a higher tier took its place",
+                HumanSpan(shed.waited)
+            ),
+            ShedReason::Expired => format!(
+                "it waited {} for a slot and none came free",
+                HumanSpan(shed.waited)
+            ),
+        };
+        let text = format!("{name}: shed ({tier} tier): {why}; retry later");
+        let body = ReplyBody::Error {
+            in_reply_to: shed.item.msg_id,
+            code: ErrorCode::TemporarilyUnavailable,
+            text,
+        };
+        self.reply(shed.item.to, body, Served::Shed);
+    }
+
+    /// The admission control's counts, if the service declares it.
+    pub fn admission_stats(&self) -> Option<AdmissionStats> {
+        self.declared
+            .as_ref()?
+            .admission
+            .as_ref()
+            .map(Admission::stats)
     }
 
     /// The deadline of request `run` (a harmless no-op once it is answered).
@@ -474,7 +630,7 @@ impl Node {
             // The call stays outstanding: its answer still settles its breaker permit
             // (and fills the cache), and the run ignores it.
             Action::Abandon { .. } => {}
-            Action::Done => self.finish_run(run),
+            Action::Done => self.finish_run(now, run),
         }
     }
 
@@ -635,7 +791,7 @@ impl Node {
     }
 
     /// Request `run` is over: its reply goes out.
-    fn finish_run(&mut self, run: u64) {
+    fn finish_run(&mut self, now: Time, run: u64) {
         let decl = self.declared.as_mut().expect("a declared run");
         let Some(r) = decl.runs.remove(run) else {
             return;
@@ -673,6 +829,10 @@ impl Node {
             None => reply(names, &r, &outcome),
         };
         let to = r.to;
+        if let Some(admission) = decl.admission.as_mut() {
+            // Its slot goes to whoever waits, started once this input is handled.
+            admission.release(now, &mut decl.admitted);
+        }
         self.reply(to, body, served);
     }
 }

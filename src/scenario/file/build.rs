@@ -411,6 +411,7 @@ impl Serve for ServiceNames<'_> {
                     min_availability: e.min_availability.map(|p| p.0),
                     max_p99_latency: e.max_p99_latency.map(|d| d.0),
                     max_partial_rate: e.max_partial_rate.map(|p| p.0),
+                    max_shed_rate: e.max_shed_rate.map(|p| p.0),
                     max_deadline_misses: e.max_deadline_misses,
                 });
             }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::build::{self, Many, Problems};
 use super::values::Dur;
 use super::{DependencyFile, KeysDist, Named, DEFAULT_DATA_COUNT};
+use crate::engine::admission::{self, AdmissionConfig};
 use crate::model::service::{
     CallOp, DependencySpec, EndpointSpec, FallbackSpec, KeySpace, LeafSpec, Service, ServiceSpec,
     StepSpec, Tier,
@@ -40,6 +41,37 @@ pub(super) struct ServiceFile {
     keys: Named<KeySpaceFile>,
     #[serde(default)]
     pub(super) endpoints: Named<EndpointFile>,
+    /// Absent: the node admits every request.
+    admission: Option<AdmissionFile>,
+}
+
+/// `[admission]`: the node's concurrency limit and shedding by tier.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of admission settings such as { max_in_flight = 200, queue = 100, max_wait = \"50ms\" }"
+)]
+struct AdmissionFile {
+    max_in_flight: u32,
+    reserve_critical: Option<u32>,
+    reserve_important: Option<u32>,
+    queue: Option<u32>,
+    max_wait: Option<Dur>,
+}
+
+impl AdmissionFile {
+    /// The configuration, with a tenth of the slots kept for critical requests and a
+    /// tenth more for important ones unless it says otherwise.
+    fn config(&self) -> AdmissionConfig {
+        let tenth = self.max_in_flight / 10;
+        AdmissionConfig {
+            max_in_flight: self.max_in_flight,
+            reserve_critical: self.reserve_critical.unwrap_or(tenth),
+            reserve_important: self.reserve_important.unwrap_or(tenth),
+            queue: self.queue.unwrap_or(0),
+            max_wait: self.max_wait.map_or(admission::DEFAULT_MAX_WAIT, |d| d.0),
+        }
+    }
 }
 
 /// `[keys.NAME]`: a key space.
@@ -290,6 +322,7 @@ pub(super) fn build_service(file: &ServiceFile, default_name: &str) -> Many<Serv
         key_spaces,
         features: file.features.clone(),
         endpoints,
+        admission: file.admission.as_ref().map(AdmissionFile::config),
     };
     let service = match spec.build() {
         Ok(service) => Some(service),

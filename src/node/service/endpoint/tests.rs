@@ -79,6 +79,7 @@ fn shop(payments_queue: Option<QueueConfig>) -> Arc<Service> {
             keys: Keys::Uniform { n: 100 },
             records: Default::default(),
         }],
+        admission: None,
         features: vec!["recommendations".to_owned()],
         endpoints: vec![
             EndpointSpec {
@@ -705,4 +706,109 @@ fn every_request_gets_exactly_one_reply() {
         let declared = b.node.declared.as_ref().expect("declared");
         assert!(declared.runs.is_empty(), "seed {seed}: runs left over");
     }
+}
+
+/// The shop with admission control: two slots, the last kept for critical requests
+/// (checkout), and room for one request to wait 50 ms.
+fn shop_with_admission() -> Arc<Service> {
+    let mut service = (*shop(Some(declared_queue()))).clone();
+    service.admission = Some(crate::engine::admission::AdmissionConfig {
+        max_in_flight: 2,
+        reserve_critical: 1,
+        reserve_important: 0,
+        queue: 1,
+        max_wait: 50 * MILLISECOND,
+    });
+    Arc::new(service)
+}
+
+fn error_text(b: &Bench, to: RequestId) -> String {
+    let (_, body, served) = b.reply(to);
+    assert_eq!(*served, Served::Shed, "{body}");
+    assert_eq!(body["code"], 11, "{body}");
+    body["text"].as_str().expect("a text").to_owned()
+}
+
+#[test]
+fn admission_sheds_the_lower_tier_first_and_keeps_the_last_slot_for_critical() {
+    let mut b = Bench::with_service(shop_with_admission());
+    let a = b.request(0, PAGE, 1);
+    assert_eq!(
+        b.calls.len(),
+        1,
+        "the first page is admitted and calls inventory"
+    );
+    // The second page finds the one slot important requests may take in use: it waits.
+    let waiting = b.request(MILLISECOND, PAGE, 2);
+    assert_eq!(b.calls.len(), 1);
+    assert_eq!(b.timers.last(), Some(&(51 * MILLISECOND, Timer::Admission)));
+    // The third has no room to wait.
+    let full = b.request(2 * MILLISECOND, PAGE, 3);
+    let text = error_text(&b, full);
+    assert!(
+        text.starts_with("product_page: shed (important tier): the node is at its limit"),
+        "{text}"
+    );
+    // A checkout takes the slot kept for critical requests.
+    let checkout = b.request(3 * MILLISECOND, CHECKOUT, 4);
+    assert_eq!(
+        b.calls.len(),
+        3,
+        "checkout reads inventory and writes payments"
+    );
+    // A second checkout finds every slot taken, and takes the waiting page's place.
+    let second = b.request(4 * MILLISECOND, CHECKOUT, 5);
+    let text = error_text(&b, waiting);
+    assert!(
+        text.contains("waited 3ms for a slot and a request of a higher tier took its place"),
+        "{text}"
+    );
+    // No slot comes free within 50 ms: it is shed when its wait ends, not before.
+    b.fire_timers(53 * MILLISECOND);
+    assert!(b.replies.iter().all(|r| r.0 != second));
+    b.fire_timers(54 * MILLISECOND);
+    let text = error_text(&b, second);
+    assert!(
+        text.contains("waited 50ms for a slot and none came free"),
+        "{text}"
+    );
+    // The first page and the checkout finish normally.
+    b.found(60 * MILLISECOND, INVENTORY);
+    b.found(61 * MILLISECOND, RECOMMENDATIONS);
+    assert_eq!(b.reply(a).2, Served::Fresh);
+    b.found(62 * MILLISECOND, INVENTORY);
+    b.answer(63 * MILLISECOND, PAYMENTS, written(4));
+    assert_eq!(b.reply(checkout).2, Served::Fresh);
+    let stats = b.node.admission_stats().expect("admission is on");
+    assert_eq!(stats.admitted, [1, 1, 0]);
+    assert_eq!(stats.shed_full, [0, 1, 0]);
+    assert_eq!(stats.shed_displaced, [0, 1, 0]);
+    assert_eq!(stats.shed_expired, [1, 0, 0]);
+}
+
+#[test]
+fn a_freed_slot_starts_the_waiting_request_with_its_deadline_counted_from_arrival() {
+    let mut b = Bench::with_service(shop_with_admission());
+    let first = b.request(0, PAGE, 1);
+    let waiting = b.request(10 * MILLISECOND, PAGE, 2);
+    assert_eq!(b.calls.len(), 1);
+    b.found(40 * MILLISECOND, INVENTORY);
+    b.found(45 * MILLISECOND, RECOMMENDATIONS);
+    assert_eq!(b.reply(first).2, Served::Fresh);
+    // The reply freed the slot: the waiting page starts at once, and its deadline is
+    // 800 ms after it arrived, not after it started.
+    assert_eq!(b.calls.len(), 1, "{:?}", b.calls);
+    let deadlines: Vec<Time> = b
+        .timers
+        .iter()
+        .filter(|t| matches!(t.1, Timer::Deadline { .. }))
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(deadlines, [800 * MILLISECOND, 810 * MILLISECOND]);
+    b.found(50 * MILLISECOND, INVENTORY);
+    b.found(55 * MILLISECOND, RECOMMENDATIONS);
+    assert_eq!(b.reply(waiting).2, Served::Fresh);
+    let stats = b.node.admission_stats().expect("admission is on");
+    assert_eq!(stats.admitted_after_wait, [0, 1, 0]);
+    assert_eq!(stats.peak_waiting, 1);
 }

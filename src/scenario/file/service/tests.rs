@@ -406,7 +406,7 @@ fn errors_in_a_service_file_name_that_file() {
     assert_eq!(
         lines,
         [
-            "s.toml:2:1: unknown key `bogus`, expected one of `name`, `features`, `dependencies`, `keys`, `endpoints`",
+            "s.toml:2:1: unknown key `bogus`, expected one of `name`, `features`, `dependencies`, `keys`, `endpoints`, `admission`",
             "s.toml:4:11: expected a duration such as \"250ms\" or \"3m\", got 5",
         ]
     );
