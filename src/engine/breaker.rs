@@ -482,6 +482,8 @@ pub struct BreakerStats {
     pub admitted: u64,
     /// Permits handed out as half-open probes.
     pub probes: u64,
+    /// Permits given back unused ([`CircuitBreaker::release`]).
+    pub released: u64,
     /// Calls refused by [`CircuitBreaker::try_acquire`].
     pub rejected: u64,
     /// Results counted as successes.
@@ -991,6 +993,18 @@ impl CircuitBreaker {
     /// the open-duration jitter should this trip the breaker.
     pub fn on_failure(&mut self, permit: Permit, now: Time, rng: &mut impl rand::Rng) -> Recorded {
         self.record(permit, now, rng, false, false)
+    }
+
+    /// Gives back the permit of a call that was never made (a full bulkhead refused
+    /// it): no outcome is counted, and a half-open probe's slot is free again.
+    pub fn release(&mut self, permit: Permit) {
+        if permit.epoch != self.epoch {
+            return;
+        }
+        if let Some(i) = self.probes.iter().position(|p| Some(p.id) == permit.probe) {
+            self.probes.swap_remove(i);
+        }
+        self.stats.released += 1;
     }
 
     /// Holds the breaker open until [`clear_override`](Self::clear_override) or

@@ -1,4 +1,4 @@
-//! The degradation engine: sans-IO state machines (admission, breaker, cache, modes,
+//! The degradation engine: sans-IO state machines (admission, breaker, bulkhead, cache, modes,
 //! queue, retry).
 //!
 //! Nothing in this module reads a clock, draws randomness on its own or does I/O.
@@ -12,6 +12,7 @@ use std::fmt;
 
 pub mod admission;
 pub mod breaker;
+pub mod bulkhead;
 pub mod cache;
 mod key_index;
 pub mod modes;

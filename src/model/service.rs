@@ -125,6 +125,8 @@ pub struct DependencyEngine {
     pub retry: Option<RetryConfig>,
     /// The order of its retry and breaker layers.
     pub pipeline: Pipeline,
+    /// The bulkhead bounding its client calls in flight; `None`: unbounded.
+    pub bulkhead: Option<BulkheadConfig>,
 }
 
 impl DependencyEngine {
@@ -139,6 +141,7 @@ impl DependencyEngine {
             queue: Some(config.queue.clone()),
             retry: config.retry.clone(),
             pipeline: config.pipeline,
+            bulkhead: None,
         }
     }
 }
@@ -193,6 +196,7 @@ pub struct KeySpace {
 use crate::engine::admission::AdmissionConfig;
 /// How important an endpoint is: what admission control sheds first.
 pub use crate::engine::admission::Tier;
+use crate::engine::bulkhead::BulkheadConfig;
 
 /// A request type the service serves.
 #[derive(Debug, Clone, PartialEq)]

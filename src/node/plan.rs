@@ -69,6 +69,8 @@ pub enum Failure {
     Unavailable,
     /// The breaker refused the call; it was never made.
     BreakerOpen,
+    /// The dependency's bulkhead had no slot for the call; it was never made.
+    BulkheadFull,
 }
 
 impl Failure {
@@ -79,6 +81,7 @@ impl Failure {
             Failure::Timeout => "timeout",
             Failure::Unavailable => "unavailable",
             Failure::BreakerOpen => "breaker_open",
+            Failure::BulkheadFull => "bulkhead_full",
         }
     }
 }
@@ -129,6 +132,7 @@ impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cause::Failed(Failure::BreakerOpen) => f.write_str("circuit open"),
+            Cause::Failed(Failure::BulkheadFull) => f.write_str("bulkhead full"),
             Cause::Failed(failure) => write!(f, "call failed ({})", failure.as_str()),
             Cause::Disabled => f.write_str("disabled by the current mode"),
             Cause::Deadline => f.write_str("deadline passed"),

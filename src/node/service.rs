@@ -15,12 +15,14 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::engine::breaker::{BreakerEvent, BreakerState, CircuitBreaker, Permit};
+use crate::engine::bulkhead::{Bulkhead, BulkheadConfig, BulkheadStats};
 use crate::engine::cache::{CacheEvent, RefreshTicket, StaleCache, StaleReason};
 use crate::engine::modes::{ModeController, ModeEvent};
 use crate::engine::queue::{Enqueue, QueueEvent, WriteId, WriteQueue};
 use crate::engine::retry::{RetryEvent, RetryPolicy, RetryStats};
 use crate::engine::{ConfigError, Span, Time};
 use crate::seqmap::SeqMap;
+pub use bulkhead::BulkheadEvent;
 
 use super::config::{NodeConfig, ReadPolicy};
 use super::data::StoreFull;
@@ -30,11 +32,13 @@ use super::protocol::{
     ReplyBody, Request, Resource,
 };
 
+mod bulkhead;
 mod endpoint;
 mod retry;
 mod seed;
 mod step;
 
+use bulkhead::Held;
 use endpoint::Declared;
 use seed::{SeedRead, SeedRoutes};
 use step::{ReadAnswer, ReadStart, WriteAnswer, WriteStart};
@@ -153,6 +157,12 @@ pub enum Timer {
     },
     /// A request waiting for a slot may have waited its longest (admission control).
     Admission,
+    /// A call waiting for a slot in dependency `dependency`'s bulkhead may have waited
+    /// its longest.
+    Bulkhead {
+        /// The dependency.
+        dependency: u32,
+    },
 }
 
 /// How a request was served; the simulator's report counts these.
@@ -244,6 +254,13 @@ pub enum NodeEvent {
         /// What happened.
         event: RetryEvent,
     },
+    /// A dependency's bulkhead refused a call.
+    Bulkhead {
+        /// The dependency's name.
+        dependency: &'static str,
+        /// What happened.
+        event: BulkheadEvent,
+    },
 }
 
 /// Something the driver must do.
@@ -325,6 +342,8 @@ struct Pending {
     attempt: u8,
     /// The request's in-band `service_unavailable`: every attempt fails as down.
     force_down: bool,
+    /// It holds a slot of its dependency's bulkhead, given back when it is answered.
+    in_bulkhead: bool,
 }
 
 /// One dependency's engine state.
@@ -355,6 +374,8 @@ struct Dependency {
     ///
     /// [`Pipeline::BreakerThenRetry`]: crate::engine::retry::Pipeline::BreakerThenRetry
     breaker_outside_retry: bool,
+    /// The bound on its client calls in flight, if it has one.
+    bulkhead: Option<Box<Bulkhead<Held>>>,
 }
 
 impl Dependency {
@@ -620,6 +641,7 @@ impl Node {
             Timer::Deadline { run } => self.on_deadline(now, run),
             Timer::Retry { wait } => self.on_retry(now, wait),
             Timer::Admission => self.on_admission_timer(now),
+            Timer::Bulkhead { dependency } => self.on_bulkhead_timer(now, dependency as usize),
         }
         self.after(now);
     }
@@ -630,6 +652,9 @@ impl Node {
         let Some(pending) = self.pending.remove(id.0) else {
             return;
         };
+        if pending.in_bulkhead {
+            self.leave_bulkhead(pending.dependency as usize);
+        }
         let dep = &mut self.deps[pending.dependency as usize];
         match result {
             CallResult::Failed(error) if dep.retry.is_some() => {
@@ -780,6 +805,14 @@ impl Node {
     /// The mode controller (read-only), for reports.
     pub fn modes(&self) -> &ModeController {
         &self.modes
+    }
+
+    /// The bulkhead of dependency `index`, if it has one: its limits and counters.
+    pub fn bulkhead(&self, index: usize) -> Option<(&BulkheadConfig, BulkheadStats)> {
+        self.deps[index]
+            .bulkhead
+            .as_ref()
+            .map(|b| (b.config(), b.stats()))
     }
 
     /// The retry counters of dependency `index`, if it retries, for reports.
@@ -1100,6 +1133,7 @@ impl Node {
             purpose,
             attempt: 1,
             force_down,
+            in_bulkhead: false,
         }));
         self.effects.push(Effect::Call(Call {
             id,

@@ -649,6 +649,18 @@ struct DependencyFile {
     retry: Option<RetryFile>,
     /// The layers outermost first; absent: retry outside the breaker.
     pipeline: Option<Vec<String>>,
+    /// Absent: its calls in flight are not bounded (a declared dependency only).
+    bulkhead: Option<BulkheadFile>,
+}
+
+/// `[dependencies.X.bulkhead]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of bulkhead settings")]
+struct BulkheadFile {
+    max_concurrent_calls: Option<u32>,
+    max_wait: Option<Dur>,
+    max_waiting: Option<u32>,
+    counts_as_failure: Option<bool>,
 }
 
 /// `[dependencies.X.retry]`.

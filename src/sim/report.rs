@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::engine::admission::{AdmissionConfig, AdmissionStats, Tier};
 use crate::engine::breaker::{BreakerReason, BreakerState};
+use crate::engine::bulkhead::{BulkheadConfig, BulkheadStats};
 use crate::engine::modes::ModeReason;
 use crate::engine::queue::QueueEvent;
 use crate::engine::retry::RetryStats;
@@ -219,6 +220,18 @@ pub struct DependencyReport {
     /// What its retry layer did, if it retries (its retries are among `calls`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryStats>,
+    /// What its bulkhead did, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bulkhead: Option<BulkheadReport>,
+}
+
+/// A dependency's bulkhead: its limits and what it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BulkheadReport {
+    /// As configured.
+    pub config: BulkheadConfig,
+    /// What it did.
+    pub stats: BulkheadStats,
 }
 
 /// What a declared dependency's report adds.
@@ -1029,7 +1042,8 @@ impl Metrics {
             }
             // Counted by the node's retry layer (`Node::retry_stats`); each one is
             // in the trace, too many for the timeline.
-            NodeEvent::Cache { .. } | NodeEvent::Retry { .. } => {}
+            // Counted by the engines themselves (`Node::bulkhead_stats`, ...).
+            NodeEvent::Cache { .. } | NodeEvent::Retry { .. } | NodeEvent::Bulkhead { .. } => {}
         }
     }
 
@@ -1108,6 +1122,10 @@ impl Metrics {
                 DependencyReport {
                     declared,
                     retries: node.retry_stats(i),
+                    bulkhead: node.bulkhead(i).map(|(config, stats)| BulkheadReport {
+                        config: config.clone(),
+                        stats,
+                    }),
                     name: self.dep_names[i].to_owned(),
                     calls: m.calls,
                     in_flight_at_end: m.calls - m.answered,
@@ -1925,6 +1943,30 @@ impl Report {
                     w,
                     "    retries: {} scheduled; denied {} by the budget, {} by the deadline, {} by the breaker{ended}",
                     r.scheduled, r.denied_budget, r.denied_deadline, r.denied_breaker
+                );
+            }
+            if let Some(b) = &d.bulkhead {
+                let (c, s) = (&b.config, &b.stats);
+                let wait = match c.max_wait {
+                    0 => "no wait".to_owned(),
+                    wait => format!("{} may wait up to {}", c.max_waiting, HumanSpan(wait)),
+                };
+                let counted = if c.counts_as_failure {
+                    "counted as breaker failures"
+                } else {
+                    "not counted by the breaker"
+                };
+                let _ = writeln!(
+                    w,
+                    "    bulkhead: {} calls at once, {wait}; {} made ({} after waiting), {} refused ({} full, {} expired; {counted}); peak {} in flight, {} waiting",
+                    c.max_concurrent_calls,
+                    s.entered + s.entered_after_wait,
+                    s.entered_after_wait,
+                    s.rejected(),
+                    s.rejected_full,
+                    s.rejected_expired,
+                    s.peak_in_flight,
+                    s.peak_waiting
                 );
             }
             // Evictions only when there were any: most caches hold their whole key space.

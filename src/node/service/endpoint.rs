@@ -673,15 +673,7 @@ impl Node {
             ReadStart::Call(permit) => {
                 let purpose = Purpose::Step { run, slot };
                 let deadline = now.saturating_add(timeout);
-                self.call_until(
-                    index,
-                    key,
-                    permit,
-                    Op::Read { key },
-                    false,
-                    purpose,
-                    deadline,
-                );
+                self.step_call(now, index, key, permit, Op::Read { key }, purpose, deadline);
             }
             ReadStart::BreakerOpen => {
                 let answer = Answer::Failed(Failure::BreakerOpen);
@@ -718,15 +710,8 @@ impl Node {
                     version,
                 };
                 let purpose = Purpose::StepWrite { run, slot, write };
-                self.call_until(
-                    index,
-                    key,
-                    permit,
-                    op,
-                    false,
-                    purpose,
-                    now.saturating_add(timeout),
-                );
+                let deadline = now.saturating_add(timeout);
+                self.step_call(now, index, key, permit, op, purpose, deadline);
             }
             WriteStart::Queue => {
                 let answer = self.enqueue_step_write(now, run, slot, index, write, now);

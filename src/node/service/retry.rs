@@ -16,7 +16,7 @@ use crate::engine::retry::{Decision, Denied, FailureKind, RetryEvent};
 use crate::engine::Time;
 use crate::node::plan::{Answer, Failure};
 
-use super::{Call, CallError, CallId, Effect, Node, NodeEvent, Op, Pending, Purpose, Timer};
+use super::{CallError, Effect, Held, Node, NodeEvent, Op, Pending, Purpose, Timer};
 
 fn kind(error: CallError) -> FailureKind {
     match error {
@@ -140,20 +140,20 @@ impl Node {
                 // Each attempt has the dependency's timeout, cut at the request's deadline.
                 let timeout = now.saturating_add(dep.timeout);
                 let call_deadline = deadline.map_or(timeout, |d| d.min(timeout));
-                let force_down = pending.force_down;
-                self.stats.calls += 1;
-                let id = CallId(self.pending.insert(Pending {
-                    permit,
-                    attempt: pending.attempt + 1,
-                    ..pending
-                }));
-                self.effects.push(Effect::Call(Call {
-                    id,
-                    dependency: index,
+                let held = Held {
+                    pending: Pending {
+                        permit,
+                        attempt: pending.attempt + 1,
+                        ..pending
+                    },
                     op,
-                    force_down,
                     deadline: call_deadline,
-                }));
+                };
+                if dep.bulkhead.is_some() {
+                    self.enter_bulkhead(now, held, true);
+                } else {
+                    self.make_call(held);
+                }
             }
             Err(_) => {
                 if let Some(retry) = dep.retry.as_mut() {

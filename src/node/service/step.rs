@@ -10,6 +10,7 @@
 //! A mechanism that belongs to every call (a retry budget, a bulkhead) goes here.
 
 use crate::engine::breaker::{CircuitBreaker, Permit};
+use crate::engine::bulkhead::Bulkhead;
 use crate::engine::cache::{Lookup, StaleCache, StaleReason};
 use crate::engine::queue::WriteQueue;
 use crate::engine::retry::{Pipeline, RetryPolicy};
@@ -104,6 +105,13 @@ impl Dependency {
                 .transpose()?
                 .map(Box::new),
             breaker_outside_retry: engine.pipeline == Pipeline::BreakerThenRetry,
+            bulkhead: engine
+                .bulkhead
+                .clone()
+                .map(Bulkhead::new)
+                .transpose()
+                .map_err(|e| ConfigError::new(format!("bulkhead.{}", e.field), e.reason))?
+                .map(Box::new),
         })
     }
 }

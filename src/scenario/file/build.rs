@@ -25,6 +25,7 @@ use super::service::ServiceNames;
 use super::values::{format_span, humanize_micros, Dur};
 use super::*;
 use crate::engine::breaker::{self, BreakerConfig, TripPolicy};
+use crate::engine::bulkhead::{self, BulkheadConfig};
 use crate::engine::cache::{self, CacheConfig};
 use crate::engine::modes::{self, Mode, ModeConfig};
 use crate::engine::queue::{self, QueueConfig};
@@ -856,12 +857,43 @@ pub(super) fn build_dependency(
                 .map_err(engine(&dotted, &[])),
         ),
     };
+    let bulkhead = match (&file.bulkhead, absent) {
+        (None, _) => Some(None),
+        (Some(_), Absent::Defaults) => problems.check(Err(invalid(
+            format!("{prefix}.bulkhead"),
+            "a bulkhead bounds a declared service's dependency; the seed service's \
+             requests have none",
+        ))),
+        (Some(b), Absent::Nothing) => {
+            let bulkhead = BulkheadConfig {
+                max_concurrent_calls: b
+                    .max_concurrent_calls
+                    .unwrap_or(bulkhead::DEFAULT_MAX_CONCURRENT_CALLS),
+                max_wait: span(b.max_wait, 0),
+                max_waiting: b.max_waiting.unwrap_or(bulkhead::DEFAULT_MAX_WAITING),
+                counts_as_failure: b.counts_as_failure.unwrap_or(false),
+            };
+            problems.check(
+                bulkhead
+                    .validate()
+                    .map(|()| Some(bulkhead))
+                    .map_err(engine(&format!("{prefix}.bulkhead."), &[])),
+            )
+        }
+    };
     let pipeline = match file.pipeline.as_deref() {
         None => Some(Pipeline::default()),
         Some(layers) => problems.check(build_pipeline(layers, prefix)),
     };
-    let (Some(latency), Some(breaker), Some(cache), Some(queue), Some(retry), Some(pipeline)) =
-        (latency, breaker, cache, queue, retry, pipeline)
+    let (
+        Some(latency),
+        Some(breaker),
+        Some(cache),
+        Some(queue),
+        Some(retry),
+        Some(pipeline),
+        Some(bulkhead),
+    ) = (latency, breaker, cache, queue, retry, pipeline, bulkhead)
     else {
         return problems.finish(None);
     };
@@ -883,6 +915,7 @@ pub(super) fn build_dependency(
         queue,
         retry,
         pipeline,
+        bulkhead,
     };
     problems.finish(Some((sim, config)))
 }

@@ -48,6 +48,7 @@ fn dep(name: &str, cache: bool, queue: Option<QueueConfig>) -> DependencySpec {
             queue,
             retry: None,
             pipeline: Pipeline::default(),
+            bulkhead: None,
         },
         sim: seed_sim_dependency(),
     }
@@ -811,4 +812,84 @@ fn a_freed_slot_starts_the_waiting_request_with_its_deadline_counted_from_arriva
     let stats = b.node.admission_stats().expect("admission is on");
     assert_eq!(stats.admitted_after_wait, [0, 1, 0]);
     assert_eq!(stats.peak_waiting, 1);
+}
+
+/// The shop with a bulkhead of one recommendations call, which one more may wait
+/// 20 ms for.
+fn shop_with_bulkhead(counts_as_failure: bool) -> Arc<Service> {
+    let mut service = (*shop(Some(declared_queue()))).clone();
+    service.dependencies[RECOMMENDATIONS].engine.bulkhead =
+        Some(crate::engine::bulkhead::BulkheadConfig {
+            max_concurrent_calls: 1,
+            max_wait: 20 * MILLISECOND,
+            max_waiting: 1,
+            counts_as_failure,
+        });
+    Arc::new(service)
+}
+
+/// A page whose stock read is answered at `now`, so that it asks for recommendations.
+fn page_at_recommendations(b: &mut Bench, now: Time, key: u64) -> RequestId {
+    let to = b.request(now, PAGE, key);
+    b.found(now, INVENTORY);
+    to
+}
+
+#[test]
+fn a_full_bulkhead_refuses_at_once_then_hands_its_slot_to_the_waiter() {
+    let mut b = Bench::with_service(shop_with_bulkhead(false));
+    let first = page_at_recommendations(&mut b, 0, 1);
+    let waiter = page_at_recommendations(&mut b, 2 * MILLISECOND, 2);
+    assert_eq!(
+        b.timers.last(),
+        Some(&(22 * MILLISECOND, Timer::Bulkhead { dependency: 2 }))
+    );
+    // One call in flight, one waiting: the third is refused and takes its fallback
+    // chain (an empty cache, then the canned list) at once.
+    let refused = page_at_recommendations(&mut b, 4 * MILLISECOND, 3);
+    let (_, body, served) = b.reply(refused);
+    assert_eq!(*served, Served::Fallback, "{body}");
+    let recs: Vec<_> = b
+        .calls
+        .iter()
+        .filter(|c| c.dependency == RECOMMENDATIONS)
+        .collect();
+    assert_eq!(recs.len(), 1, "only the first page's call is made");
+    // The first call's answer hands its slot to the waiting page's call.
+    b.found(10 * MILLISECOND, RECOMMENDATIONS);
+    assert_eq!(b.reply(first).2, Served::Fresh);
+    assert!(b.calls.iter().any(|c| c.dependency == RECOMMENDATIONS));
+    b.found(12 * MILLISECOND, RECOMMENDATIONS);
+    assert_eq!(b.reply(waiter).2, Served::Fresh);
+    // The refusal was not counted by the breaker.
+    let breaker = b.node.breaker(RECOMMENDATIONS).stats();
+    assert_eq!((breaker.failures, breaker.released), (0, 1));
+    let (_, stats) = b.node.bulkhead(RECOMMENDATIONS).expect("a bulkhead");
+    assert_eq!(
+        (stats.entered, stats.entered_after_wait, stats.rejected_full),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn a_waiting_call_is_refused_when_its_wait_ends_and_may_count_as_a_failure() {
+    let mut b = Bench::with_service(shop_with_bulkhead(true));
+    let _first = page_at_recommendations(&mut b, 0, 1);
+    let waiter = page_at_recommendations(&mut b, 2 * MILLISECOND, 2);
+    b.fire_timers(21 * MILLISECOND);
+    assert!(
+        b.replies.iter().all(|r| r.0 != waiter),
+        "not before its wait ends"
+    );
+    b.fire_timers(22 * MILLISECOND);
+    let (_, body, served) = b.reply(waiter);
+    assert_eq!(*served, Served::Fallback, "{body}");
+    assert_eq!(
+        body["_meta"]["served"]["recommendations"], "fallback",
+        "{body}"
+    );
+    let breaker = b.node.breaker(RECOMMENDATIONS).stats();
+    assert_eq!((breaker.failures, breaker.released), (1, 0));
+    let (_, stats) = b.node.bulkhead(RECOMMENDATIONS).expect("a bulkhead");
+    assert_eq!(stats.rejected_expired, 1);
 }
