@@ -16,7 +16,9 @@ use crate::engine::retry::{Decision, Denied, FailureKind, RetryEvent};
 use crate::engine::Time;
 use crate::node::plan::{Answer, Failure};
 
-use super::{Call, CallError, CallId, Effect, Node, NodeEvent, Op, Pending, Purpose, Timer};
+use super::{
+    Call, CallError, CallId, CallKind, Effect, Node, NodeEvent, Op, Pending, Purpose, Timer,
+};
 
 fn kind(error: CallError) -> FailureKind {
     match error {
@@ -153,6 +155,7 @@ impl Node {
                     op,
                     force_down,
                     deadline: call_deadline,
+                    kind: CallKind::Retry,
                 }));
             }
             Err(_) => {
