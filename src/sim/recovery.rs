@@ -9,9 +9,15 @@
 //!
 //! Seconds are whole seconds of simulated time (`[s, s + 1 s)`):
 //! - the minute before is the 60 seconds before the second the fault began in
-//!   (fewer if it began in the first minute of the run; none if in the first second);
+//!   (fewer if it began in the first minute of the run; none if in the first second).
+//!   If another fault was on the same dependency at any time in that minute, the
+//!   window takes the rate before of the previous window on it instead (and so on
+//!   back): the rate before is the dependency's load when it was last healthy, not
+//!   the trickle of the outage before (random faults often come back to back);
 //! - the minute after is the 60 seconds from the fault's end, rounded up to a whole
-//!   second (a scripted fault ends on one), cut at the end of the run.
+//!   second (a scripted fault ends on one), cut at the end of the run, and at the
+//!   second the next fault on the same dependency begins in (what comes after that
+//!   is the next fault's recovery, not this one's).
 //!
 //! Memory is bounded by configuration: per dependency, a ring of the last
 //! [`RING`] seconds' counts by kind, and at most
@@ -135,13 +141,26 @@ struct Window {
     fault: String,
     start: Time,
     end: Time,
-    /// The minute before: calls by kind and how long it was.
+    /// The minute before: calls by kind and how long it was, and the instant it was
+    /// the minute before (the start, or an earlier window's).
     before: [u64; KINDS],
     before_span: Span,
+    baseline_at: Time,
     /// The first second of the minute after (set when the fault ends).
     after_from: Option<u64>,
-    /// Measured once the minute after is over (or the run ended).
+    /// Measured once the minute after is over (or the run ended, or the next fault
+    /// on the dependency began).
     after: Option<After>,
+}
+
+/// What cut a window's minute after short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cut {
+    /// The run ended within it.
+    RunEnd,
+    /// The next fault on the same dependency began within it.
+    NextFault,
 }
 
 /// What the minute after a fault measured.
@@ -152,13 +171,25 @@ struct After {
     /// The busiest second (the first of equals) and its calls; none if no second of
     /// the minute was inside the run.
     peak: Option<(u64, [u64; KINDS])>,
-    /// The run ended before the minute did.
-    cut: bool,
+    /// Why the minute was cut short, if it was.
+    cut: Option<Cut>,
+}
+
+/// A dependency's faults, for the windows' rate before.
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// Faults on it active now.
+    active: u32,
+    /// When the last one ended.
+    last_end: Option<Time>,
+    /// The latest window on it.
+    last_window: Option<usize>,
 }
 
 /// Recovery figures accumulating during a run.
 pub(super) struct RecoveryMetrics {
     rings: Vec<Ring>,
+    faults: Vec<Faults>,
     windows: Vec<Window>,
     /// Windows whose fault is active (indices into `windows`).
     open: Vec<usize>,
@@ -174,6 +205,7 @@ impl RecoveryMetrics {
     pub(super) fn new(dependencies: usize, max_windows: usize, duration: Time) -> Self {
         RecoveryMetrics {
             rings: (0..dependencies).map(|_| Ring::new()).collect(),
+            faults: vec![Faults::default(); dependencies],
             windows: Vec::new(),
             open: Vec::new(),
             watching: Vec::new(),
@@ -200,23 +232,25 @@ impl RecoveryMetrics {
     #[inline(never)]
     fn roll(&mut self, dependency: usize, now: Time) {
         let s = now / SECOND;
-        self.settle(dependency, Some(s));
+        self.settle(dependency, Settle::By(s));
         self.rings[dependency].advance(s);
     }
 
-    /// Measures `dependency`'s windows whose minute after ends by second `by` (all of
-    /// them if `by` is none: the run is over).
-    fn settle(&mut self, dependency: usize, by: Option<u64>) {
+    /// Measures `dependency`'s windows whose minute after is over.
+    fn settle(&mut self, dependency: usize, when: Settle) {
         let ring = &self.rings[dependency];
         let duration = self.duration;
         let windows = &mut self.windows;
         self.watching.retain(|&w| {
             let window = &mut windows[w];
             let from = window.after_from.expect("a watched window has ended");
-            if window.dependency != dependency || by.is_some_and(|by| by < from + MINUTE) {
-                return true;
-            }
-            window.after = Some(measure_after(ring, from, duration));
+            let until = match when {
+                _ if window.dependency != dependency => return true,
+                Settle::By(by) if by < from + MINUTE => return true,
+                Settle::By(_) | Settle::End => None,
+                Settle::NextFault(s) => Some(s),
+            };
+            window.after = Some(measure_after(ring, from, until, duration));
             false
         });
     }
@@ -230,25 +264,46 @@ impl RecoveryMetrics {
         started: bool,
         end: Time,
     ) {
+        let s = now / SECOND;
         if started {
+            // The recovery of an earlier fault on it ends here.
+            self.settle(dependency, Settle::NextFault(s));
+            let faults = self.faults[dependency];
+            self.faults[dependency].active += 1;
             if self.windows.len() >= self.max_windows {
                 self.omitted += 1;
                 return;
             }
-            let s = now / SECOND;
             let from = s.saturating_sub(MINUTE);
+            let faulty = faults.active > 0 || faults.last_end.is_some_and(|e| e > from * SECOND);
+            let (before, before_span, baseline_at) = match faults.last_window {
+                Some(w) if faulty => {
+                    let w = &self.windows[w];
+                    (w.before, w.before_span, w.baseline_at)
+                }
+                _ => (
+                    self.rings[dependency].sum(from, s),
+                    (s - from) * SECOND,
+                    now,
+                ),
+            };
+            self.faults[dependency].last_window = Some(self.windows.len());
             self.open.push(self.windows.len());
             self.windows.push(Window {
                 dependency,
                 fault: fault.to_owned(),
                 start: now,
                 end,
-                before: self.rings[dependency].sum(from, s),
-                before_span: (s - from) * SECOND,
+                before,
+                before_span,
+                baseline_at,
                 after_from: None,
                 after: None,
             });
         } else {
+            let faults = &mut self.faults[dependency];
+            faults.active = faults.active.saturating_sub(1);
+            faults.last_end = Some(now);
             // A window ends at the end it was announced with.
             let windows = &mut self.windows;
             if let Some(i) = self
@@ -266,7 +321,7 @@ impl RecoveryMetrics {
     /// The finished figures, in the order the windows began.
     pub(super) fn report(mut self, names: &[&'static str]) -> RecoveryReport {
         for dependency in 0..self.rings.len() {
-            self.settle(dependency, None);
+            self.settle(dependency, Settle::End);
         }
         let windows = self
             .windows
@@ -280,15 +335,31 @@ impl RecoveryMetrics {
     }
 }
 
-/// The minute after a fault, from second `from`, as `ring` holds it.
-fn measure_after(ring: &Ring, from: u64, duration: Time) -> After {
+/// When windows are measured.
+#[derive(Clone, Copy)]
+enum Settle {
+    /// Those whose minute after ends by this second.
+    By(u64),
+    /// All of them, up to this second: the next fault on the dependency began in it.
+    NextFault(u64),
+    /// All of them: the run is over.
+    End,
+}
+
+/// The minute after a fault, from second `from` (cut before second `until`, if
+/// given), as `ring` holds it.
+fn measure_after(ring: &Ring, from: u64, until: Option<u64>, duration: Time) -> After {
     let mut calls = [0; KINDS];
     let mut peak: Option<(u64, [u64; KINDS])> = None;
-    let mut cut = false;
+    let mut cut = None;
     for s in from..from + MINUTE {
+        if until.is_some_and(|until| s >= until) {
+            cut = Some(Cut::NextFault);
+            break;
+        }
         // A second that begins at or past the run's end is not in the run.
         if s.saturating_mul(SECOND) >= duration {
-            cut = true;
+            cut = Some(Cut::RunEnd);
             break;
         }
         let counts = ring.at(s);
@@ -327,8 +398,9 @@ fn window_report(w: &Window, dependency: &'static str) -> RecoveryWindow {
         before_calls: before,
         before_span: w.before_span,
         before_rate,
+        baseline_at: w.baseline_at,
         ended: w.after_from.is_some(),
-        after_cut: after.is_some_and(|a| a.cut),
+        after_cut: after.and_then(|a| a.cut),
         after_calls: after.map(|a| CallCounts::from_array(a.calls)),
         peak_at: peak.map(|(s, _)| s * SECOND),
         peak: peak_calls.map(|c| c.total()),
@@ -367,11 +439,15 @@ pub struct RecoveryWindow {
     /// Calls per second in it (6 decimals); none if it was empty (a fault in the
     /// run's first second).
     pub before_rate: Option<f64>,
+    /// The instant whose minute before that was: the window's start, or, when another
+    /// fault was on the dependency in that minute, the start of the earlier window
+    /// whose rate before it takes.
+    pub baseline_at: Time,
     /// Whether the fault ended within the run (if not, there is no minute after).
     pub ended: bool,
-    /// Whether the run ended within the minute after (only its seconds in the run
-    /// are measured).
-    pub after_cut: bool,
+    /// What cut the minute after short, if anything: the end of the run, or the next
+    /// fault on the same dependency (only the seconds before it are measured).
+    pub after_cut: Option<Cut>,
     /// Calls in the minute after, by kind (none if the fault did not end in the run).
     pub after_calls: Option<CallCounts>,
     /// When the busiest second of the minute after began (the first of equals).
@@ -439,12 +515,13 @@ mod tests {
         let after = w.after_calls.unwrap();
         assert_eq!(after.total(), 9 + 8 + 58 * 2);
         assert_eq!(after.probe, 0);
-        assert!(w.ended && !w.after_cut);
+        assert!(w.ended && w.after_cut.is_none());
+        assert_eq!(w.baseline_at, 70 * SECOND);
     }
 
     #[test]
     fn no_calls_before_is_no_multiplier_and_an_unended_fault_has_no_minute_after() {
-        let mut r = RecoveryMetrics::new(1, 4, 120 * SECOND);
+        let mut r = RecoveryMetrics::new(2, 4, 120 * SECOND);
         // In the run's first second: the minute before is empty.
         r.fault_edge(500 * MILLISECOND, 0, "outage", true, 10 * SECOND);
         r.fault_edge(10 * SECOND, 0, "outage", false, 10 * SECOND);
@@ -456,10 +533,11 @@ mod tests {
         r.fault_edge(110 * SECOND, 0, "error rate", false, 110 * SECOND);
         r.call(0, CallKind::Retry, 115 * SECOND);
         r.call(0, CallKind::Retry, 115 * SECOND);
-        // Past the limit of windows.
-        r.fault_edge(111 * SECOND, 0, "outage", true, 112 * SECOND);
-        r.fault_edge(111 * SECOND, 0, "outage", true, 113 * SECOND);
-        let report = r.report(&["users"]);
+        // Past the limit of windows (on the other dependency, which cuts no recovery
+        // of this one's).
+        r.fault_edge(111 * SECOND, 1, "outage", true, 112 * SECOND);
+        r.fault_edge(111 * SECOND, 1, "outage", true, 113 * SECOND);
+        let report = r.report(&["users", "products"]);
         let w = &report.windows;
         assert_eq!((w.len(), report.omitted), (4, 1));
         assert_eq!(w[0].before_rate, None);
@@ -467,11 +545,13 @@ mod tests {
         assert_eq!(w[1].before_rate, Some(round6(1.0 / 60.0)));
         assert!(!w[1].ended);
         assert_eq!((w[1].peak, w[1].multiplier), (None, None));
-        // Seconds 110..120 are in the run: the peak is the two retries at 115 s, over
-        // the one call in the minute before 100 s (at 50 s).
-        assert!(w[2].after_cut);
+        // Seconds 110..120 are in the run: the peak is the two retries at 115 s. The
+        // outage from 90 s was on it in the minute before 100 s: the rate before is
+        // that window's, the one call in the minute before 90 s (at 50 s).
+        assert_eq!(w[2].after_cut, Some(Cut::RunEnd));
         assert_eq!((w[2].peak, w[2].peak_at), (Some(2), Some(115 * SECOND)));
         assert_eq!(w[2].before_calls.client, 1);
+        assert_eq!(w[2].baseline_at, 90 * SECOND);
         assert_eq!(w[2].multiplier, Some(round6(2.0 / round6(1.0 / 60.0))));
     }
 
@@ -491,5 +571,48 @@ mod tests {
         assert_eq!(w.peak_at, Some(109 * SECOND));
         assert_eq!(w.peak_calls.unwrap().drain, 1);
         assert_eq!(w.after_calls.unwrap().total(), 1);
+    }
+
+    #[test]
+    fn back_to_back_faults_take_the_healthy_rate_and_cut_the_earlier_recovery() {
+        // 10 calls a second throughout; an outage from 60 s to 90 s with 1 call a
+        // second, then 30 calls a second until a second outage at 100 s (to 110 s)
+        // and 50 a second after it.
+        let mut r = RecoveryMetrics::new(1, 4, 300 * SECOND);
+        let at = |r: &mut RecoveryMetrics, s: u64, n: u64| {
+            for i in 0..n {
+                r.call(0, CallKind::Client, s * SECOND + i * MILLISECOND);
+            }
+        };
+        for s in 0..60 {
+            at(&mut r, s, 10);
+        }
+        r.fault_edge(60 * SECOND, 0, "outage", true, 90 * SECOND);
+        for s in 60..90 {
+            at(&mut r, s, 1);
+        }
+        r.fault_edge(90 * SECOND, 0, "outage", false, 90 * SECOND);
+        for s in 90..100 {
+            at(&mut r, s, 30);
+        }
+        r.fault_edge(100 * SECOND, 0, "outage", true, 110 * SECOND);
+        r.fault_edge(110 * SECOND, 0, "outage", false, 110 * SECOND);
+        for s in 110..200 {
+            at(&mut r, s, 50);
+        }
+        let report = r.report(&["users"]);
+        let [a, b] = &report.windows[..] else {
+            panic!("{:?}", report.windows)
+        };
+        // The first: 10/s before; its recovery is seconds 90..100, cut by the second.
+        assert_eq!(a.before_rate, Some(10.0));
+        assert_eq!(a.after_cut, Some(Cut::NextFault));
+        assert_eq!((a.peak, a.multiplier), (Some(30), Some(3.0)));
+        assert_eq!(a.after_calls.unwrap().total(), 300);
+        // The second began with the first in its minute before: it takes 10/s, not
+        // the 30 s of 1/s and 10 s of 30/s since.
+        assert_eq!((b.before_rate, b.baseline_at), (Some(10.0), 60 * SECOND));
+        assert_eq!((b.peak, b.multiplier), (Some(50), Some(5.0)));
+        assert_eq!(b.after_cut, None);
     }
 }

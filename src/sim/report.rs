@@ -23,7 +23,7 @@ use crate::intern::intern;
 use crate::model::Scenario;
 use crate::node::{CallError, CallKind, CallResult, Node, NodeEvent, ReplyBody, Resource, Served};
 
-use super::recovery::{RecoveryMetrics, RecoveryReport, RecoveryWindow};
+use super::recovery::{Cut, RecoveryMetrics, RecoveryReport, RecoveryWindow};
 
 use crate::model::FaultKind;
 
@@ -1646,8 +1646,15 @@ fn render_recovery_storm(r: &RecoveryReport, w: &mut String) {
         "Recovery after each fault (calls/s to the dependency at fault: the minute before it began; the busiest second of the minute after it ended, by kind)"
     );
     for x in r.windows.iter().take(FAULT_WINDOWS_SHOWN) {
+        // A fault on it in the minute before: the rate is of the minute before an
+        // earlier window.
+        let baseline = if x.baseline_at == x.start {
+            String::new()
+        } else {
+            format!(" (of the minute before {})", HumanSpan(x.baseline_at))
+        };
         let head = format!(
-            "  {}: {} {}-{}: before {}/s",
+            "  {}: {} {}-{}: before {}/s{baseline}",
             x.dependency,
             x.fault,
             HumanSpan(x.start),
@@ -1655,10 +1662,10 @@ fn render_recovery_storm(r: &RecoveryReport, w: &mut String) {
             rate(x.before_rate)
         );
         let (Some(peak), Some(at), Some(calls)) = (x.peak, x.peak_at, x.peak_calls) else {
-            let why = if x.ended {
-                "the run ended with it"
-            } else {
-                "it had not ended by the end of the run"
+            let why = match (x.ended, x.after_cut) {
+                (false, _) => "it had not ended by the end of the run",
+                (true, Some(Cut::NextFault)) => "the next fault on it began",
+                (true, _) => "the run ended with it",
             };
             let _ = writeln!(w, "{head}; no second after ({why})");
             continue;
@@ -1676,10 +1683,10 @@ fn render_recovery_storm(r: &RecoveryReport, w: &mut String) {
         let multiplier = x
             .multiplier
             .map_or("x n/a (no call before)".to_owned(), |m| format!("x{m:.2}"));
-        let cut = if x.after_cut {
-            " (the run ended within the minute)"
-        } else {
-            ""
+        let cut = match x.after_cut {
+            None => "",
+            Some(Cut::RunEnd) => " (the run ended within the minute)",
+            Some(Cut::NextFault) => " (the next fault on it began within the minute)",
         };
         let _ = writeln!(
             w,
