@@ -211,4 +211,7 @@ pub struct DependencyExpectations {
     pub max_breaker_trips: Option<u64>,
     /// Calls made to it per request the node served, at most this (fan-out).
     pub max_fan_out: Option<f64>,
+    /// After each fault window on it, its busiest second of the minute after over
+    /// its call rate in the minute before, at most this (the recovery storm).
+    pub max_recovery_multiplier: Option<f64>,
 }

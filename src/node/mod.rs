@@ -21,8 +21,8 @@ pub use protocol::{
     Parsed, PartData, ProtocolError, Record, ReplyBody, ReplyMeta, Request, Resource, WireRequest,
 };
 pub use service::{
-    Call, CallError, CallId, CallResult, Effect, Node, NodeEvent, NodeStats, Op, QueuedWrite,
-    RequestId, Served, Timer,
+    Call, CallError, CallId, CallKind, CallResult, Effect, Node, NodeEvent, NodeStats, Op,
+    QueuedWrite, RequestId, Served, Timer,
 };
 #[cfg(test)]
 mod tests;

@@ -86,6 +86,51 @@ pub struct Call {
     /// When the node stops waiting: if the dependency has not answered by then, the
     /// driver reports [`CallError::Timeout`] at this instant and drops the late answer.
     pub deadline: Time,
+    /// Why the node makes it: a client's first attempt, a retry, a queued write's
+    /// drain, a background refresh or a health probe. Drivers need not look at it (the
+    /// live node does not); the simulator's report counts calls by it.
+    pub kind: CallKind,
+}
+
+/// Why a [`Call`] is made: what puts load on a dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// A client request's call, its first attempt (a seed read or write, a declared
+    /// step, a write a request sends at once; a client call the half-open breaker
+    /// admits as its probe is one of these too).
+    Client = 0,
+    /// A retry of a client call by the dependency's retry layer.
+    Retry = 1,
+    /// A queued write being drained (each drain attempt, first or again).
+    Drain = 2,
+    /// A background refresh of a stale cache entry (stale-while-revalidate).
+    Refresh = 3,
+    /// A health probe the node sends on behalf of a waiting queue while the breaker
+    /// is half-open.
+    Probe = 4,
+}
+
+impl CallKind {
+    /// Every kind, in the order of their numbers.
+    pub const ALL: [CallKind; 5] = [
+        CallKind::Client,
+        CallKind::Retry,
+        CallKind::Drain,
+        CallKind::Refresh,
+        CallKind::Probe,
+    ];
+
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Client => "client",
+            CallKind::Retry => "retry",
+            CallKind::Drain => "drain",
+            CallKind::Refresh => "refresh",
+            CallKind::Probe => "probe",
+        }
+    }
 }
 
 /// Why a dependency call failed.
@@ -326,6 +371,22 @@ enum Purpose {
         slot: Slot,
         write: QueuedWrite,
     },
+}
+
+impl Purpose {
+    /// The kind of a call made for this purpose, as its first attempt.
+    #[inline(always)]
+    fn call_kind(&self) -> CallKind {
+        match self {
+            Purpose::Refresh { .. } => CallKind::Refresh,
+            Purpose::Probe => CallKind::Probe,
+            Purpose::Drain { .. } => CallKind::Drain,
+            Purpose::Read { .. }
+            | Purpose::Write { .. }
+            | Purpose::Step { .. }
+            | Purpose::StepWrite { .. } => CallKind::Client,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -1126,6 +1187,7 @@ impl Node {
         deadline: Time,
     ) {
         self.stats.calls += 1;
+        let kind = purpose.call_kind();
         let id = CallId(self.pending.insert(Pending {
             dependency: index as u32,
             key,
@@ -1141,6 +1203,7 @@ impl Node {
             op,
             force_down,
             deadline,
+            kind,
         }));
     }
 

@@ -847,6 +847,7 @@ fn cache_first_reads_serve_the_cache_and_refresh_one_key_at_a_time() {
     assert_eq!(h.held.len(), 1);
     let refresh = h.held_call(0);
     assert_eq!(refresh.op, Op::Read { key: 123 });
+    assert_eq!(refresh.kind, CallKind::Refresh);
     // A second reader does not start a second refresh.
     let (_, served) = h.ask(
         41 * SECOND,
@@ -1044,6 +1045,9 @@ fn queued_writes_drain_in_order_once_a_probe_closes_the_breaker() {
     h.advance(until - 1);
     assert!(h.calls.is_empty(), "drained while the breaker was open");
     let effects = h.advance(until);
+    let kinds: Vec<CallKind> = calls_of(&effects).iter().map(|c| c.kind).collect();
+    use CallKind::{Drain, Probe};
+    assert_eq!(kinds, vec![Probe, Drain, Drain, Drain]);
     let ops: Vec<Op> = calls_of(&effects).into_iter().map(|c| c.op).collect();
     assert_eq!(
         ops,

@@ -1002,7 +1002,8 @@ struct ExpectFile {
     /// `[expect.endpoints.NAME]` (a declared service only).
     #[serde(default)]
     endpoints: Named<EndpointExpectFile>,
-    /// `[expect.dependencies.NAME]` (a declared service only).
+    /// `[expect.dependencies.NAME]` (of the seed service, only the checks its report
+    /// has figures for).
     #[serde(default)]
     dependencies: Named<DependencyExpectFile>,
 }
@@ -1026,6 +1027,7 @@ struct DependencyExpectFile {
     max_failure_rate_in_faults: Option<Probability>,
     max_breaker_trips: Option<u64>,
     max_fan_out: Option<NonNegative>,
+    max_recovery_multiplier: Option<NonNegative>,
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod dist;
 pub mod faults;
 pub mod load;
 pub mod queue;
+pub mod recovery;
 pub mod report;
 pub mod rng;
 pub mod run;

@@ -23,7 +23,9 @@ use crate::engine::retry::RetryStats;
 use crate::engine::{HumanSpan, Span, Time};
 use crate::intern::intern;
 use crate::model::Scenario;
-use crate::node::{CallError, CallResult, Node, NodeEvent, ReplyBody, Resource, Served};
+use crate::node::{CallError, CallKind, CallResult, Node, NodeEvent, ReplyBody, Resource, Served};
+
+use super::recovery::{Cut, RecoveryMetrics, RecoveryReport, RecoveryWindow};
 
 use crate::model::FaultKind;
 
@@ -31,8 +33,9 @@ use crate::model::FaultKind;
 /// snapshots reviewable when a scenario flaps for an hour.
 pub const MAX_TIMELINE: usize = 400;
 
-/// Fault windows whose fan-out a declared service's report keeps (in the order they
-/// began; the rest are counted): a long run with random faults has hundreds.
+/// Fault windows whose fan-out a declared service's report keeps, and whose
+/// recovery any report keeps (in the order they began; the rest are counted): a long
+/// run with random faults has hundreds.
 pub const MAX_FAULT_WINDOWS: usize = 256;
 
 /// Of those, the ones the text report lists.
@@ -476,8 +479,8 @@ pub struct ExpectationResult {
     /// The measured figure as a number, in `unit`; none when there is none (a breaker
     /// that never closed, a backlog that never drained).
     pub measured_value: Option<f64>,
-    /// The unit of both numbers: `ratio` (0..=1), `us` (microseconds), `count`, or
-    /// `none`.
+    /// The unit of both numbers: `ratio` (0..=1), `us` (microseconds), `count`,
+    /// `factor` (a multiple, as the recovery multiplier), or `none`.
     pub unit: &'static str,
 }
 
@@ -537,6 +540,9 @@ pub struct Report {
     /// What admission control did, if the service declares it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admission: Option<AdmissionReport>,
+    /// Each fault window's recovery storm: the dependency's call rate before the fault
+    /// and its busiest second after, by kind of call.
+    pub recovery_storm: RecoveryReport,
     /// Modes.
     pub modes: ModeReport,
     /// Transitions in time order (at most [`MAX_TIMELINE`]).
@@ -668,6 +674,8 @@ pub struct Metrics {
     timeline_omitted: u64,
     scripted: Vec<ScriptedExchange>,
     mode_changes: u64,
+    /// Each fault window's calls before and after, by kind.
+    storm: RecoveryMetrics,
 }
 
 /// What one fault window of a declared service's run measured.
@@ -747,6 +755,7 @@ impl Metrics {
                 })
                 .collect(),
             deps: vec![DepMetrics::default(); dep_names.len()],
+            storm: RecoveryMetrics::new(dep_names.len(), MAX_FAULT_WINDOWS, scenario.duration),
             dep_names,
             endpoints,
             requests: 0,
@@ -854,6 +863,8 @@ impl Metrics {
                 self.windows_omitted += 1;
             }
         }
+        let what = describe_fault(kind);
+        self.storm.fault_edge(t, dependency, &what, started, end);
         if started && matches!(kind, FaultKind::Outage | FaultKind::Hang) {
             self.hard_faults.push(HardFault {
                 dependency,
@@ -862,7 +873,6 @@ impl Metrics {
             });
         }
         let dep = self.dep_names[dependency];
-        let what = describe_fault(kind);
         let text = if started {
             format!("{dep}: {what} begins (until {})", HumanSpan(end))
         } else {
@@ -923,8 +933,10 @@ impl Metrics {
         }
     }
 
-    /// A dependency call was started.
-    pub fn call(&mut self, dependency: usize) {
+    /// A dependency call of `kind` was started at `now`.
+    #[inline(always)]
+    pub fn call(&mut self, dependency: usize, kind: CallKind, now: Time) {
+        self.storm.call(dependency, kind, now);
         let dep = &mut self.deps[dependency];
         dep.calls += 1;
         if self.active_faults > 0 {
@@ -1232,10 +1244,13 @@ impl Metrics {
             .and_then(|service| service.admission.as_ref())
             .zip(node.admission_stats())
             .map(|(config, stats)| AdmissionReport::new(config, &stats));
+        let recovery_storm = std::mem::replace(&mut self.storm, RecoveryMetrics::new(0, 0, 0))
+            .report(&self.dep_names);
         let mut report = Report {
             endpoints,
             fault_fan_out,
             admission,
+            recovery_storm,
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
             path: scenario.path.display().to_string(),
@@ -1548,6 +1563,16 @@ impl Metrics {
                     (Some(max), Some(fan_out), "count"),
                 );
             }
+            if let Some(max) = e.max_recovery_multiplier {
+                let (worst, measured) = worst_recovery(&report.recovery_storm, &d.name);
+                push(
+                    name("max_recovery_multiplier"),
+                    format!("<= x{max} after every fault on it"),
+                    measured,
+                    worst.is_none_or(|w| w <= max),
+                    (Some(max), worst, "factor"),
+                );
+            }
         }
         // Not optional: a run that loses track of a write is wrong whatever the file says.
         let broken: Vec<String> = report
@@ -1695,6 +1720,121 @@ fn render_fault_fan_out(f: &FaultFanOut, w: &mut String) {
         );
     }
     let unlisted = (f.windows.len().saturating_sub(FAULT_WINDOWS_SHOWN)) as u64 + f.omitted;
+    if unlisted > 0 {
+        let _ = writeln!(w, "  ... and {unlisted} more window(s)");
+    }
+}
+
+/// The worst recovery multiplier of `dependency`'s fault windows, and in words: the
+/// window it was, and how many windows had none (no call in the minute before, or no
+/// second after within the run).
+fn worst_recovery(r: &RecoveryReport, dependency: &str) -> (Option<f64>, String) {
+    let windows: Vec<&RecoveryWindow> = r
+        .windows
+        .iter()
+        .filter(|w| w.dependency == dependency)
+        .collect();
+    let worst = windows
+        .iter()
+        .filter_map(|w| w.multiplier.map(|m| (m, *w)))
+        // The first of equals: a later window must be strictly worse.
+        .fold(
+            None,
+            |worst: Option<(f64, &RecoveryWindow)>, (m, w)| match worst {
+                Some((best, _)) if m <= best => worst,
+                _ => Some((m, w)),
+            },
+        );
+    let without = windows.iter().filter(|w| w.multiplier.is_none()).count();
+    let without = match without {
+        0 => String::new(),
+        n => format!("; {n} window(s) without one (no call before, or no second after)"),
+    };
+    match worst {
+        Some((m, w)) => (
+            Some(m),
+            format!(
+                "worst x{m:.2} after {}: {} {}-{} ({} calls/s before, {} in the busiest second after, at {}){without}",
+                w.dependency,
+                w.fault,
+                HumanSpan(w.start),
+                HumanSpan(w.end),
+                rate(w.before_rate),
+                w.peak.unwrap_or(0),
+                w.peak_at.map_or("-".to_owned(), |t| HumanSpan(t).to_string()),
+            ),
+        ),
+        None if windows.is_empty() => (None, "no fault on it".to_owned()),
+        None => (None, format!("no multiplier{without}")),
+    }
+}
+
+/// A call rate in calls per second, to one decimal (`-` for none).
+fn rate(r: Option<f64>) -> String {
+    r.map_or("-".to_owned(), |r| format!("{r:.1}"))
+}
+
+/// Each fault window's recovery storm (the first [`FAULT_WINDOWS_SHOWN`]; the JSON
+/// report has them all).
+fn render_recovery_storm(r: &RecoveryReport, w: &mut String) {
+    if r.windows.is_empty() {
+        return;
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "Recovery after each fault (calls/s to the dependency at fault: the minute before it began; the busiest second of the minute after it ended, by kind)"
+    );
+    for x in r.windows.iter().take(FAULT_WINDOWS_SHOWN) {
+        // A fault on it in the minute before: the rate is of the minute before an
+        // earlier window.
+        let baseline = if x.baseline_at == x.start {
+            String::new()
+        } else {
+            format!(" (of the minute before {})", HumanSpan(x.baseline_at))
+        };
+        let head = format!(
+            "  {}: {} {}-{}: before {}/s{baseline}",
+            x.dependency,
+            x.fault,
+            HumanSpan(x.start),
+            HumanSpan(x.end),
+            rate(x.before_rate)
+        );
+        let (Some(peak), Some(at), Some(calls)) = (x.peak, x.peak_at, x.peak_calls) else {
+            let why = match (x.ended, x.after_cut) {
+                (false, _) => "it had not ended by the end of the run",
+                (true, Some(Cut::NextFault)) => "the next fault on it began",
+                (true, _) => "the run ended with it",
+            };
+            let _ = writeln!(w, "{head}; no second after ({why})");
+            continue;
+        };
+        let kinds: Vec<String> = calls
+            .by_kind()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n} {}", k.as_str()))
+            .collect();
+        let kinds = match kinds.len() {
+            0 => String::new(),
+            _ => format!(" ({})", kinds.join(", ")),
+        };
+        let multiplier = x
+            .multiplier
+            .map_or("x n/a (no call before)".to_owned(), |m| format!("x{m:.2}"));
+        let cut = match x.after_cut {
+            None => "",
+            Some(Cut::RunEnd) => " (the run ended within the minute)",
+            Some(Cut::NextFault) => " (the next fault on it began within the minute)",
+        };
+        let _ = writeln!(
+            w,
+            "{head}, peak {peak}/s at {}{kinds}: {multiplier}{cut}",
+            HumanSpan(at)
+        );
+    }
+    let unlisted = (r.windows.len().saturating_sub(FAULT_WINDOWS_SHOWN)) as u64 + r.omitted;
     if unlisted > 0 {
         let _ = writeln!(w, "  ... and {unlisted} more window(s)");
     }
@@ -2021,6 +2161,7 @@ impl Report {
         if let Some(f) = &self.fault_fan_out {
             render_fault_fan_out(f, w);
         }
+        render_recovery_storm(&self.recovery_storm, w);
         let m = &self.modes;
         let _ = writeln!(w);
         let _ = writeln!(

@@ -776,7 +776,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                         )?;
                     }
                     let (at, result, holds_slot, overloaded) = self.dependency_answer(now, call);
-                    self.metrics.call(call.dependency);
+                    self.metrics.call(call.dependency, call.kind, now);
                     let slot = self.answers.insert(Answer {
                         id: call.id,
                         result,

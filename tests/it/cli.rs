@@ -273,3 +273,66 @@ fn a_failure_rate_within_fault_windows_names_the_worst_window() {
         "{failed}"
     );
 }
+
+/// The recovery storm: after the users outage of `recovery-storm.toml`, the queued
+/// writes drain and the stale users refresh at once, several times the rate before
+/// the outage. A bound below that fails, naming the window; the JSON report carries
+/// the figures, split by kind of call.
+#[test]
+fn a_recovery_multiplier_over_its_bound_fails_naming_the_window() {
+    let storm = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/recovery-storm.toml");
+    let text = std::fs::read_to_string(&storm).expect("the recovery-storm scenario");
+    let text = text.replace("max_recovery_multiplier = 6", "max_recovery_multiplier = 2");
+    let path = scenario_file("storm", "storm.toml", &text);
+    let out = brownout(&[path.as_str()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = stdout(&out);
+    let failed = report
+        .lines()
+        .find(|l| l.contains("FAIL dependencies.users.max_recovery_multiplier"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        failed.contains("expected <= x2 after every fault on it"),
+        "{failed}"
+    );
+    assert!(failed.contains("after users: outage 1m-4m"), "{failed}");
+    let out = brownout(&[path.as_str(), "--format", "json"]);
+    let json: Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let window = &json["recovery_storm"]["windows"][0];
+    assert_eq!(window["dependency"], "users");
+    let multiplier = window["multiplier"].as_f64().expect("a multiplier");
+    assert!(multiplier > 2.0, "{window}");
+    let peak = &window["peak_calls"];
+    assert!(peak["drain"].as_u64().unwrap() > 0, "{window}");
+    assert!(peak["refresh"].as_u64().unwrap() > 0, "{window}");
+    let kinds: u64 = ["client", "retry", "drain", "refresh", "probe"]
+        .iter()
+        .map(|k| peak[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(kinds), window["peak"].as_u64());
+    let failed = json["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "dependencies.users.max_recovery_multiplier")
+        .expect("the expectation");
+    assert_eq!(failed["unit"], "factor");
+    assert_eq!(failed["measured_value"].as_f64(), Some(multiplier));
+}
+
+/// The seed service's dependencies take only the checks its report has figures for;
+/// the others are refused where they are written.
+#[test]
+fn a_seed_dependency_refuses_a_declared_services_check_at_its_line() {
+    let text = "duration = \"1m\"\n\n[expect.dependencies.users]\nmax_recovery_multiplier = 3\nmax_fan_out = 1\n";
+    let path = scenario_file("storm", "seed-fan-out.toml", text);
+    let out = brownout(&["check", path.as_str()]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{path}:5:1: ")), "{err}");
+    assert!(err.contains("max_recovery_multiplier"), "{err}");
+    let ok = "duration = \"1m\"\n\n[expect.dependencies.users]\nmax_recovery_multiplier = 3\n";
+    let path = scenario_file("storm", "seed-ok.toml", ok);
+    let out = brownout(&["check", path.as_str()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}

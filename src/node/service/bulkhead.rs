@@ -15,7 +15,9 @@ use crate::engine::bulkhead::Entry;
 use crate::engine::{Span, Time};
 use crate::node::plan::{Answer, Failure};
 
-use super::{Call, CallError, CallId, CallResult, Effect, Node, NodeEvent, Op, Pending, Purpose};
+use super::{
+    Call, CallError, CallId, CallKind, CallResult, Effect, Node, NodeEvent, Op, Pending, Purpose,
+};
 use super::{Permit, Timer};
 
 /// A call the node would make, held while it waits for a bulkhead slot.
@@ -88,6 +90,12 @@ impl Node {
         let index = pending.dependency as usize;
         pending.in_bulkhead = self.deps[index].bulkhead.is_some();
         let force_down = pending.force_down;
+        // Only client calls pass here: a plan's first attempts and their retries.
+        let kind = if pending.attempt > 1 {
+            CallKind::Retry
+        } else {
+            CallKind::Client
+        };
         self.stats.calls += 1;
         let id = CallId(self.pending.insert(pending));
         self.effects.push(Effect::Call(Call {
@@ -96,6 +104,7 @@ impl Node {
             op,
             force_down,
             deadline,
+            kind,
         }));
     }
 

@@ -289,19 +289,46 @@ impl Serve for SeedServe {
         file: &ExpectFile,
     ) -> Many<(Vec<EndpointExpectations>, Vec<DependencyExpectations>)> {
         let mut problems = Problems::default();
-        for (key, written) in [
-            ("endpoints", !file.endpoints.0.is_empty()),
-            ("dependencies", !file.dependencies.0.is_empty()),
-        ] {
-            if written {
-                problems.push(invalid(
-                    format!("expect.{key}"),
-                    "checks a declared service's parts; the seed service has none \
-                     (declare one with `service = \"...\"` or [service])",
-                ));
-            }
+        if !file.endpoints.0.is_empty() {
+            problems.push(invalid(
+                "expect.endpoints",
+                "checks a declared service's parts; the seed service has none \
+                 (declare one with `service = \"...\"` or [service])",
+            ));
         }
-        problems.finish(Some((Vec::new(), Vec::new())))
+        // The seed's two dependencies take the checks its report has figures for:
+        // breaker trips and the recovery storm.
+        let names = Resource::ALL.map(Resource::as_str);
+        let mut dependencies = Vec::new();
+        for (name, d) in &file.dependencies.0 {
+            let at = format!("expect.dependencies.{name}");
+            let Some(id) = problems.check(resolve(&names, "dependency", name, at.clone())) else {
+                continue;
+            };
+            for (key, written) in [
+                ("max_failure_rate", d.max_failure_rate.is_some()),
+                (
+                    "max_failure_rate_in_faults",
+                    d.max_failure_rate_in_faults.is_some(),
+                ),
+                ("max_fan_out", d.max_fan_out.is_some()),
+            ] {
+                if written {
+                    problems.push(invalid(
+                        format!("{at}.{key}"),
+                        "checks a declared service's dependency; the seed service's \
+                         take only max_breaker_trips and max_recovery_multiplier",
+                    ));
+                }
+            }
+            dependencies.push(DependencyExpectations {
+                dependency: DependencyId(id as u16),
+                max_breaker_trips: d.max_breaker_trips,
+                max_recovery_multiplier: d.max_recovery_multiplier.map(|n| n.0),
+                ..DependencyExpectations::default()
+            });
+        }
+        problems.finish(Some((Vec::new(), dependencies)))
     }
 
     fn service(&self) -> Option<Arc<Service>> {
@@ -427,6 +454,7 @@ impl Serve for ServiceNames<'_> {
                     max_failure_rate_in_faults: d.max_failure_rate_in_faults.map(|p| p.0),
                     max_breaker_trips: d.max_breaker_trips,
                     max_fan_out: d.max_fan_out.map(|n| n.0),
+                    max_recovery_multiplier: d.max_recovery_multiplier.map(|n| n.0),
                 });
             }
         }

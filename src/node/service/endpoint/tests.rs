@@ -493,6 +493,7 @@ fn written(key: u64) -> CallResult {
 fn a_failed_call_is_retried_after_its_backoff_and_the_reply_is_fresh() {
     let mut b = shop_retrying_inventory(retry_after(100 * MILLISECOND));
     let to = b.request(0, CHECKOUT, 3);
+    assert_eq!(b.call_to(INVENTORY).kind, CallKind::Client);
     b.fail(10 * MILLISECOND, INVENTORY, CallError::Error);
     assert_eq!(
         b.retries,
@@ -510,6 +511,7 @@ fn a_failed_call_is_retried_after_its_backoff_and_the_reply_is_fresh() {
     assert_eq!(b.timers.last().unwrap().0, 110 * MILLISECOND);
     b.fire_timers(110 * MILLISECOND);
     let retry = b.call_to(INVENTORY);
+    assert_eq!(retry.kind, CallKind::Retry);
     assert_eq!(
         retry.deadline,
         110 * MILLISECOND + SECOND,
