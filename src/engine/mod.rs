@@ -1,5 +1,5 @@
-//! The degradation engine: sans-IO state machines (admission, breaker, bulkhead, cache, modes,
-//! queue, retry).
+//! The degradation engine: sans-IO state machines (admission, breaker, bulkhead, cache,
+//! compute, modes, queue, retry).
 //!
 //! Nothing in this module reads a clock, draws randomness on its own or does I/O.
 //! The caller passes `now` (a [`Time`]) into every method that needs it and an RNG
@@ -14,6 +14,7 @@ pub mod admission;
 pub mod breaker;
 pub mod bulkhead;
 pub mod cache;
+pub mod compute;
 mod key_index;
 pub mod modes;
 pub mod queue;

@@ -91,6 +91,9 @@ pub struct Service {
     /// The node's admission control (a concurrency limit, shedding by tier); `None`:
     /// it admits every request.
     pub admission: Option<AdmissionConfig>,
+    /// The node's CPU, measured from the work its requests and calls cost; `None`:
+    /// only a scenario's scripted curve drives the modes.
+    pub compute: Option<ComputeConfig>,
 }
 
 /// One downstream dependency: the engine in front of it and how it behaves when simulated.
@@ -127,6 +130,9 @@ pub struct DependencyEngine {
     pub pipeline: Pipeline,
     /// The bulkhead bounding its client calls in flight; `None`: unbounded.
     pub bulkhead: Option<BulkheadConfig>,
+    /// The node's CPU time per call to it, every attempt, refresh, drain and probe
+    /// (counted with the service's `compute` only).
+    pub cpu_per_call: Span,
 }
 
 impl DependencyEngine {
@@ -142,6 +148,7 @@ impl DependencyEngine {
             retry: config.retry.clone(),
             pipeline: config.pipeline,
             bulkhead: None,
+            cpu_per_call: 0,
         }
     }
 }
@@ -197,6 +204,7 @@ use crate::engine::admission::AdmissionConfig;
 /// How important an endpoint is: what admission control sheds first.
 pub use crate::engine::admission::Tier;
 use crate::engine::bulkhead::BulkheadConfig;
+use crate::engine::compute::ComputeConfig;
 
 /// A request type the service serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +221,8 @@ pub struct Endpoint {
     /// A feature that, when a mode disables it, disables every step of the plan (each
     /// takes its fallback chain). Never on a critical endpoint.
     pub feature: Option<FeatureId>,
+    /// The node's CPU time per request.
+    pub cpu: Span,
     /// What a request does.
     pub plan: Plan,
 }
@@ -355,6 +365,8 @@ pub struct ServiceSpec {
     pub endpoints: Vec<EndpointSpec>,
     /// The node's admission control.
     pub admission: Option<AdmissionConfig>,
+    /// The node's CPU.
+    pub compute: Option<ComputeConfig>,
 }
 
 /// An endpoint as written.
@@ -372,6 +384,8 @@ pub struct EndpointSpec {
     pub feature: Option<String>,
     /// The plan: a list, run in order (one element: that step alone).
     pub plan: Vec<StepSpec>,
+    /// The node's CPU time per request (counted with `compute` only).
+    pub cpu: Span,
 }
 
 /// A step as written.
@@ -572,6 +586,24 @@ impl ServiceSpec {
         if let Some(Err(e)) = self.admission.as_ref().map(AdmissionConfig::validate) {
             errors.push(ConfigError::new(format!("admission.{}", e.field), e.reason));
         }
+        if let Some(Err(e)) = self.compute.as_ref().map(ComputeConfig::validate) {
+            errors.push(ConfigError::new(format!("compute.{}", e.field), e.reason));
+        }
+        if self.compute.is_none() {
+            // A cost nothing counts is a mistake, not a choice.
+            let needs = "counts only with a [compute] table, which says the node's cores";
+            for e in self.endpoints.iter().filter(|e| e.cpu > 0) {
+                errors.push(ConfigError::new(format!("endpoints.{}.cpu", e.name), needs));
+            }
+            for d in self
+                .dependencies
+                .iter()
+                .filter(|d| d.engine.cpu_per_call > 0)
+            {
+                let field = format!("dependencies.{}.cpu_per_call", d.name);
+                errors.push(ConfigError::new(field, needs));
+            }
+        }
         for space in &self.key_spaces {
             if let Err(e) = space.keys.validate() {
                 // `Keys` names its fields as `workload.keys.*`; here they sit under the space.
@@ -609,6 +641,7 @@ impl ServiceSpec {
                 endpoints,
                 features: self.features.clone(),
                 admission: self.admission.clone(),
+                compute: self.compute.clone(),
             })
         } else {
             Err(resolver.errors)
@@ -705,6 +738,7 @@ impl<'a> Resolver<'a> {
             deadline: spec.deadline,
             tier: spec.tier,
             feature,
+            cpu: spec.cpu,
             plan: Plan {
                 steps,
                 parents,
@@ -1055,6 +1089,7 @@ impl Service {
                 endpoint("search", None, local("search_index", "search")),
             ],
             admission: None,
+            compute: None,
         };
         match spec.build() {
             Ok(service) => service,

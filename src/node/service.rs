@@ -202,6 +202,14 @@ pub enum Timer {
     },
     /// A request waiting for a slot may have waited its longest (admission control).
     Admission,
+    /// The node's measured CPU is due to be sampled for the mode controller.
+    Cpu,
+    /// A reply held while the node's CPU works on it (`[compute]` with slowdown) is
+    /// ready.
+    Reply {
+        /// The held reply.
+        held: u64,
+    },
     /// A call waiting for a slot in dependency `dependency`'s bulkhead may have waited
     /// its longest.
     Bulkhead {
@@ -437,6 +445,8 @@ struct Dependency {
     breaker_outside_retry: bool,
     /// The bound on its client calls in flight, if it has one.
     bulkhead: Option<Box<Bulkhead<Held>>>,
+    /// The node's CPU time per call to it (counted with `[compute]` only).
+    cpu_per_call: Span,
 }
 
 impl Dependency {
@@ -685,9 +695,16 @@ impl Node {
 
     /// Feeds a CPU sample (percent) to the mode controller.
     pub fn observe_cpu(&mut self, now: Time, cpu: f64) {
-        // A sample the controller refuses (NaN, negative) changes nothing; the load
-        // curves that feed this are clamped, so it does not happen in practice.
-        let _ = self.modes.sample(cpu, now);
+        if self.has_compute() {
+            // The node measures its own CPU: the curve is another tenant's load on
+            // the same machine, added to each measured sample.
+            self.set_noise(cpu);
+        } else {
+            // A sample the controller refuses (NaN, negative) changes nothing; the
+            // load curves that feed this are clamped, so it does not happen in
+            // practice.
+            let _ = self.modes.sample(cpu, now);
+        }
         self.after(now);
     }
 
@@ -702,6 +719,8 @@ impl Node {
             Timer::Deadline { run } => self.on_deadline(now, run),
             Timer::Retry { wait } => self.on_retry(now, wait),
             Timer::Admission => self.on_admission_timer(now),
+            Timer::Cpu => self.on_cpu_timer(now),
+            Timer::Reply { held } => self.on_reply_timer(now, held),
             Timer::Bulkhead { dependency } => self.on_bulkhead_timer(now, dependency as usize),
         }
         self.after(now);
@@ -715,6 +734,9 @@ impl Node {
         };
         if pending.in_bulkhead {
             self.leave_bulkhead(pending.dependency as usize);
+        }
+        if self.declared.is_some() {
+            self.charge_call(now, pending.dependency as usize);
         }
         let dep = &mut self.deps[pending.dependency as usize];
         match result {

@@ -651,6 +651,9 @@ struct DependencyFile {
     pipeline: Option<Vec<String>>,
     /// Absent: its calls in flight are not bounded (a declared dependency only).
     bulkhead: Option<BulkheadFile>,
+    /// The node's CPU time per call (a declared dependency of a service with
+    /// `[compute]` only).
+    cpu_per_call: Option<Dur>,
 }
 
 /// `[dependencies.X.bulkhead]`.

@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::engine::admission::{AdmissionConfig, AdmissionStats, Tier};
 use crate::engine::breaker::{BreakerReason, BreakerState};
 use crate::engine::bulkhead::{BulkheadConfig, BulkheadStats};
+use crate::engine::compute::ComputeConfig;
 use crate::engine::modes::ModeReason;
 use crate::engine::queue::QueueEvent;
 use crate::engine::retry::RetryStats;
@@ -276,6 +277,20 @@ pub struct EndpointReport {
     pub shed: u64,
     /// Reply latency percentiles.
     pub latency: LatencySummary,
+}
+
+/// The node's CPU as it measured it from the work it simulated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComputeReport {
+    /// As configured.
+    pub config: ComputeConfig,
+    /// CPU time charged, in microseconds.
+    pub work: Span,
+    /// Mean of the samples fed to the mode controller (percent, 6 decimals; a
+    /// scripted curve's load not included).
+    pub mean: f64,
+    /// The highest sample (percent, 6 decimals).
+    pub peak: f64,
 }
 
 /// What the node's admission control did (a declared service that declares it).
@@ -540,6 +555,9 @@ pub struct Report {
     /// What admission control did, if the service declares it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admission: Option<AdmissionReport>,
+    /// The node's measured CPU, if the service declares `[compute]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputeReport>,
     /// Each fault window's recovery storm: the dependency's call rate before the fault
     /// and its busiest second after, by kind of call.
     pub recovery_storm: RecoveryReport,
@@ -1246,10 +1264,21 @@ impl Metrics {
             .map(|(config, stats)| AdmissionReport::new(config, &stats));
         let recovery_storm = std::mem::replace(&mut self.storm, RecoveryMetrics::new(0, 0, 0))
             .report(&self.dep_names);
+        let compute = node.compute().map(|(config, stats)| ComputeReport {
+            config: config.clone(),
+            work: stats.work,
+            mean: round6(if stats.samples == 0 {
+                0.0
+            } else {
+                stats.sum / stats.samples as f64
+            }),
+            peak: round6(stats.peak),
+        });
         let mut report = Report {
             endpoints,
             fault_fan_out,
             admission,
+            compute,
             recovery_storm,
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
@@ -2173,6 +2202,23 @@ impl Report {
             m.changes,
             m.final_mode
         );
+        if let Some(c) = &self.compute {
+            let _ = writeln!(
+                w,
+                "  cpu measured from simulated work on {} core(s) over {} windows, sampled every {}: mean {:.2}%, peak {:.2}%; {} of work; replies {}",
+                c.config.cores,
+                HumanSpan(c.config.window),
+                HumanSpan(c.config.window / crate::engine::compute::BUCKETS as Span),
+                c.mean,
+                c.peak,
+                HumanSpan(c.work),
+                if c.config.slowdown {
+                    "slowed by 1/(1 - utilisation)"
+                } else {
+                    "not slowed"
+                }
+            );
+        }
         if !self.timeline.is_empty() {
             let _ = writeln!(w);
             let _ = writeln!(w, "Timeline");

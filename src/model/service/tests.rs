@@ -53,6 +53,7 @@ fn shop() -> ServiceSpec {
             },
         ],
         admission: None,
+        compute: None,
         features: vec!["recommendations".to_owned()],
         endpoints: vec![
             EndpointSpec {

@@ -36,6 +36,7 @@ fn spec(deadline: Option<Span>, feature: Option<&str>, plan: Vec<StepSpec>) -> S
             records: Default::default(),
         }],
         admission: None,
+        compute: None,
         features: vec!["f".to_owned()],
         endpoints: vec![EndpointSpec {
             name: "e".to_owned(),

@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 
 use crate::engine::admission::{Admission, AdmissionStats, Arrival, Shed, ShedReason};
 use crate::engine::cache::StaleReason;
+use crate::engine::compute::{Compute, ComputeConfig, ComputeStats};
 use crate::engine::modes::{Mode, ModeConfig, ModeController};
 use crate::engine::queue::Enqueue;
 use crate::engine::{ConfigError, HumanSpan, Span, Time};
@@ -55,6 +56,15 @@ pub(super) struct Declared {
     admitted: Vec<Arrived>,
     /// Requests shed by the last expiry (kept for its capacity).
     shed: Vec<Shed<Arrived>>,
+    /// The node's CPU, if the service declares it.
+    compute: Option<Compute>,
+    /// The last sample of a scenario's CPU curve: another tenant's load, added to
+    /// what the node measures of its own.
+    noise: f64,
+    /// Whether the CPU sampling timer runs (started by the first request).
+    sampling: bool,
+    /// Replies held while the CPU works on them, with the slot they release.
+    held: SeqMap<(RequestId, ReplyBody, Served)>,
 }
 
 /// A request of a declared endpoint as it arrived, before it has a run.
@@ -216,6 +226,12 @@ impl Node {
             .map(Admission::new)
             .transpose()
             .map_err(|e| ConfigError::new(format!("admission.{}", e.field), e.reason))?;
+        let compute = service
+            .compute
+            .clone()
+            .map(Compute::new)
+            .transpose()
+            .map_err(|e| ConfigError::new(format!("compute.{}", e.field), e.reason))?;
         let names = (0..service.endpoints.len())
             .map(|i| EndpointNames::new(&service, EndpointId(i as u16)))
             .collect();
@@ -239,6 +255,10 @@ impl Node {
                 admission,
                 admitted: Vec::new(),
                 shed: Vec::new(),
+                compute,
+                noise: 0.0,
+                sampling: false,
+                held: SeqMap::new(),
             })),
             modes,
             rng,
@@ -323,6 +343,17 @@ impl Node {
         } = arrived;
         let mode = self.modes.mode();
         let decl = self.declared.as_mut().expect("a declared service");
+        if let Some(compute) = decl.compute.as_mut() {
+            compute.charge(now, decl.service.endpoint(endpoint).cpu);
+            if !decl.sampling {
+                decl.sampling = true;
+                let at = now.saturating_add(compute.sample_every());
+                self.effects.push(Effect::Timer {
+                    at,
+                    timer: Timer::Cpu,
+                });
+            }
+        }
         if decl.disabled.0 != mode {
             let modes = &self.modes;
             let service = &decl.service;
@@ -814,11 +845,87 @@ impl Node {
             None => reply(names, &r, &outcome),
         };
         let to = r.to;
+        if let Some(compute) = decl.compute.as_mut() {
+            // The node's own work on the request takes longer the busier its CPU.
+            let cpu = decl.service.endpoint(endpoint).cpu;
+            let took = compute.stretched(now, cpu);
+            if took > 0 {
+                let held = decl.held.insert((to, body, served));
+                self.effects.push(Effect::Timer {
+                    at: now.saturating_add(took),
+                    timer: Timer::Reply { held },
+                });
+                return;
+            }
+        }
+        self.send_run_reply(now, to, body, served);
+    }
+
+    /// Sends a finished request's reply and releases its admission slot.
+    fn send_run_reply(&mut self, now: Time, to: RequestId, body: ReplyBody, served: Served) {
+        let decl = self.declared.as_mut().expect("a declared run");
         if let Some(admission) = decl.admission.as_mut() {
             // Its slot goes to whoever waits, started once this input is handled.
             admission.release(now, &mut decl.admitted);
         }
         self.reply(to, body, served);
+    }
+
+    /// A reply held while the CPU worked on it is ready.
+    pub(super) fn on_reply_timer(&mut self, now: Time, held: u64) {
+        let Some(decl) = self.declared.as_mut() else {
+            return;
+        };
+        if let Some((to, body, served)) = decl.held.remove(held) {
+            self.send_run_reply(now, to, body, served);
+        }
+    }
+
+    /// Whether the node measures its own CPU.
+    pub(super) fn has_compute(&self) -> bool {
+        self.declared.as_ref().is_some_and(|d| d.compute.is_some())
+    }
+
+    /// Records a scripted CPU curve's sample, added to the measured CPU.
+    pub(super) fn set_noise(&mut self, cpu: f64) {
+        if let Some(decl) = self.declared.as_mut() {
+            decl.noise = cpu;
+        }
+    }
+
+    /// Charges the node's CPU for handling an answer from dependency `index`.
+    #[inline(always)]
+    pub(super) fn charge_call(&mut self, now: Time, index: usize) {
+        let cost = self.deps[index].cpu_per_call;
+        if cost > 0 {
+            if let Some(compute) = self.declared.as_mut().and_then(|d| d.compute.as_mut()) {
+                compute.charge(now, cost);
+            }
+        }
+    }
+
+    /// Samples the measured CPU (plus the curve's) for the mode controller, and asks
+    /// for the next sample.
+    pub(super) fn on_cpu_timer(&mut self, now: Time) {
+        let Some(decl) = self.declared.as_mut() else {
+            return;
+        };
+        let Some(compute) = decl.compute.as_mut() else {
+            return;
+        };
+        let cpu = compute.sample(now) + decl.noise;
+        let next = now.saturating_add(compute.sample_every());
+        let _ = self.modes.sample(cpu, now);
+        self.effects.push(Effect::Timer {
+            at: next,
+            timer: Timer::Cpu,
+        });
+    }
+
+    /// What the node's CPU did, if it measures it: its configuration and counters.
+    pub fn compute(&self) -> Option<(&ComputeConfig, ComputeStats)> {
+        let compute = self.declared.as_ref()?.compute.as_ref()?;
+        Some((compute.config(), compute.stats()))
     }
 }
 

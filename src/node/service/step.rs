@@ -112,6 +112,7 @@ impl Dependency {
                 .transpose()
                 .map_err(|e| ConfigError::new(format!("bulkhead.{}", e.field), e.reason))?
                 .map(Box::new),
+            cpu_per_call: engine.cpu_per_call,
         })
     }
 }

@@ -885,7 +885,7 @@ pub(super) fn build_dependency(
                 .map_err(engine(&dotted, &[])),
         ),
     };
-    let bulkhead = match (&file.bulkhead, absent) {
+    let bulkhead = match (&file.bulkhead, &absent) {
         (None, _) => Some(None),
         (Some(_), Absent::Defaults) => problems.check(Err(invalid(
             format!("{prefix}.bulkhead"),
@@ -909,6 +909,13 @@ pub(super) fn build_dependency(
             )
         }
     };
+    if file.cpu_per_call.is_some() && matches!(absent, Absent::Defaults) {
+        problems.push(invalid(
+            format!("{prefix}.cpu_per_call"),
+            "the node's CPU is measured for a declared service with [compute]; the seed \
+             service's CPU is its scenario's [cpu] curve",
+        ));
+    }
     let pipeline = match file.pipeline.as_deref() {
         None => Some(Pipeline::default()),
         Some(layers) => problems.check(build_pipeline(layers, prefix)),
@@ -944,6 +951,7 @@ pub(super) fn build_dependency(
         retry,
         pipeline,
         bulkhead,
+        cpu_per_call: span(file.cpu_per_call, 0),
     };
     problems.finish(Some((sim, config)))
 }

@@ -20,6 +20,7 @@ use super::build::{self, Many, Problems};
 use super::values::Dur;
 use super::{DependencyFile, KeysDist, Named, DEFAULT_DATA_COUNT};
 use crate::engine::admission::{self, AdmissionConfig};
+use crate::engine::compute::{self, ComputeConfig};
 use crate::model::service::{
     CallOp, DependencySpec, EndpointSpec, FallbackSpec, KeySpace, LeafSpec, Service, ServiceSpec,
     StepSpec, Tier,
@@ -43,6 +44,20 @@ pub(super) struct ServiceFile {
     pub(super) endpoints: Named<EndpointFile>,
     /// Absent: the node admits every request.
     admission: Option<AdmissionFile>,
+    /// Absent: no CPU is measured; a scenario's curve alone drives the modes.
+    compute: Option<ComputeFile>,
+}
+
+/// `[compute]`: the node's CPU, measured from the work it does.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of compute settings such as { cores = 4, window = \"1s\" }"
+)]
+struct ComputeFile {
+    cores: u32,
+    window: Option<Dur>,
+    slowdown: Option<bool>,
 }
 
 /// `[admission]`: the node's concurrency limit and shedding by tier.
@@ -97,6 +112,7 @@ pub(super) struct EndpointFile {
     tier: Option<TierName>,
     feature: Option<String>,
     plan: Vec<StepFile>,
+    cpu: Option<Dur>,
 }
 
 /// `tier`.
@@ -323,6 +339,11 @@ pub(super) fn build_service(file: &ServiceFile, default_name: &str) -> Many<Serv
         features: file.features.clone(),
         endpoints,
         admission: file.admission.as_ref().map(AdmissionFile::config),
+        compute: file.compute.as_ref().map(|c| ComputeConfig {
+            cores: c.cores,
+            window: c.window.map_or(compute::DEFAULT_WINDOW, |d| d.0),
+            slowdown: c.slowdown.unwrap_or(true),
+        }),
     };
     let service = match spec.build() {
         Ok(service) => Some(service),
@@ -393,6 +414,7 @@ fn endpoint_spec(name: &str, file: &EndpointFile, at: &str) -> Many<EndpointSpec
         },
         feature: file.feature.clone(),
         plan,
+        cpu: file.cpu.map_or(0, |d| d.0),
     });
     problems.finish(spec)
 }

@@ -49,6 +49,7 @@ fn dep(name: &str, cache: bool, queue: Option<QueueConfig>) -> DependencySpec {
             retry: None,
             pipeline: Pipeline::default(),
             bulkhead: None,
+            cpu_per_call: 0,
         },
         sim: seed_sim_dependency(),
     }
@@ -81,6 +82,7 @@ fn shop(payments_queue: Option<QueueConfig>) -> Arc<Service> {
             records: Default::default(),
         }],
         admission: None,
+        compute: None,
         features: vec!["recommendations".to_owned()],
         endpoints: vec![
             EndpointSpec {
@@ -894,4 +896,45 @@ fn a_waiting_call_is_refused_when_its_wait_ends_and_may_count_as_a_failure() {
     assert_eq!((breaker.failures, breaker.released), (1, 0));
     let (_, stats) = b.node.bulkhead(RECOMMENDATIONS).expect("a bulkhead");
     assert_eq!(stats.rejected_expired, 1);
+}
+
+#[test]
+fn the_measured_cpu_drives_the_modes_and_slows_the_replies() {
+    let mut service = (*shop(Some(declared_queue()))).clone();
+    service.compute = Some(crate::engine::compute::ComputeConfig {
+        cores: 1,
+        window: SECOND,
+        slowdown: true,
+    });
+    service.endpoints[PAGE.index()].cpu = 100 * MILLISECOND;
+    let mut b = Bench::with_service(Arc::new(service));
+    // Eight pages at once: 800 ms of CPU within a second on one core, 80%.
+    let first = b.request(0, PAGE, 1);
+    for key in 2..=8 {
+        b.request(0, PAGE, key);
+    }
+    assert_eq!(b.timers[0], (100 * MILLISECOND, Timer::Cpu));
+    // The first page's parts answer at 10 ms: its own 100 ms of CPU takes
+    // 100 / (1 - 0.8) = 500 ms, so the reply is held until 510 ms.
+    b.found(10 * MILLISECOND, INVENTORY);
+    b.found(10 * MILLISECOND, RECOMMENDATIONS);
+    assert!(
+        b.replies.iter().all(|r| r.0 != first),
+        "held while the CPU works"
+    );
+    // Sampled at 100 ms: 80% enters degraded mode (a curve's 5% on top).
+    b.node.observe_cpu(50 * MILLISECOND, 5.0);
+    b.fire_timers(100 * MILLISECOND);
+    assert_eq!(b.node.modes().mode(), Mode::Degraded);
+    assert!(
+        b.timers.contains(&(200 * MILLISECOND, Timer::Cpu)),
+        "the next sample is asked for"
+    );
+    b.fire_timers(509 * MILLISECOND);
+    assert!(b.replies.iter().all(|r| r.0 != first));
+    b.fire_timers(510 * MILLISECOND);
+    assert_eq!(b.reply(first).2, Served::Fresh);
+    let (_, stats) = b.node.compute().expect("compute is on");
+    assert_eq!(stats.work, 800 * MILLISECOND);
+    assert!((stats.peak - 80.0).abs() < 1e-9, "{}", stats.peak);
 }

@@ -406,7 +406,7 @@ fn errors_in_a_service_file_name_that_file() {
     assert_eq!(
         lines,
         [
-            "s.toml:2:1: unknown key `bogus`, expected one of `name`, `features`, `dependencies`, `keys`, `endpoints`, `admission`",
+            "s.toml:2:1: unknown key `bogus`, expected one of `name`, `features`, `dependencies`, `keys`, `endpoints`, `admission`, `compute`",
             "s.toml:4:11: expected a duration such as \"250ms\" or \"3m\", got 5",
         ]
     );
@@ -565,5 +565,77 @@ fn a_retry_and_a_pipeline_are_read_and_checked_where_they_are_written() {
         errors[1].starts_with(&format!("{}:", line_of("pipeline =")))
             && errors[1].contains("\"retry\" and \"breaker\" once each"),
         "{errors:#?}"
+    );
+}
+
+#[test]
+fn admission_bulkhead_and_compute_keys_are_read_and_their_errors_located() {
+    let service = "duration = \"1m\"\n\
+                   [service]\n\
+                   [service.admission]\nmax_in_flight = 10\nqueue = 4\n\
+                   [service.compute]\ncores = 2\nwindow = \"500ms\"\n\
+                   [service.dependencies.d]\ncpu_per_call = \"1ms\"\n\
+                   bulkhead = { max_concurrent_calls = 3, max_wait = \"5ms\" }\n\
+                   [service.keys.k]\n\
+                   [service.endpoints.e]\nkey = \"k\"\ntier = \"optional\"\ncpu = \"2ms\"\n\
+                   plan = [{ call = \"d\", op = \"read\" }]\n\
+                   [[workload]]\nrate = 1\nmix = { e = 1 }\n";
+    let s = parse(service, Path::new("t.toml")).expect("valid");
+    let svc = the_service(&s);
+    let admission = svc.admission.as_ref().expect("admission");
+    // A tenth of the slots kept for each upper tier unless the file says.
+    assert_eq!(
+        (
+            admission.reserve_critical,
+            admission.reserve_important,
+            admission.queue
+        ),
+        (1, 1, 4)
+    );
+    assert_eq!(admission.max_wait, 100 * 1_000);
+    let compute = svc.compute.as_ref().expect("compute");
+    assert_eq!(
+        (compute.cores, compute.window, compute.slowdown),
+        (2, 500_000, true)
+    );
+    let d = &svc.dependencies[0].engine;
+    assert_eq!(d.cpu_per_call, 1_000);
+    let bulkhead = d.bulkhead.as_ref().expect("a bulkhead");
+    assert_eq!(
+        (bulkhead.max_concurrent_calls, bulkhead.max_wait),
+        (3, 5_000)
+    );
+    assert_eq!(svc.endpoints[0].cpu, 2_000);
+    // Errors, each at its line: reserves that leave optional requests no slot, a
+    // bulkhead of no calls, and costs with no [compute] to count them.
+    let bad = service
+        .replace(
+            "max_in_flight = 10\nqueue = 4\n",
+            "max_in_flight = 10\nreserve_critical = 5\nreserve_important = 5\n",
+        )
+        .replace("max_concurrent_calls = 3", "max_concurrent_calls = 0")
+        .replace("[service.compute]\ncores = 2\nwindow = \"500ms\"\n", "");
+    let got = shown(&bad);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[0].starts_with("5:1: ") && got[0].contains("must be less than max_in_flight"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("9:14: ") && got[1].contains("max_concurrent_calls: must be at least 1"),
+        "{got:?}"
+    );
+    assert!(
+        got[2].starts_with("14:1: ")
+            && got[2].contains("endpoints.e.cpu: counts only with a [compute] table"),
+        "{got:?}"
+    );
+    // The dependency's cost too, once its bulkhead is valid.
+    let bad = service.replace("[service.compute]\ncores = 2\nwindow = \"500ms\"\n", "");
+    let got = shown(&bad);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("7:1: ") && got[0].contains("dependencies.d.cpu_per_call"),
+        "{got:?}"
     );
 }
