@@ -26,6 +26,8 @@ use super::{ConfigError, Span, Time, MAX_SPAN, SECOND};
 pub const MAX_RHO: f64 = 0.95;
 /// The window utilisation is measured over, when the file does not say.
 pub const DEFAULT_WINDOW: Span = SECOND;
+/// The shortest window: the node samples its CPU every tenth of it.
+pub const MIN_WINDOW: Span = 10 * super::MILLISECOND;
 /// The window is counted in this many buckets (so it slides by a tenth).
 pub const BUCKETS: usize = 10;
 
@@ -48,10 +50,12 @@ impl ComputeConfig {
         if self.cores == 0 || self.cores > 1_000_000 {
             return Err(ConfigError::new("cores", "must be between 1 and 1000000"));
         }
-        if self.window < BUCKETS as Span || self.window > MAX_SPAN {
+        // A sample every tenth of the window is an event: a window of microseconds
+        // (a typo for seconds) would multiply a run's work by millions.
+        if self.window < MIN_WINDOW || self.window > MAX_SPAN {
             return Err(ConfigError::new(
                 "window",
-                "must be at least 10us and at most 100 years",
+                "must be at least 10ms and at most 100 years",
             ));
         }
         Ok(())
@@ -235,7 +239,7 @@ mod tests {
 
     #[test]
     fn nonsense_is_refused() {
-        for (cores, window, field) in [(0, SECOND, "cores"), (1, 5, "window")] {
+        for (cores, window, field) in [(0, SECOND, "cores"), (1, 9_999, "window")] {
             let config = ComputeConfig {
                 cores,
                 window,
