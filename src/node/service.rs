@@ -877,7 +877,10 @@ impl Node {
     pub fn is_busy(&self) -> bool {
         !self.pending.is_empty()
             || !self.retries.is_empty()
-            || self.deps.iter().any(|d| !d.queue.is_empty())
+            || self.deps.iter().any(|d| {
+                !d.queue.is_empty() || d.bulkhead.as_ref().is_some_and(|b| b.waiting() > 0)
+            })
+            || self.declared_busy()
     }
 
     /// The node's counters.

@@ -991,3 +991,30 @@ fn a_missing_service_file_is_exit_2_naming_it() {
         finished.stderr
     );
 }
+
+/// A live node measuring its CPU holds each reply for its CPU time: end of input
+/// must still see every reply out, not drop the held ones.
+#[test]
+fn held_replies_of_a_node_with_compute_go_out_before_it_exits() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/cpu-follows-load.toml"
+    );
+    let lines = [
+        msg(json!({"type": "product_page", "msg_id": 1, "key": 5})),
+        msg(json!({"type": "checkout", "msg_id": 2, "key": 9})),
+    ];
+    let mut input = Vec::new();
+    for line in &lines {
+        serde_json::to_writer(&mut input, line).unwrap();
+        input.push(b'\n');
+    }
+    let finished = run_bytes(&["--config", path], input);
+    assert!(finished.status.success(), "exit {:?}", finished.status);
+    let types: Vec<Value> = finished
+        .replies
+        .iter()
+        .map(|r| body_of(r, "api", "client")["type"].clone())
+        .collect();
+    assert_eq!(types, [json!("product_page_ok"), json!("checkout_ok")]);
+}

@@ -881,6 +881,14 @@ impl Node {
         }
     }
 
+    /// Whether declared requests wait for something of the node's own: a slot, or
+    /// their reply's CPU time (the CPU's sampling timer is not work left).
+    pub(super) fn declared_busy(&self) -> bool {
+        self.declared.as_ref().is_some_and(|d| {
+            !d.held.is_empty() || d.admission.as_ref().is_some_and(|a| a.waiting() > 0)
+        })
+    }
+
     /// Whether the node measures its own CPU.
     pub(super) fn has_compute(&self) -> bool {
         self.declared.as_ref().is_some_and(|d| d.compute.is_some())
