@@ -221,6 +221,10 @@ pub struct SeedResult {
     /// seed's). Absent from shards written before it was kept: 0.
     #[serde(default)]
     pub partial: u64,
+    /// Requests shed by admission control (0 without it). Absent from shards written
+    /// before it was kept: 0.
+    #[serde(default)]
+    pub shed: u64,
     /// How long after the hard faults ended the breakers closed.
     pub recovery: Recovery,
     /// Broken expectations, in the scenario's order.
@@ -247,6 +251,7 @@ impl SeedResult {
                 .max()
                 .unwrap_or(0),
             partial: report.requests.last().map_or(0, |total| total.partial),
+            shed: report.requests.last().map_or(0, |total| total.shed),
             recovery: report.recovery,
             failures: report
                 .expectations
@@ -384,6 +389,8 @@ pub struct Stats {
     pub queue_max_depth: Percentiles<u64>,
     /// Partial replies per run.
     pub partial: Percentiles<u64>,
+    /// Requests shed per run.
+    pub shed: Percentiles<u64>,
     /// Worst delay from a hard fault's end to its breaker closing.
     pub recovery_time: RecoveryStats,
 }
@@ -569,6 +576,7 @@ fn stats(results: &[SeedResult]) -> Stats {
         breaker_time_open: percentiles(column(|r| r.breaker_time_open), false),
         queue_max_depth: percentiles(column(|r| r.queue_max_depth), false),
         partial: percentiles(column(|r| r.partial), false),
+        shed: percentiles(column(|r| r.shed), false),
         recovery_time: RecoveryStats {
             runs_with_hard_fault: recoveries.len() as u64,
             never: recoveries
@@ -936,6 +944,10 @@ impl SweepReport {
         if st.partial.worst > 0 {
             row(w, "partial replies", cells(&st.partial));
         }
+        // Only admission control sheds: shown when some seed shed.
+        if st.shed.worst > 0 {
+            row(w, "requests shed", cells(&st.shed));
+        }
         let r = &st.recovery_time;
         match &r.percentiles {
             Some(p) => row(w, "recovery time", cells(p)),
@@ -1103,6 +1115,7 @@ mod tests {
             breaker_time_open: 2 * seed,
             queue_max_depth: seed % 3,
             partial: 0,
+            shed: 0,
             recovery: if seed % 2 == 0 {
                 Recovery::Within(seed)
             } else {
@@ -1331,6 +1344,7 @@ mod proptests {
             breaker_time_open: (x >> 8) % 1_000_000_000,
             queue_max_depth: (x >> 16) % 5_000,
             partial: (x >> 24) % 3,
+            shed: (x >> 28) % 4,
             recovery: match x % 3 {
                 0 => Recovery::NoHardFault,
                 1 => Recovery::Within((x >> 4) % 100_000_000),
