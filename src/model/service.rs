@@ -304,6 +304,10 @@ pub struct Leaf {
     pub feature: Option<FeatureId>,
     /// Tried in order when the step fails, is disabled or runs out of time.
     pub fallback: Vec<Fallback>,
+    /// The most attempts of this call, the first included, when fewer than its
+    /// dependency's retry policy allows (`Some(1)`: never retried); `None`: the
+    /// policy's.
+    pub max_attempts: Option<u32>,
 }
 
 /// A call to a dependency.
@@ -424,6 +428,8 @@ pub struct LeafSpec {
     pub feature: Option<String>,
     /// The chain.
     pub fallback: Vec<FallbackSpec>,
+    /// See [`Leaf::max_attempts`].
+    pub max_attempts: Option<u32>,
 }
 
 /// A fallback as written.
@@ -541,6 +547,8 @@ struct Resolver<'a> {
     features: Names<'a>,
     /// Which dependencies have a cache and a queue (by id).
     cached: Vec<bool>,
+    /// Per dependency, its retry policy's `max_attempts` (`None`: it does not retry).
+    retrying: Vec<Option<u32>>,
     errors: Vec<ConfigError>,
 }
 
@@ -625,6 +633,11 @@ impl ServiceSpec {
                 .dependencies
                 .iter()
                 .map(|d| d.engine.cache.is_some())
+                .collect(),
+            retrying: self
+                .dependencies
+                .iter()
+                .map(|d| d.engine.retry.as_ref().map(|r| r.max_attempts))
                 .collect(),
             errors,
         };
@@ -968,10 +981,41 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        if let Some(n) = spec.max_attempts {
+            let here = format!("{at}.max_attempts");
+            match call {
+                None => self.errors.push(ConfigError::new(
+                    here,
+                    "a local step makes no call to retry",
+                )),
+                Some((Some(dep), _)) => match self.retrying[dep.index()] {
+                    None => self.errors.push(ConfigError::new(
+                        here,
+                        format!(
+                            "`{}` has no retry policy: give it [dependencies.{}.retry] \
+                             (backoff, budget), then cap its calls here",
+                            self.deps.names[dep.index()],
+                            self.deps.names[dep.index()]
+                        ),
+                    )),
+                    Some(max) if n == 0 || n > max => self.errors.push(ConfigError::new(
+                        here,
+                        format!(
+                            "must be between 1 (never retried) and the dependency's own \
+                             max_attempts ({max}), got {n}"
+                        ),
+                    )),
+                    Some(_) => {}
+                },
+                // An unknown dependency is reported where it is named.
+                Some((None, _)) => {}
+            }
+        }
         Leaf {
             optional: spec.optional,
             feature,
             fallback,
+            max_attempts: spec.max_attempts,
         }
     }
 }
@@ -1040,6 +1084,7 @@ impl Service {
                     optional: false,
                     feature: Some(feature.to_owned()),
                     fallback: vec![FallbackSpec::Static("empty".to_owned())],
+                    max_attempts: None,
                 },
             }]
         };

@@ -28,6 +28,7 @@ fn fallback(list: Vec<FallbackSpec>, optional: bool) -> LeafSpec {
         optional,
         feature: None,
         fallback: list,
+        max_attempts: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn shop() -> ServiceSpec {
                             optional: true,
                             feature: Some("recommendations".to_owned()),
                             fallback: vec![FallbackSpec::Static("popular".to_owned())],
+                            max_attempts: None,
                         },
                     ),
                 ],
@@ -155,6 +157,7 @@ fn unknown_names_are_all_reported_at_once_with_what_is_declared() {
                 call: "cdn".to_owned(),
                 op: CallOp::Read,
             }],
+            max_attempts: None,
         },
     );
     let errors = errors(&spec);
@@ -323,6 +326,7 @@ fn critical_endpoints_cannot_be_disabled_by_a_feature() {
                 optional: true,
                 feature: Some("recommendations".to_owned()),
                 fallback: vec![FallbackSpec::Omit],
+                max_attempts: None,
             },
         ),
     ];
@@ -481,6 +485,7 @@ fn the_seed_service_describes_the_node_of_today() {
                 optional: false,
                 feature: None,
                 fallback: vec![Fallback::Cache],
+                max_attempts: None,
             },
         })
     };

@@ -62,6 +62,7 @@ fn with(dep: &str, optional: bool, feature: Option<&str>, fallback: Vec<Fallback
             optional,
             feature: feature.map(str::to_owned),
             fallback,
+            max_attempts: None,
         },
     }
 }

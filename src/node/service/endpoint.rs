@@ -555,6 +555,17 @@ impl Node {
         r.plan.is_waiting(slot).then(|| r.plan.deadline())
     }
 
+    /// The most attempts request `run`'s call at `slot` may make, if its step caps
+    /// them below its dependency's policy.
+    pub(super) fn step_max_attempts(&mut self, run: u64, slot: Slot) -> Option<u32> {
+        let decl = self.declared.as_mut()?;
+        let endpoint = decl.runs.get_mut(run)?.plan.endpoint();
+        match &decl.service.endpoint(endpoint).plan.steps[slot.step.index()] {
+            Step::Call(call) => call.leaf.max_attempts,
+            _ => None,
+        }
+    }
+
     /// Whether request `run` still waits for `slot`.
     fn is_waiting(&mut self, run: u64, slot: Slot) -> bool {
         self.declared

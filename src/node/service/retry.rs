@@ -49,11 +49,22 @@ impl Node {
             }
         };
         let index = pending.dependency as usize;
+        let attempt = u32::from(pending.attempt);
+        if let Purpose::Step { run, slot } | Purpose::StepWrite { run, slot, .. } = pending.purpose
+        {
+            // The step's own cap, below the policy's: as the policy's, it ends the
+            // call's attempts without a word.
+            if self
+                .step_max_attempts(run, slot)
+                .is_some_and(|max| attempt >= max)
+            {
+                return Err(pending);
+            }
+        }
         let dep = &mut self.deps[index];
         let Some(retry) = dep.retry.as_mut() else {
             return Err(pending);
         };
-        let attempt = u32::from(pending.attempt);
         let event = match retry.decide(now, attempt, kind(error), deadline, &mut self.rng) {
             Decision::GiveUp => return Err(pending),
             Decision::Denied(reason) => {

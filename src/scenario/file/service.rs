@@ -154,6 +154,7 @@ struct StepFile {
     optional: Option<bool>,
     feature: Option<String>,
     fallback: Option<Vec<FallbackFile>>,
+    max_attempts: Option<u32>,
     seq: Option<Vec<StepFile>>,
     par: Option<Vec<StepFile>>,
 }
@@ -508,6 +509,7 @@ fn call(file: &StepFile, at: &str, problems: &mut Problems) -> Option<StepSpec> 
             optional: file.optional.unwrap_or(false),
             feature: file.feature.clone(),
             fallback: fallback?,
+            max_attempts: file.max_attempts,
         },
     })
 }

@@ -100,6 +100,7 @@ fn shop(payments_queue: Option<QueueConfig>) -> Arc<Service> {
                                 FallbackSpec::Cache,
                                 FallbackSpec::Static("popular".to_owned()),
                             ],
+                            max_attempts: None,
                         },
                     ),
                 ],
@@ -937,4 +938,26 @@ fn the_measured_cpu_drives_the_modes_and_slows_the_replies() {
     let (_, stats) = b.node.compute().expect("compute is on");
     assert_eq!(stats.work, 800 * MILLISECOND);
     assert!((stats.peak - 80.0).abs() < 1e-9, "{}", stats.peak);
+}
+
+#[test]
+fn a_step_may_cap_its_retries_below_its_dependency_policy() {
+    let mut service = (*shop(None)).clone();
+    service.dependencies[INVENTORY].engine.retry = Some(retry_after(100 * MILLISECOND));
+    // The checkout's stock read (step 1, inside its `par`) is never retried; the
+    // product page's read of the same dependency still is.
+    let checkout = &mut service.endpoints[CHECKOUT.index()].plan.steps[1];
+    match checkout {
+        crate::model::service::Step::Call(call) => call.leaf.max_attempts = Some(1),
+        other => panic!("step 1 of checkout is its stock read, not {other:?}"),
+    }
+    let mut b = Bench::with_service(Arc::new(service));
+    let to = b.request(0, CHECKOUT, 3);
+    b.fail(10 * MILLISECOND, INVENTORY, CallError::Error);
+    assert!(b.retries.is_empty(), "capped: no retry, no event");
+    b.answer(20 * MILLISECOND, PAYMENTS, written(3));
+    assert!(matches!(b.reply(to).2, Served::Error { code: 11 }));
+    b.request(30 * MILLISECOND, PAGE, 4);
+    b.fail(40 * MILLISECOND, INVENTORY, CallError::Error);
+    assert_eq!(b.retries.len(), 1, "the page's read is retried");
 }

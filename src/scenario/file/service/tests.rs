@@ -194,6 +194,7 @@ fn the_shop_from_its_file() {
                 optional: true,
                 feature: Some(crate::model::service::FeatureId(0)),
                 fallback: vec![Fallback::Cache, Fallback::Omit],
+                max_attempts: None,
             },
         })
     );
@@ -638,4 +639,32 @@ fn admission_bulkhead_and_compute_keys_are_read_and_their_errors_located() {
         got[0].starts_with("7:1: ") && got[0].contains("dependencies.d.cpu_per_call"),
         "{got:?}"
     );
+}
+
+#[test]
+fn a_call_may_cap_its_attempts_within_its_dependency_policy() {
+    let text = "duration = \"1m\"\n\
+                [service]\n\
+                [service.dependencies.d]\nretry = { max_attempts = 3 }\n\
+                [service.dependencies.plain]\n\
+                [service.keys.k]\n\
+                [service.endpoints.e]\nkey = \"k\"\n\
+                plan = [{ call = \"d\", op = \"write\", max_attempts = 1 }]\n\
+                [[workload]]\nrate = 1\nmix = { e = 1 }\n";
+    let s = parse(text, Path::new("t.toml")).expect("valid");
+    match &the_service(&s).endpoints[0].plan.steps[0] {
+        crate::model::service::Step::Call(call) => assert_eq!(call.leaf.max_attempts, Some(1)),
+        other => panic!("{other:?}"),
+    }
+    let got = shown(&text.replace("max_attempts = 1 }]", "max_attempts = 4 }]"));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("9:37: ")
+            && got[0].contains(
+                "between 1 (never retried) and the dependency's own max_attempts (3), got 4"
+            ),
+        "{got:?}"
+    );
+    let got = shown(&text.replace("call = \"d\"", "call = \"plain\""));
+    assert!(got[0].contains("`plain` has no retry policy"), "{got:?}");
 }
