@@ -127,6 +127,10 @@ pub struct DependencyEngine {
     pub pipeline: Pipeline,
     /// The bulkhead bounding its client calls in flight; `None`: unbounded.
     pub bulkhead: Option<BulkheadConfig>,
+    /// Read-your-writes: how long after the node queued or applied a write a read of
+    /// its key that would be served from the stale cache (or fail) is answered from
+    /// the write instead; `None`: off.
+    pub read_your_writes: Option<Span>,
 }
 
 impl DependencyEngine {
@@ -142,6 +146,7 @@ impl DependencyEngine {
             retry: config.retry.clone(),
             pipeline: config.pipeline,
             bulkhead: None,
+            read_your_writes: config.read_your_writes,
         }
     }
 }

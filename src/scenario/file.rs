@@ -651,6 +651,8 @@ struct DependencyFile {
     pipeline: Option<Vec<String>>,
     /// Absent: its calls in flight are not bounded (a declared dependency only).
     bulkhead: Option<BulkheadFile>,
+    /// Absent: read-your-writes is off.
+    read_your_writes: Option<Dur>,
 }
 
 /// `[dependencies.X.bulkhead]`.

@@ -49,6 +49,7 @@ fn dep(name: &str, cache: bool, queue: Option<QueueConfig>) -> DependencySpec {
             retry: None,
             pipeline: Pipeline::default(),
             bulkhead: None,
+            read_your_writes: None,
         },
         sim: seed_sim_dependency(),
     }
