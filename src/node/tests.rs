@@ -1893,10 +1893,7 @@ fn read_your_writes_forgets_a_dead_lettered_write() {
             ..
         })
     )));
-    let (reply, served) = h.ask(
-        SECOND,
-        json!({"type":"get_user","msg_id":3,"user_id":123}),
-    );
+    let (reply, served) = h.ask(SECOND, json!({"type":"get_user","msg_id":3,"user_id":123}));
     assert_eq!(reply["user"]["name"], "John Doe");
     assert!(reply.get("pending_write").is_none());
     assert_eq!(served, Served::Cached { age: SECOND });
@@ -1913,12 +1910,12 @@ fn read_your_writes_keeps_an_applied_write_for_its_window() {
         0,
         json!({"type":"update_user","msg_id":1,"user_id":5,"name":"Jane"}),
     );
-    assert_eq!((reply["queued"].clone(), served), (json!(false), Served::Applied));
-    h.backend[0] = Backend::Down;
-    let (reply, served) = h.ask(
-        SECOND,
-        json!({"type":"get_user","msg_id":2,"user_id":5}),
+    assert_eq!(
+        (reply["queued"].clone(), served),
+        (json!(false), Served::Applied)
     );
+    h.backend[0] = Backend::Down;
+    let (reply, served) = h.ask(SECOND, json!({"type":"get_user","msg_id":2,"user_id":5}));
     assert_eq!(reply["user"]["name"], "Jane");
     assert_eq!(served, Served::PendingWrite { age: SECOND });
     let (_, stats) = h.node.read_your_writes(0).unwrap();

@@ -322,7 +322,12 @@ impl Node {
     /// queued or applied a write of it within the window. Called only where the stale
     /// cache would answer; the event goes to the trace.
     #[inline(always)]
-    pub(super) fn pending_write(&mut self, now: Time, index: usize, key: u64) -> Option<(Record, Span)> {
+    pub(super) fn pending_write(
+        &mut self,
+        now: Time,
+        index: usize,
+        key: u64,
+    ) -> Option<(Record, Span)> {
         if self.deps[index].ryw.is_none() {
             return None;
         }

@@ -966,7 +966,10 @@ fn read_your_writes_serves_the_queued_write_instead_of_the_stale_cache_for_its_w
     let (_, body, served) = b.reply(read);
     assert_eq!(*served, Served::PendingWrite { age: SECOND });
     assert_eq!(body["data"]["profiles"], json!({"id": 7, "name": "Jane"}));
-    assert_eq!(body["_meta"]["served"], json!({"profiles": "pending_write"}));
+    assert_eq!(
+        body["_meta"]["served"],
+        json!({"profiles": "pending_write"})
+    );
     assert_eq!(body["_meta"]["degraded"], json!(["profiles"]));
     // Another key is not affected.
     let other = b.request(2 * SECOND, GET, 8);
@@ -982,5 +985,8 @@ fn read_your_writes_serves_the_queued_write_instead_of_the_stale_cache_for_its_w
     assert_eq!(body["data"]["profiles"]["name"], "Record 7");
     let (config, stats) = b.node.read_your_writes(0).expect("configured");
     assert_eq!(config.window, 30 * SECOND);
-    assert_eq!((stats.remembered, stats.served, stats.served_queued), (1, 1, 1));
+    assert_eq!(
+        (stats.remembered, stats.served, stats.served_queued),
+        (1, 1, 1)
+    );
 }
