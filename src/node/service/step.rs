@@ -328,9 +328,7 @@ impl Node {
         index: usize,
         key: u64,
     ) -> Option<(Record, Span)> {
-        if self.deps[index].ryw.is_none() {
-            return None;
-        }
+        self.deps[index].ryw.as_ref()?;
         self.pending_write_slow(now, index, key)
     }
 
