@@ -1,5 +1,5 @@
 //! The degradation engine: sans-IO state machines (admission, breaker, bulkhead, cache,
-//! compute, modes, queue, retry).
+//! compute, modes, queue, retry, read-your-writes).
 //!
 //! Nothing in this module reads a clock, draws randomness on its own or does I/O.
 //! The caller passes `now` (a [`Time`]) into every method that needs it and an RNG
@@ -19,6 +19,7 @@ mod key_index;
 pub mod modes;
 pub mod queue;
 pub mod retry;
+pub mod ryw;
 
 /// An instant, in microseconds since the run (or the live node) started.
 ///

@@ -133,6 +133,10 @@ pub struct DependencyEngine {
     /// The node's CPU time per call to it, every attempt, refresh, drain and probe
     /// (counted with the service's `compute` only).
     pub cpu_per_call: Span,
+    /// Read-your-writes: how long after the node queued or applied a write a read of
+    /// its key that would be served from the stale cache (or fail) is answered from
+    /// the write instead; `None`: off.
+    pub read_your_writes: Option<Span>,
 }
 
 impl DependencyEngine {
@@ -149,6 +153,7 @@ impl DependencyEngine {
             pipeline: config.pipeline,
             bulkhead: None,
             cpu_per_call: 0,
+            read_your_writes: config.read_your_writes,
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct DependencyConfig {
     pub retry: Option<RetryConfig>,
     /// The order of its retry and breaker layers.
     pub pipeline: Pipeline,
+    /// Read-your-writes window (see [`DependencyEngine::read_your_writes`]); `None`: off.
+    ///
+    /// [`DependencyEngine::read_your_writes`]: crate::model::service::DependencyEngine::read_your_writes
+    pub read_your_writes: Option<Span>,
 }
 
 impl Default for DependencyConfig {
@@ -59,6 +63,7 @@ impl Default for DependencyConfig {
             queue: QueueConfig::default(),
             retry: None,
             pipeline: Pipeline::default(),
+            read_your_writes: None,
         }
     }
 }

@@ -159,6 +159,12 @@ pub enum StepServed {
         /// The entry's age.
         age: Span,
     },
+    /// By the node's own pending write of the key, where the stale cache was asked
+    /// (read-your-writes).
+    PendingWrite {
+        /// How long ago the node queued or applied the write.
+        age: Span,
+    },
     /// By fallback `index` of its chain (a call or a static answer).
     Fallback {
         /// The index in the chain.
@@ -186,7 +192,7 @@ impl StepServed {
     }
 
     /// How the part was served, in one word (`fresh`, `local`, `queued`, `cached`,
-    /// `stale`, `fallback`, `omitted`, `missing`, `not_found`, `rejected`).
+    /// `stale`, `pending_write`, `fallback`, `omitted`, `missing`, `not_found`, `rejected`).
     pub fn as_str(self) -> &'static str {
         match self {
             StepServed::Fresh => "fresh",
@@ -194,6 +200,7 @@ impl StepServed {
             StepServed::Queued => "queued",
             StepServed::Cached { .. } => "cached",
             StepServed::Stale { .. } => "stale",
+            StepServed::PendingWrite { .. } => "pending_write",
             StepServed::Fallback { .. } => "fallback",
             StepServed::Omitted => "omitted",
             StepServed::Missing { .. } => "missing",
@@ -212,6 +219,7 @@ impl StepServed {
             StepServed::Fresh | StepServed::Local => Class::Fresh,
             StepServed::Cached { .. } => Class::Cached,
             StepServed::Stale { .. } => Class::Stale,
+            StepServed::PendingWrite { .. } => Class::PendingWrite,
             StepServed::Fallback { .. } => Class::Fallback,
             StepServed::Queued => Class::Queued,
             StepServed::Omitted => Class::Partial,
@@ -231,6 +239,8 @@ pub enum Class {
     Cached,
     /// Some part from the cache past its TTL.
     Stale,
+    /// Some part from the node's own pending write (read-your-writes).
+    PendingWrite,
     /// Some part from a fallback.
     Fallback,
     /// Some optional part missing or omitted.
@@ -542,6 +552,39 @@ impl PlanRun {
         now: Time,
         out: &mut Vec<Action>,
     ) {
+        let served = hit.map(|CacheHit { age, stale }| {
+            if stale {
+                StepServed::Stale { age }
+            } else {
+                StepServed::Cached { age }
+            }
+        });
+        self.on_lookup(service, slot, served, now, out);
+    }
+
+    /// The lookup `slot` was answered by the node's own pending write of the key
+    /// (read-your-writes), queued or applied `age` ago, instead of the stale cache.
+    pub fn on_pending_write(
+        &mut self,
+        service: &Service,
+        slot: Slot,
+        age: Span,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let served = Some(StepServed::PendingWrite { age });
+        self.on_lookup(service, slot, served, now, out);
+    }
+
+    /// How the lookup `slot` was served, or `None` if it missed.
+    fn on_lookup(
+        &mut self,
+        service: &Service,
+        slot: Slot,
+        served: Option<StepServed>,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
         let mut exec = Exec::new(self, service, now, out);
         if !exec.enter() {
             return;
@@ -553,13 +596,8 @@ impl PlanRun {
         if attempt != slot.attempt {
             return;
         }
-        match hit {
-            Some(CacheHit { age, stale: true }) => {
-                exec.finish_leaf(slot.step, StepServed::Stale { age })
-            }
-            Some(CacheHit { age, stale: false }) => {
-                exec.finish_leaf(slot.step, StepServed::Cached { age })
-            }
+        match served {
+            Some(served) => exec.finish_leaf(slot.step, served),
             None => exec.fallback(slot.step, usize::from(attempt), cause),
         }
     }

@@ -746,6 +746,11 @@ pub struct DependencyStatus {
     pub dead_letters: u64,
 }
 
+/// Whether a flag is off (serde's `skip_serializing_if` for flags present only when on).
+fn is_false(flag: &bool) -> bool {
+    !*flag
+}
+
 /// A reply body. Field order and names are the wire format; the seed task's three
 /// shapes (`user_response`, `product_response`, `mode_changed`) carry no extra keys.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -768,6 +773,11 @@ pub enum ReplyBody {
         circuit_state: &'static str,
         /// Whether the user came from the cache rather than the service.
         from_cache: bool,
+        /// Read-your-writes: the user is the node's own pending (queued or just
+        /// applied) write of it, not the stale cache. Present only then, so the seed
+        /// task's shape is unchanged otherwise.
+        #[serde(skip_serializing_if = "is_false")]
+        pending_write: bool,
     },
     /// Answer to `get_product`.
     ProductResponse {
@@ -779,6 +789,10 @@ pub enum ReplyBody {
         /// Whether the product came from the cache rather than the service.
         #[serde(rename = "_cached")]
         cached: bool,
+        /// Read-your-writes: as `pending_write` of a user, in this shape's style
+        /// (`_pending_write`, present only when true).
+        #[serde(rename = "_pending_write", skip_serializing_if = "is_false")]
+        pending_write: bool,
     },
     /// Answer to `update_user` / `update_product`.
     WriteOk {
@@ -1164,11 +1178,22 @@ mod tests {
             },
             circuit_state: "open",
             from_cache: true,
+            pending_write: false,
         };
         assert_eq!(
             serde_json::to_value(&user).unwrap(),
             json!({"type":"user_response","in_reply_to":1,"user":{"id":123,"name":"John Doe"},
                    "circuit_state":"open","from_cache":true})
+        );
+        // Read-your-writes marks a user served from the node's pending write, and only then.
+        let mut pending = user.clone();
+        if let ReplyBody::UserResponse { pending_write, .. } = &mut pending {
+            *pending_write = true;
+        }
+        assert_eq!(
+            serde_json::to_value(&pending).unwrap(),
+            json!({"type":"user_response","in_reply_to":1,"user":{"id":123,"name":"John Doe"},
+                   "circuit_state":"open","from_cache":true,"pending_write":true})
         );
         let product = ReplyBody::ProductResponse {
             in_reply_to: Some(2),
@@ -1177,11 +1202,21 @@ mod tests {
                 name: "Product".into(),
             },
             cached: true,
+            pending_write: false,
         };
         assert_eq!(
             serde_json::to_value(&product).unwrap(),
             json!({"type":"product_response","in_reply_to":2,
                    "product":{"id":123,"name":"Product"},"_cached":true})
+        );
+        let mut pending = product.clone();
+        if let ReplyBody::ProductResponse { pending_write, .. } = &mut pending {
+            *pending_write = true;
+        }
+        assert_eq!(
+            serde_json::to_value(&pending).unwrap(),
+            json!({"type":"product_response","in_reply_to":2,
+                   "product":{"id":123,"name":"Product"},"_cached":true,"_pending_write":true})
         );
         let err = ReplyBody::error(
             Some(4),

@@ -18,8 +18,9 @@ use crate::engine::breaker::{BreakerEvent, BreakerState, CircuitBreaker, Permit}
 use crate::engine::bulkhead::{Bulkhead, BulkheadConfig, BulkheadStats};
 use crate::engine::cache::{CacheEvent, RefreshTicket, StaleCache, StaleReason};
 use crate::engine::modes::{ModeController, ModeEvent};
-use crate::engine::queue::{Enqueue, QueueEvent, WriteId, WriteQueue};
+use crate::engine::queue::{Enqueue, FailOutcome, QueueEvent, WriteId, WriteQueue};
 use crate::engine::retry::{RetryEvent, RetryPolicy, RetryStats};
+use crate::engine::ryw::{RecentWrites, RywConfig, RywEvent, RywStats, WriteState};
 use crate::engine::{ConfigError, Span, Time};
 use crate::seqmap::SeqMap;
 pub use bulkhead::BulkheadEvent;
@@ -235,6 +236,12 @@ pub enum Served {
         /// Age of the entry.
         age: Span,
     },
+    /// From the node's own latest write of the key, queued or applied within the
+    /// read-your-writes window, where the stale cache (or an error) would have answered.
+    PendingWrite {
+        /// How long ago the node queued or applied the write.
+        age: Span,
+    },
     /// A feature disabled by the current mode answered with its fallback (or, for a
     /// declared endpoint, some part was served by its fallback chain).
     Fallback,
@@ -313,6 +320,13 @@ pub enum NodeEvent {
         dependency: &'static str,
         /// What happened.
         event: BulkheadEvent,
+    },
+    /// Read-your-writes answered a read from a pending write, or forgot one.
+    ReadYourWrites {
+        /// The dependency's name.
+        dependency: &'static str,
+        /// What happened.
+        event: RywEvent,
     },
 }
 
@@ -447,6 +461,8 @@ struct Dependency {
     bulkhead: Option<Box<Bulkhead<Held>>>,
     /// The node's CPU time per call to it (counted with `[compute]` only).
     cpu_per_call: Span,
+    /// Read-your-writes, if configured: the latest write per key it queued or applied.
+    ryw: Option<Box<RecentWrites<Name>>>,
 }
 
 impl Dependency {
@@ -790,7 +806,7 @@ impl Node {
         match purpose {
             Purpose::Read { to, msg_id } => match self.read_answer(now, dependency, key, result) {
                 ReadAnswer::Found(record) => {
-                    let body = self.record_reply(dependency, msg_id, record, false);
+                    let body = self.record_reply(dependency, msg_id, record, false, false);
                     self.reply(to, body, Served::Fresh);
                 }
                 ReadAnswer::NotFound => {
@@ -821,6 +837,11 @@ impl Node {
             Purpose::Write { to, msg_id, write } => {
                 match self.write_answer(now, dependency, key, result) {
                     WriteAnswer::Applied => {
+                        if self.remembers_writes(dependency) {
+                            let (version, name) = (write.version, write.name);
+                            let state = WriteState::Applied;
+                            self.remember_write(now, dependency, key, version, name, state);
+                        }
                         let dep = &self.deps[dependency];
                         let body = ReplyBody::WriteOk {
                             in_reply_to: msg_id,
@@ -846,7 +867,11 @@ impl Node {
             }
             Purpose::Drain { write } => match self.write_answer(now, dependency, key, result) {
                 WriteAnswer::Applied => {
-                    self.deps[dependency].queue.on_applied(write, now);
+                    let applied = self.deps[dependency].queue.on_applied(write, now);
+                    if let Some(w) = applied.filter(|_| self.remembers_writes(dependency)) {
+                        let state = WriteState::Applied;
+                        self.remember_write(now, dependency, w.key, w.version, w.name, state);
+                    }
                 }
                 WriteAnswer::Rejected(full) => {
                     let dep = &mut self.deps[dependency];
@@ -854,12 +879,18 @@ impl Node {
                     // so it goes to the dead letters at once (with the reason), where
                     // the queue's conservation still counts it.
                     let text = store_full_text(dep, key, full);
-                    dep.queue.on_rejected(write, &text, now);
+                    if dep.queue.on_rejected(write, &text, now) && dep.ryw.is_some() {
+                        self.forget_dead_letter(now, dependency);
+                    }
                 }
                 WriteAnswer::Failed(error) => {
                     let dep = &mut self.deps[dependency];
-                    dep.queue
+                    let outcome = dep
+                        .queue
                         .on_failed(write, error.as_str(), now, &mut self.rng);
+                    if outcome == Some(FailOutcome::DeadLettered) && dep.ryw.is_some() {
+                        self.forget_dead_letter(now, dependency);
+                    }
                 }
             },
             Purpose::Step { run, slot } => {
@@ -921,6 +952,14 @@ impl Node {
         &self.deps[index].queue
     }
 
+    /// Read-your-writes of dependency `index`, if configured: its settings and counters.
+    pub fn read_your_writes(&self, index: usize) -> Option<(RywConfig, RywStats)> {
+        self.deps[index]
+            .ryw
+            .as_ref()
+            .map(|r| (*r.config(), r.stats()))
+    }
+
     fn read(
         &mut self,
         now: Time,
@@ -939,7 +978,7 @@ impl Node {
                 } else {
                     Served::Cached { age }
                 };
-                let body = self.record_reply(index, msg_id, record, true);
+                let body = self.record_reply(index, msg_id, record, true, false);
                 self.reply(to, body, served);
             }
             ReadStart::Call(permit) => self.start_call(
@@ -1047,12 +1086,18 @@ impl Node {
         write: QueuedWrite,
         not_before: Time,
     ) {
+        let remembered = self
+            .remembers_writes(index)
+            .then(|| (write.version, write.name.clone()));
         let dep = &mut self.deps[index];
         let resource = dep.resource();
         let key = write.key;
         match dep.queue.enqueue_not_before(write, now, not_before) {
             Enqueue::Accepted { .. } => {
                 let depth = dep.queue.depth();
+                if let Some((version, name)) = remembered {
+                    self.remember_write(now, index, key, version, name, WriteState::Queued);
+                }
                 let body = ReplyBody::WriteOk {
                     in_reply_to: msg_id,
                     resource,
@@ -1101,6 +1146,10 @@ impl Node {
             let text = format!("{reason}; {noun} {key}: its plan has no fallback");
             return self.refuse_with(to, msg_id, ErrorCode::TemporarilyUnavailable, text);
         }
+        if let Some((record, age)) = self.pending_write(now, index, key) {
+            let body = self.record_reply(index, msg_id, record, true, true);
+            return self.reply(to, body, Served::PendingWrite { age });
+        }
         let dep = &mut self.deps[index];
         let noun = dep.noun();
         match dep.cache.serve_stale(key, now, stale) {
@@ -1111,7 +1160,7 @@ impl Node {
                     Served::Cached { age: hit.age }
                 };
                 let record = hit.value.clone();
-                let body = self.record_reply(index, msg_id, record, true);
+                let body = self.record_reply(index, msg_id, record, true, false);
                 self.reply(to, body, served);
             }
             Err(refusal) => {
@@ -1127,6 +1176,7 @@ impl Node {
         msg_id: Option<u64>,
         record: Record,
         from_cache: bool,
+        pending_write: bool,
     ) -> ReplyBody {
         let dep = &self.deps[index];
         match dep.resource() {
@@ -1135,11 +1185,13 @@ impl Node {
                 user: record,
                 circuit_state: dep.breaker.state().as_str(),
                 from_cache,
+                pending_write,
             },
             Resource::Products => ReplyBody::ProductResponse {
                 in_reply_to: msg_id,
                 product: record,
                 cached: from_cache,
+                pending_write,
             },
         }
     }

@@ -18,6 +18,7 @@ use crate::engine::breaker::{BreakerReason, BreakerState, TripPolicy};
 use crate::engine::cache::{CacheEvent, StaleReason};
 use crate::engine::modes::{Mode, ModeReason};
 use crate::engine::queue::QueueEvent;
+use crate::engine::ryw::{RywEvent, WriteState};
 use crate::engine::{Span, Time, MILLISECOND, SECOND};
 
 /// Timers and deadlines one `advance` may fire before the harness calls it a busy loop.
@@ -1779,4 +1780,150 @@ fn random_sequences_conserve_writes_and_announce_every_transition() {
         counts.iter().all(|&n| n >= 5),
         "the runs missed a path: {coverage:?}"
     );
+}
+
+// ----- read-your-writes -----
+
+fn read_your_writes(window: Span) -> NodeConfig {
+    let mut config = NodeConfig::default();
+    config.dependencies[0].read_your_writes = Some(window);
+    config
+}
+
+/// The user's report (issue 14): with the users breaker open, `update_user` to "Jane"
+/// is queued, and the next `get_user` returned the stale "John Doe". With
+/// read-your-writes it returns "Jane", marked; past the window, the stale cache again.
+#[test]
+fn read_your_writes_returns_the_queued_write_while_the_breaker_is_open() {
+    for configured in [false, true] {
+        let mut h = if configured {
+            Harness::with_config(read_your_writes(30 * SECOND))
+        } else {
+            Harness::new()
+        };
+        h.backend[0] = Backend::Down;
+        h.ask(
+            0,
+            json!({"type":"get_user","msg_id":1,"user_id":123,"force_failures":6}),
+        );
+        let (reply, _) = h.ask(
+            SECOND,
+            json!({"type":"update_user","msg_id":2,"user_id":123,"name":"Jane"}),
+        );
+        assert_eq!(reply["queued"], true);
+        let (to, effects) = h.send(
+            2 * SECOND,
+            json!({"type":"get_user","msg_id":3,"user_id":123}),
+        );
+        let (reply, served) = reply_of(&effects, to).unwrap();
+        if !configured {
+            assert_eq!(reply, in_reply_to(seed(SEED_1), 3));
+            continue;
+        }
+        assert_eq!(
+            reply,
+            json!({"type":"user_response","in_reply_to":3,"user":{"id":123,"name":"Jane"},
+                   "circuit_state":"open","from_cache":true,"pending_write":true})
+        );
+        assert_eq!(served, Served::PendingWrite { age: SECOND });
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Effect::Event(NodeEvent::ReadYourWrites {
+                dependency: "users",
+                event: RywEvent::ServedPendingWrite {
+                    key: 123,
+                    version: 1,
+                    write: WriteState::Queued,
+                    ..
+                },
+            })
+        )));
+        // Products have no read-your-writes: their reads are as before.
+        let (reply, _) = h.ask(
+            2 * SECOND,
+            json!({"type":"get_product","msg_id":4,"product_id":123,"force_failures":6}),
+        );
+        assert_eq!(reply, in_reply_to(seed(SEED_2), 4));
+        // The window counts from when the write was queued: at 31 s it is over, and the
+        // stale cache answers again (the service is still down, the write still queued).
+        let (reply, served) = h.ask(
+            31 * SECOND,
+            json!({"type":"get_user","msg_id":5,"user_id":123}),
+        );
+        assert_eq!(reply["user"]["name"], "John Doe");
+        assert!(reply.get("pending_write").is_none());
+        assert!(matches!(served, Served::Stale { .. }), "{served:?}");
+        assert_eq!(h.node.queue(0).depth(), 1);
+    }
+}
+
+/// A write dead-lettered after the node showed it is forgotten: it will never be
+/// applied, so reads go back to what the cache holds (the service's last known value).
+#[test]
+fn read_your_writes_forgets_a_dead_lettered_write() {
+    let mut config = read_your_writes(30 * SECOND);
+    config.dependencies[0].queue.max_attempts = 1;
+    config.dependencies[0].breaker.trip_policy = TripPolicy::ConsecutiveFailures {
+        failure_threshold: 100,
+    };
+    let mut h = Harness::with_config(config);
+    h.backend[0] = Backend::Down;
+    let (reply, _) = h.ask(
+        0,
+        json!({"type":"update_user","msg_id":1,"user_id":123,"name":"Jane"}),
+    );
+    assert_eq!(reply["queued"], true);
+    // The breaker is closed: the read calls, fails, and the pending write answers.
+    let (reply, served) = h.ask(
+        MILLISECOND,
+        json!({"type":"get_user","msg_id":2,"user_id":123}),
+    );
+    assert_eq!(reply["user"]["name"], "Jane");
+    assert_eq!(reply["pending_write"], true);
+    assert_eq!(served, Served::PendingWrite { age: MILLISECOND });
+    let effects = h.advance(SECOND);
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Event(NodeEvent::ReadYourWrites {
+            event: RywEvent::Forgotten {
+                key: 123,
+                version: 1,
+                ..
+            },
+            ..
+        })
+    )));
+    let (reply, served) = h.ask(SECOND, json!({"type":"get_user","msg_id":3,"user_id":123}));
+    assert_eq!(reply["user"]["name"], "John Doe");
+    assert!(reply.get("pending_write").is_none());
+    assert_eq!(served, Served::Cached { age: SECOND });
+    let (_, stats) = h.node.read_your_writes(0).unwrap();
+    assert_eq!((stats.served, stats.dropped), (1, 1));
+}
+
+/// A write applied once the service is back is remembered as applied, and the cache
+/// holds it too: a read that fails later shows it either way.
+#[test]
+fn read_your_writes_keeps_an_applied_write_for_its_window() {
+    let mut h = Harness::with_config(read_your_writes(30 * SECOND));
+    let (reply, served) = h.ask(
+        0,
+        json!({"type":"update_user","msg_id":1,"user_id":5,"name":"Jane"}),
+    );
+    assert_eq!(
+        (reply["queued"].clone(), served),
+        (json!(false), Served::Applied)
+    );
+    h.backend[0] = Backend::Down;
+    let (reply, served) = h.ask(SECOND, json!({"type":"get_user","msg_id":2,"user_id":5}));
+    assert_eq!(reply["user"]["name"], "Jane");
+    assert_eq!(served, Served::PendingWrite { age: SECOND });
+    let (_, stats) = h.node.read_your_writes(0).unwrap();
+    assert_eq!((stats.remembered, stats.served_queued), (1, 0));
+}
+
+/// `reply` answering message `id`.
+fn in_reply_to(mut reply: Value, id: u64) -> Value {
+    reply["in_reply_to"] = json!(id);
+    reply
 }

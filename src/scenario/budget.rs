@@ -16,8 +16,10 @@
 //!   refuses meanwhile;
 //! - **entries held**: the data set's records (each service holds its own), cache
 //!   entries (at most the cache's capacity and the key space), queued writes (at most
-//!   the queue's capacity and the writes sent) and records that writes create beyond
-//!   the data set, and each stream's zipf alias tables (one entry per key);
+//!   the queue's capacity and the writes sent), writes read-your-writes remembers (at
+//!   most the queue's capacity plus 1 024, and the writes sent) and records that
+//!   writes create beyond the data set, and each stream's zipf alias tables (one
+//!   entry per key);
 //! - **fault windows**: the expected number of random fault windows, `duration / (mtbf
 //!   + mttr)` per entry;
 //! - **CPU samples**: `duration / every`;
@@ -36,6 +38,7 @@
 //!
 //! [`Limits::DEFAULT`] is documented in `scenarios/README.md`; `--allow-large` lifts it.
 
+use crate::engine::ryw::EXTRA_ENTRIES;
 use crate::engine::{HumanSpan, Span, SECOND};
 use crate::model::service::{CallStep, DependencyId, Endpoint, Fallback, Service, Step, StepId};
 use crate::model::workload::Keys;
@@ -312,7 +315,12 @@ fn estimate_declared(scenario: &Scenario, service: &Service, e: &mut Estimate) -
         // The store holds a slot per record of the key spaces its calls use, written
         // or not; writes stay within them, so they create none.
         let records = service.collection(DependencyId(i as u16)).count as f64;
-        e.entries += cached + queued + records;
+        // Read-your-writes remembers at most the queue's capacity plus a fixed room.
+        let remembered = dep.engine.read_your_writes.map_or(0.0, |_| {
+            let queue = dep.engine.queue.as_ref().map_or(0, |q| q.capacity);
+            ((queue + EXTRA_ENTRIES) as f64).min(writes[i])
+        });
+        e.entries += cached + queued + records + remembered;
     }
     // The called dependency with the longest timeout.
     (0..n)
@@ -379,7 +387,10 @@ fn estimate_seed(scenario: &Scenario, e: &mut Estimate) {
         let cached = (config.cache.capacity as f64).min(warm + reads[i].min(keys[i]));
         let queued = (config.queue.capacity as f64).min(writes[i]);
         let created = writes[i].min((keys[i] - collection.count as f64).max(0.0));
-        e.entries += stored + cached + queued + created;
+        let remembered = config.read_your_writes.map_or(0.0, |_| {
+            ((config.queue.capacity + EXTRA_ENTRIES) as f64).min(writes[i])
+        });
+        e.entries += stored + cached + queued + created + remembered;
     }
 }
 

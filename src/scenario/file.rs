@@ -654,6 +654,8 @@ struct DependencyFile {
     /// The node's CPU time per call (a declared dependency of a service with
     /// `[compute]` only).
     cpu_per_call: Option<Dur>,
+    /// Absent: read-your-writes is off.
+    read_your_writes: Option<Dur>,
 }
 
 /// `[dependencies.X.bulkhead]`.
@@ -1409,6 +1411,26 @@ queue_drained_by = "9m"
         assert_eq!(e.queue_drained_by, Some(9 * MIN));
 
         s.node.validate().unwrap();
+    }
+
+    #[test]
+    fn read_your_writes_is_a_window_per_dependency_refused_where_it_is_zero() {
+        let s = ok("duration = \"1m\"\n[dependencies.users]\nread_your_writes = \"30s\"\n");
+        assert_eq!(s.node.dependencies[0].read_your_writes, Some(30 * SECOND));
+        assert_eq!(s.node.dependencies[1].read_your_writes, None);
+        let (line, column, message) = err(
+            "duration = \"1m\"\n[dependencies.products]\nerror_rate = 0.01\nread_your_writes = \"0s\"\n",
+        );
+        assert_eq!((line, column), (4, 1), "{message}");
+        assert!(
+            message.contains("dependencies.products.read_your_writes")
+                && message.contains("must be longer than zero"),
+            "{message}"
+        );
+        let (line, _, message) =
+            err("duration = \"1m\"\n[dependencies.users]\nread_your_writes = 30\n");
+        assert_eq!(line, 3, "{message}");
+        assert!(message.contains("duration"), "{message}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::engine::compute::ComputeConfig;
 use crate::engine::modes::ModeReason;
 use crate::engine::queue::QueueEvent;
 use crate::engine::retry::RetryStats;
+use crate::engine::ryw::{RywConfig, RywStats};
 use crate::engine::{HumanSpan, Span, Time};
 use crate::intern::intern;
 use crate::model::Scenario;
@@ -42,6 +43,12 @@ pub const MAX_FAULT_WINDOWS: usize = 256;
 /// Of those, the ones the text report lists.
 const FAULT_WINDOWS_SHOWN: usize = 20;
 
+/// Whether a count is zero (serde's `skip_serializing_if` for counts that only some
+/// scenarios have).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Rounds to 6 decimals, so that floats print the same everywhere.
 fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
@@ -61,6 +68,10 @@ pub struct Outcomes {
     pub cached: u64,
     /// From the cache past its TTL.
     pub stale: u64,
+    /// From the node's own pending write (read-your-writes), where the stale cache (or
+    /// an error) would have answered. Left out of the JSON when zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pending_write: u64,
     /// A disabled feature's fallback (or a declared endpoint's part served by its
     /// fallback chain).
     pub fallback: u64,
@@ -93,6 +104,7 @@ impl Outcomes {
             Served::Fresh => self.fresh += 1,
             Served::Cached { .. } => self.cached += 1,
             Served::Stale { .. } => self.stale += 1,
+            Served::PendingWrite { .. } => self.pending_write += 1,
             Served::Fallback => self.fallback += 1,
             Served::Partial => self.partial += 1,
             Served::Applied => self.applied += 1,
@@ -110,6 +122,7 @@ impl Outcomes {
         self.fresh += other.fresh;
         self.cached += other.cached;
         self.stale += other.stale;
+        self.pending_write += other.pending_write;
         self.fallback += other.fallback;
         self.partial += other.partial;
         self.applied += other.applied;
@@ -227,6 +240,18 @@ pub struct DependencyReport {
     /// What its bulkhead did, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulkhead: Option<BulkheadReport>,
+    /// What read-your-writes did, if it is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_your_writes: Option<RywReport>,
+}
+
+/// A dependency's read-your-writes: its settings and what it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RywReport {
+    /// As configured.
+    pub config: RywConfig,
+    /// What it did.
+    pub stats: RywStats,
 }
 
 /// A dependency's bulkhead: its limits and what it did.
@@ -1073,7 +1098,11 @@ impl Metrics {
             // Counted by the node's retry layer (`Node::retry_stats`); each one is
             // in the trace, too many for the timeline.
             // Counted by the engines themselves (`Node::bulkhead_stats`, ...).
-            NodeEvent::Cache { .. } | NodeEvent::Retry { .. } | NodeEvent::Bulkhead { .. } => {}
+            // Read-your-writes counts its own (`Node::read_your_writes`).
+            NodeEvent::Cache { .. }
+            | NodeEvent::Retry { .. }
+            | NodeEvent::Bulkhead { .. }
+            | NodeEvent::ReadYourWrites { .. } => {}
         }
     }
 
@@ -1156,6 +1185,9 @@ impl Metrics {
                         config: config.clone(),
                         stats,
                     }),
+                    read_your_writes: node
+                        .read_your_writes(i)
+                        .map(|(config, stats)| RywReport { config, stats }),
                     name: self.dep_names[i].to_owned(),
                     calls: m.calls,
                     in_flight_at_end: m.calls - m.answered,
@@ -1916,7 +1948,12 @@ impl Report {
         // A `shed` column only where admission control can shed: every other report
         // keeps its table.
         let shedding = self.admission.is_some();
-        let row = |w: &mut String, kind: &str, cells: [String; 12], shed: &str| {
+        // A `pending` column (read-your-writes) only where a dependency has it.
+        let pending = self
+            .dependencies
+            .iter()
+            .any(|d| d.read_your_writes.is_some());
+        let row = |w: &mut String, kind: &str, cells: [String; 12], shed: &str, ryw: &str| {
             let [a, b, c, d, e, f, g, h, i, j, k, l] = cells;
             let _ = write!(
                 w,
@@ -1924,6 +1961,9 @@ impl Report {
             );
             if shedding {
                 let _ = write!(w, " {shed:>7}");
+            }
+            if pending {
+                let _ = write!(w, " {ryw:>7}");
             }
             let _ = writeln!(w);
         };
@@ -1942,7 +1982,7 @@ impl Report {
             "control",
             "unanswered",
         ];
-        row(w, "type", headers.map(str::to_owned), "shed");
+        row(w, "type", headers.map(str::to_owned), "shed", "pending");
         for o in &self.requests {
             let (fresh, sixth) = if declared {
                 (o.fresh + o.applied, o.partial)
@@ -1968,6 +2008,7 @@ impl Report {
                 &o.kind,
                 cells.map(|n| n.to_string()),
                 &o.shed.to_string(),
+                &o.pending_write.to_string(),
             );
         }
     }
@@ -2136,6 +2177,21 @@ impl Report {
                     s.rejected_expired,
                     s.peak_in_flight,
                     s.peak_waiting
+                );
+            }
+            if let Some(r) = &d.read_your_writes {
+                let s = &r.stats;
+                let _ = writeln!(
+                    w,
+                    "    read-your-writes ({} window, up to {} writes): {} remembered; {} read(s) served from a pending write ({} still queued), oldest {}; {} forgotten as dead-lettered, {} evicted",
+                    HumanSpan(r.config.window),
+                    r.config.capacity,
+                    s.remembered,
+                    s.served,
+                    s.served_queued,
+                    HumanSpan(s.max_age_served),
+                    s.dropped,
+                    s.evicted
                 );
             }
             // Evictions only when there were any: most caches hold their whole key space.

@@ -17,6 +17,7 @@ use crate::engine::cache::StaleReason;
 use crate::engine::compute::{Compute, ComputeConfig, ComputeStats};
 use crate::engine::modes::{Mode, ModeConfig, ModeController};
 use crate::engine::queue::Enqueue;
+use crate::engine::ryw::WriteState;
 use crate::engine::{ConfigError, HumanSpan, Span, Time};
 use crate::intern::intern;
 use crate::model::service::{
@@ -521,6 +522,11 @@ impl Node {
         let key = write.key;
         match self.write_answer(now, dependency, key, result) {
             WriteAnswer::Applied => {
+                if self.remembers_writes(dependency) {
+                    let (version, name) = (write.version, write.name);
+                    let state = WriteState::Applied;
+                    self.remember_write(now, dependency, key, version, name, state);
+                }
                 let data = PartData::Written {
                     id: key,
                     queued: false,
@@ -645,6 +651,16 @@ impl Node {
                 cause,
             } => {
                 let key = self.call_key(run, key_space);
+                // Read-your-writes: the node's own newer write wins over the stale cache.
+                if let Some((record, age)) = self.pending_write(now, dependency.index(), key) {
+                    let decl = self.declared.as_mut().expect("a declared run");
+                    if let Some(r) = decl.runs.get_mut(run) {
+                        r.keep(slot, PartData::Record(record));
+                        r.plan
+                            .on_pending_write(&decl.service, slot, age, now, &mut decl.actions);
+                    }
+                    return;
+                }
                 let dep = &mut self.deps[dependency.index()];
                 let (hit, data) = if dep.has_cache {
                     match dep.cache.serve_stale(key, now, stale_reason(cause)) {
@@ -779,10 +795,16 @@ impl Node {
         not_before: Time,
     ) -> Answer {
         let key = write.key;
+        let remembered = self
+            .remembers_writes(index)
+            .then(|| (write.version, write.name.clone()));
         let dep = &mut self.deps[index];
         match dep.queue.enqueue_not_before(write, now, not_before) {
             Enqueue::Accepted { .. } => {
                 let depth = dep.queue.depth();
+                if let Some((version, name)) = remembered {
+                    self.remember_write(now, index, key, version, name, WriteState::Queued);
+                }
                 if let Some(r) = self.declared.as_mut().and_then(|d| d.runs.get_mut(run)) {
                     let queued = PartData::Written {
                         id: key,
@@ -957,7 +979,8 @@ fn reply(names: &EndpointNames, run: &Run, outcome: &Outcome) -> (ReplyBody, Ser
         deadline_passed: outcome.deadline_passed,
         ..ReplyMeta::default()
     };
-    let mut oldest = (0, 0);
+    // The oldest cached, stale and pending-write part.
+    let mut oldest = (0, 0, 0);
     let part_of = |step: StepId| {
         run.data
             .iter()
@@ -972,9 +995,10 @@ fn reply(names: &EndpointNames, run: &Run, outcome: &Outcome) -> (ReplyBody, Ser
             meta.degraded.push(part);
         }
         let value = match served {
-            StepServed::Fresh | StepServed::Cached { .. } | StepServed::Stale { .. } => {
-                part_of(step)
-            }
+            StepServed::Fresh
+            | StepServed::Cached { .. }
+            | StepServed::Stale { .. }
+            | StepServed::PendingWrite { .. } => part_of(step),
             StepServed::Queued => part_of(step),
             StepServed::Local => Some(PartData::Text(names.answers[step.index()])),
             StepServed::Fallback { index } => match names.statics[step.index()][usize::from(index)]
@@ -994,6 +1018,7 @@ fn reply(names: &EndpointNames, run: &Run, outcome: &Outcome) -> (ReplyBody, Ser
                 oldest.1 = oldest.1.max(age);
                 meta.stale.push((part, age));
             }
+            StepServed::PendingWrite { age } => oldest.2 = oldest.2.max(age),
             _ => {}
         }
         if let Some(value) = value {
@@ -1004,6 +1029,7 @@ fn reply(names: &EndpointNames, run: &Run, outcome: &Outcome) -> (ReplyBody, Ser
         Class::Fresh => Served::Fresh,
         Class::Cached => Served::Cached { age: oldest.0 },
         Class::Stale => Served::Stale { age: oldest.1 },
+        Class::PendingWrite => Served::PendingWrite { age: oldest.2 },
         Class::Fallback => Served::Fallback,
         Class::Partial => Served::Partial,
         Class::Queued => Served::Queued {

@@ -14,13 +14,14 @@ use crate::engine::bulkhead::Bulkhead;
 use crate::engine::cache::{Lookup, StaleCache, StaleReason};
 use crate::engine::queue::WriteQueue;
 use crate::engine::retry::{Pipeline, RetryPolicy};
+use crate::engine::ryw::{RecentWrites, RywConfig, RywEvent, WriteState, EXTRA_ENTRIES};
 use crate::engine::{ConfigError, Span, Time};
 use crate::model::service::DependencyEngine;
 use crate::node::config::ReadPolicy;
 use crate::node::data::StoreFull;
-use crate::node::protocol::{Record, Resource};
+use crate::node::protocol::{Name, Record, Resource};
 
-use super::{CallError, CallResult, Dependency, Node};
+use super::{CallError, CallResult, Dependency, Effect, Node, NodeEvent};
 
 /// How a read begins.
 pub(super) enum ReadStart {
@@ -113,6 +114,15 @@ impl Dependency {
                 .map_err(|e| ConfigError::new(format!("bulkhead.{}", e.field), e.reason))?
                 .map(Box::new),
             cpu_per_call: engine.cpu_per_call,
+            ryw: engine
+                .read_your_writes
+                .map(|window| {
+                    // Every write the queue can hold, and room for writes applied at once.
+                    let capacity = engine.queue.as_ref().map_or(0, |q| q.capacity) + EXTRA_ENTRIES;
+                    RecentWrites::new(RywConfig { window, capacity })
+                })
+                .transpose()?
+                .map(Box::new),
         })
     }
 }
@@ -243,5 +253,105 @@ impl Node {
     pub(super) fn retry_after_failure(&mut self, now: Time, index: usize) -> Time {
         let backoff = self.deps[index].queue.config().backoff(1, &mut self.rng);
         now.saturating_add(backoff)
+    }
+
+    /// Read-your-writes: remembers that dependency `index` queued or applied (`state`)
+    /// write `version` of `key` (`name`) at `now`. Nothing unless it is configured; the
+    /// caller clones the name only then (see [`Node::remembers_writes`]).
+    #[inline(never)]
+    pub(super) fn remember_write(
+        &mut self,
+        now: Time,
+        index: usize,
+        key: u64,
+        version: u64,
+        name: Name,
+        state: WriteState,
+    ) {
+        let dep = &mut self.deps[index];
+        let Some(ryw) = dep.ryw.as_mut() else {
+            return;
+        };
+        let evicted = match state {
+            WriteState::Queued => ryw.queued(key, version, name, now),
+            WriteState::Applied => ryw.applied(key, version, name, now),
+        };
+        if let Some(e) = evicted {
+            self.effects.push(Effect::Event(NodeEvent::ReadYourWrites {
+                dependency: dep.name,
+                event: RywEvent::Evicted {
+                    at: now,
+                    key: e.key,
+                    version: e.version,
+                },
+            }));
+        }
+    }
+
+    /// Whether dependency `index` remembers writes (read-your-writes is configured).
+    #[inline(always)]
+    pub(super) fn remembers_writes(&self, index: usize) -> bool {
+        self.deps[index].ryw.is_some()
+    }
+
+    /// Read-your-writes: dependency `index`'s queue just dead-lettered a write; if it is
+    /// the one remembered for its key, reads no longer see it.
+    #[inline(never)]
+    pub(super) fn forget_dead_letter(&mut self, now: Time, index: usize) {
+        let dep = &mut self.deps[index];
+        let Some(ryw) = dep.ryw.as_mut() else {
+            return;
+        };
+        let Some(letter) = dep.queue.dead_letters().back() else {
+            return;
+        };
+        let (key, version) = (letter.write.key, letter.write.version);
+        if ryw.dead_lettered(key, version) {
+            self.effects.push(Effect::Event(NodeEvent::ReadYourWrites {
+                dependency: dep.name,
+                event: RywEvent::Forgotten {
+                    at: now,
+                    key,
+                    version,
+                },
+            }));
+        }
+    }
+
+    /// Read-your-writes: the record a read of `key` on dependency `index` at `now` is
+    /// answered with instead of the stale cache (or an error), and its age, if the node
+    /// queued or applied a write of it within the window. Called only where the stale
+    /// cache would answer; the event goes to the trace.
+    #[inline(always)]
+    pub(super) fn pending_write(
+        &mut self,
+        now: Time,
+        index: usize,
+        key: u64,
+    ) -> Option<(Record, Span)> {
+        self.deps[index].ryw.as_ref()?;
+        self.pending_write_slow(now, index, key)
+    }
+
+    #[inline(never)]
+    fn pending_write_slow(&mut self, now: Time, index: usize, key: u64) -> Option<(Record, Span)> {
+        let dep = &mut self.deps[index];
+        let hit = dep.ryw.as_mut()?.serve(key, now)?;
+        let record = Record {
+            id: key,
+            name: hit.value.clone(),
+        };
+        let (age, version, write) = (hit.age, hit.version, hit.state);
+        self.effects.push(Effect::Event(NodeEvent::ReadYourWrites {
+            dependency: dep.name,
+            event: RywEvent::ServedPendingWrite {
+                at: now,
+                key,
+                version,
+                age,
+                write,
+            },
+        }));
+        Some((record, age))
     }
 }

@@ -628,6 +628,7 @@ fn build_node(
                 queue: engine.queue.expect("a seed dependency has a queue"),
                 retry: engine.retry,
                 pipeline: engine.pipeline,
+                read_your_writes: engine.read_your_writes,
             };
             (sim, config)
         })
@@ -916,6 +917,13 @@ pub(super) fn build_dependency(
              service's CPU is its scenario's [cpu] curve",
         ));
     }
+    let read_your_writes = match file.read_your_writes.as_ref().map(|d| d.0) {
+        Some(0) => problems.check(Err(invalid(
+            format!("{prefix}.read_your_writes"),
+            "must be longer than zero (leave it out to turn read-your-writes off)",
+        ))),
+        window => Some(window),
+    };
     let pipeline = match file.pipeline.as_deref() {
         None => Some(Pipeline::default()),
         Some(layers) => problems.check(build_pipeline(layers, prefix)),
@@ -928,7 +936,17 @@ pub(super) fn build_dependency(
         Some(retry),
         Some(pipeline),
         Some(bulkhead),
-    ) = (latency, breaker, cache, queue, retry, pipeline, bulkhead)
+        Some(read_your_writes),
+    ) = (
+        latency,
+        breaker,
+        cache,
+        queue,
+        retry,
+        pipeline,
+        bulkhead,
+        read_your_writes,
+    )
     else {
         return problems.finish(None);
     };
@@ -952,6 +970,7 @@ pub(super) fn build_dependency(
         pipeline,
         bulkhead,
         cpu_per_call: span(file.cpu_per_call, 0),
+        read_your_writes,
     };
     problems.finish(Some((sim, config)))
 }

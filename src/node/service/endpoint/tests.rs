@@ -50,6 +50,7 @@ fn dep(name: &str, cache: bool, queue: Option<QueueConfig>) -> DependencySpec {
             pipeline: Pipeline::default(),
             bulkhead: None,
             cpu_per_call: 0,
+            read_your_writes: None,
         },
         sim: seed_sim_dependency(),
     }
@@ -960,4 +961,99 @@ fn a_step_may_cap_its_retries_below_its_dependency_policy() {
     b.request(30 * MILLISECOND, PAGE, 4);
     b.fail(40 * MILLISECOND, INVENTORY, CallError::Error);
     assert_eq!(b.retries.len(), 1, "the page's read is retried");
+}
+
+/// A profile service whose one dependency has a cache, a queue and read-your-writes
+/// (30 s): `get_profile` reads it with the stale cache as its fallback,
+/// `update_profile` writes it.
+fn profiles_with_read_your_writes() -> Bench {
+    let mut profiles = dep("profiles", true, Some(declared_queue()));
+    profiles.engine.read_your_writes = Some(30 * SECOND);
+    let spec = ServiceSpec {
+        name: "profiles".to_owned(),
+        dependencies: vec![profiles],
+        key_spaces: vec![KeySpace {
+            name: "user".to_owned(),
+            keys: Keys::Uniform { n: 100 },
+            records: Default::default(),
+        }],
+        admission: None,
+        compute: None,
+        features: vec![],
+        endpoints: vec![
+            EndpointSpec {
+                name: "get_profile".to_owned(),
+                key: Some("user".to_owned()),
+                plan: vec![StepSpec::Call {
+                    call: "profiles".to_owned(),
+                    op: CallOp::Read,
+                    key: None,
+                    leaf: LeafSpec {
+                        fallback: vec![FallbackSpec::Cache],
+                        ..LeafSpec::default()
+                    },
+                }],
+                ..EndpointSpec::default()
+            },
+            EndpointSpec {
+                name: "update_profile".to_owned(),
+                key: Some("user".to_owned()),
+                plan: vec![StepSpec::call("profiles", CallOp::Write)],
+                ..EndpointSpec::default()
+            },
+        ],
+    };
+    Bench::with_service(Arc::new(spec.build().expect("valid")))
+}
+
+#[test]
+fn read_your_writes_serves_the_queued_write_instead_of_the_stale_cache_for_its_window() {
+    const GET: EndpointId = EndpointId(0);
+    const UPDATE: EndpointId = EndpointId(1);
+    let mut b = profiles_with_read_your_writes();
+    // The cache learns "Record 7"; then five failures open the breaker.
+    b.request(0, GET, 7);
+    b.found(0, 0);
+    for i in 1..=5 {
+        let to = b.request(i * MILLISECOND, GET, 7);
+        b.fail(i * MILLISECOND, 0, CallError::Unavailable);
+        assert_eq!(b.reply(to).1["data"]["profiles"]["name"], "Record 7");
+    }
+    assert_eq!(b.node.breaker(0).state(), BreakerState::Open);
+    // The user's write is queued behind the open breaker...
+    b.next += 1;
+    let to = RequestId(b.next);
+    let jane = Some(Name::from("Jane"));
+    b.node
+        .handle_endpoint(SECOND, to, Some(b.next), UPDATE, Some(7), jane);
+    b.collect();
+    assert_eq!(b.reply(to).2, Served::Queued { depth: 1 });
+    // ... and the next read of the key returns it, marked, not the stale "Record 7".
+    let read = b.request(2 * SECOND, GET, 7);
+    let (_, body, served) = b.reply(read);
+    assert_eq!(*served, Served::PendingWrite { age: SECOND });
+    assert_eq!(body["data"]["profiles"], json!({"id": 7, "name": "Jane"}));
+    assert_eq!(
+        body["_meta"]["served"],
+        json!({"profiles": "pending_write"})
+    );
+    assert_eq!(body["_meta"]["degraded"], json!(["profiles"]));
+    // Another key is not affected.
+    let other = b.request(2 * SECOND, GET, 8);
+    assert_eq!(b.reply(other).2, Served::Error { code: 11 });
+    // Past the window (30 s after the write was queued) the stale cache answers again.
+    let late = b.request(31 * SECOND, GET, 7);
+    if b.calls.iter().any(|c| c.dependency == 0) {
+        // The breaker half-opened: its probe fails.
+        b.fail(31 * SECOND, 0, CallError::Unavailable);
+    }
+    let (_, body, served) = b.reply(late);
+    assert!(matches!(served, Served::Stale { .. }), "{served:?}");
+    assert_eq!(body["data"]["profiles"]["name"], "Record 7");
+    let (config, stats) = b.node.read_your_writes(0).expect("configured");
+    assert_eq!(config.window, 30 * SECOND);
+    assert_eq!(
+        (stats.remembered, stats.served, stats.served_queued),
+        (1, 1, 1)
+    );
 }
