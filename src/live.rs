@@ -480,6 +480,12 @@ impl<W: Write, E: Write> Driver<W, E> {
             let Some(((at, _), timer)) = self.timers.pop_first() else {
                 break;
             };
+            if timer == Timer::Cpu {
+                // The CPU's sampling renews itself forever and is no work of a
+                // request's: past end of input, it would only use up the timers the
+                // held replies need.
+                continue;
+            }
             let now = at.max(self.now());
             self.node.on_timer(now, timer);
             self.apply_effects(now)?;
@@ -488,7 +494,7 @@ impl<W: Write, E: Write> Driver<W, E> {
         if self.node.is_busy() {
             writeln!(
                 self.err,
-                "brownout node: input ended with work the node could not finish (writes still queued)"
+                "brownout node: input ended with work the node could not finish (writes still queued, or requests still waiting)"
             )?;
         }
         Ok(())

@@ -225,6 +225,8 @@ pub struct Admission<T> {
     /// same `max_wait`, so each queue is also in order of expiry.
     waiting: [VecDeque<Waiter<T>>; 3],
     stats: AdmissionStats,
+    /// When the one expiry timer asked for falls due, if one is outstanding.
+    armed: Option<Time>,
 }
 
 impl<T> Admission<T> {
@@ -236,6 +238,7 @@ impl<T> Admission<T> {
             in_flight: 0,
             waiting: Default::default(),
             stats: AdmissionStats::default(),
+            armed: None,
         })
     }
 
@@ -324,24 +327,37 @@ impl<T> Admission<T> {
     /// A request admitted earlier is answered at `now`: its slot goes to the highest
     /// tier waiting, as long as that tier has a slot. The requests admitted are pushed
     /// to `admitted`, in the order they are to start.
-    pub fn release(&mut self, now: Time, admitted: &mut Vec<T>) {
+    pub fn release(&mut self, admitted: &mut Vec<T>) {
         debug_assert!(self.in_flight > 0, "a release without an admission");
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.admit_waiting(now, admitted);
+        self.admit_waiting(admitted);
     }
 
-    fn admit_waiting(&mut self, now: Time, admitted: &mut Vec<T>) {
+    fn admit_waiting(&mut self, admitted: &mut Vec<T>) {
         while let Some(t) = (0..3).find(|&t| !self.waiting[t].is_empty()) {
             if !self.has_slot(Tier::ALL[t]) {
                 // A lower tier's limit is lower still: nobody else can go either.
                 break;
             }
+            // A waiter may be a little past its time: the live node fires its timers
+            // by the real clock, so a slot can come free after a wait's end and before
+            // its timer runs. It is admitted: it waited, and a slot is there.
             let w = self.waiting[t].pop_front().expect("not empty");
-            debug_assert!(w.until >= now, "a waiter past its time was not expired");
             self.admit();
             self.stats.admitted_after_wait[t] += 1;
             admitted.push(w.item);
         }
+    }
+
+    /// The instant a timer is wanted for, if one is and none is armed: the earliest
+    /// waiter's end. One timer at a time, re-armed by [`Admission::expire`], so the
+    /// timers outstanding do not grow with the traffic.
+    pub fn arm_timer(&mut self) -> Option<Time> {
+        if self.armed.is_some() {
+            return None;
+        }
+        self.armed = self.next_expiry();
+        self.armed
     }
 
     /// The earliest instant a waiter is shed, if any waits.
@@ -355,6 +371,9 @@ impl<T> Admission<T> {
     /// Sheds every waiter whose wait ended at or before `now`, pushing them to `shed`
     /// (highest tier first, oldest first within a tier).
     pub fn expire(&mut self, now: Time, shed: &mut Vec<Shed<T>>) {
+        if self.armed.is_some_and(|at| at <= now) {
+            self.armed = None;
+        }
         for (t, queue) in self.waiting.iter_mut().enumerate() {
             while queue.front().is_some_and(|w| w.until <= now) {
                 let w = queue.pop_front().expect("not empty");

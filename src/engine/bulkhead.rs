@@ -114,6 +114,8 @@ pub struct Bulkhead<T> {
     /// in which waits end.
     waiting: VecDeque<(Time, T)>,
     stats: BulkheadStats,
+    /// When the one expiry timer asked for falls due, if one is outstanding.
+    armed: Option<Time>,
 }
 
 impl<T> Bulkhead<T> {
@@ -125,6 +127,7 @@ impl<T> Bulkhead<T> {
             in_flight: 0,
             waiting: VecDeque::new(),
             stats: BulkheadStats::default(),
+            armed: None,
         })
     }
 
@@ -187,6 +190,17 @@ impl<T> Bulkhead<T> {
         }
     }
 
+    /// The instant a timer is wanted for, if one is and none is armed: the oldest
+    /// waiter's end. One timer at a time, re-armed by [`Bulkhead::expire`], so the
+    /// timers outstanding do not grow with the traffic.
+    pub fn arm_timer(&mut self) -> Option<Time> {
+        if self.armed.is_some() {
+            return None;
+        }
+        self.armed = self.next_expiry();
+        self.armed
+    }
+
     /// The earliest instant a waiter is refused, if any waits.
     pub fn next_expiry(&self) -> Option<Time> {
         self.waiting.front().map(|w| w.0)
@@ -194,6 +208,9 @@ impl<T> Bulkhead<T> {
 
     /// Refuses every waiter whose wait ended at or before `now`, oldest first.
     pub fn expire(&mut self, now: Time, refused: &mut Vec<T>) {
+        if self.armed.is_some_and(|at| at <= now) {
+            self.armed = None;
+        }
         while self.waiting.front().is_some_and(|w| w.0 <= now) {
             let (_, call) = self.waiting.pop_front().expect("not empty");
             self.stats.rejected_expired += 1;
@@ -254,6 +271,25 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(s.peak_waiting, 2);
+    }
+
+    #[test]
+    fn one_expiry_timer_at_a_time_whatever_the_waiters() {
+        let mut b = Bulkhead::new(config(1, 10, 5)).unwrap();
+        assert_eq!(b.enter(0, 0), Entry::Enter(0));
+        assert_eq!(b.arm_timer(), None);
+        for n in 1..=3 {
+            assert_eq!(b.enter(n, n), Entry::Wait { until: n + 10 });
+        }
+        assert_eq!(b.arm_timer(), Some(11));
+        assert_eq!(b.arm_timer(), None);
+        // The oldest waiter gets a slot before its end: the timer still fires, finds
+        // nobody due, and re-arms for the next.
+        assert_eq!(b.leave(), Some(1));
+        let mut refused = Vec::new();
+        b.expire(11, &mut refused);
+        assert!(refused.is_empty());
+        assert_eq!(b.arm_timer(), Some(12));
     }
 
     #[test]

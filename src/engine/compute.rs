@@ -151,7 +151,10 @@ impl Compute {
     /// more work was charged than the cores can do: the node is overloaded).
     pub fn utilisation(&mut self, now: Time) -> f64 {
         self.advance(now);
-        let work: Span = self.buckets.iter().sum();
+        let work = self
+            .buckets
+            .iter()
+            .fold(0 as Span, |sum, &w| sum.saturating_add(w));
         let capacity = self.config.window as f64 * f64::from(self.config.cores);
         100.0 * work as f64 / capacity
     }

@@ -426,10 +426,24 @@ impl PlanRun {
         disabled: Disabled,
         out: &mut Vec<Action>,
     ) -> PlanRun {
+        PlanRun::start_arrived(service, endpoint, now, now, disabled, out)
+    }
+
+    /// As [`PlanRun::start`], at `now`, for a request that arrived at `arrived` and
+    /// waited since (for an admission slot): its deadline counts from its arrival, so
+    /// its calls' timeouts are cut at what is left of it.
+    pub fn start_arrived(
+        service: &Service,
+        endpoint: EndpointId,
+        arrived: Time,
+        now: Time,
+        disabled: Disabled,
+        out: &mut Vec<Action>,
+    ) -> PlanRun {
         let ep = service.endpoint(endpoint);
         let mut run = PlanRun {
             endpoint,
-            deadline: ep.deadline.map(|d| now.saturating_add(d)),
+            deadline: ep.deadline.map(|d| arrived.saturating_add(d)),
             disabled,
             expired: false,
             done: false,

@@ -736,7 +736,7 @@ impl Node {
             Timer::Retry { wait } => self.on_retry(now, wait),
             Timer::Admission => self.on_admission_timer(now),
             Timer::Cpu => self.on_cpu_timer(now),
-            Timer::Reply { held } => self.on_reply_timer(now, held),
+            Timer::Reply { held } => self.on_reply_timer(held),
             Timer::Bulkhead { dependency } => self.on_bulkhead_timer(now, dependency as usize),
         }
         self.after(now);
@@ -749,7 +749,7 @@ impl Node {
             return;
         };
         if pending.in_bulkhead {
-            self.leave_bulkhead(pending.dependency as usize);
+            self.leave_bulkhead(now, pending.dependency as usize);
         }
         if self.declared.is_some() {
             self.charge_call(now, pending.dependency as usize);

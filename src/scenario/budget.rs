@@ -166,6 +166,11 @@ pub fn estimate(scenario: &Scenario) -> Estimate {
     if let Some(cpu) = &scenario.cpu {
         e.cpu_samples = duration / seconds(cpu.every);
     }
+    // A node that measures its CPU samples it every tenth of its window.
+    if let Some(compute) = scenario.service.as_ref().and_then(|s| s.compute.as_ref()) {
+        let every = compute.window / crate::engine::compute::BUCKETS as Span;
+        e.cpu_samples += duration / seconds(every);
+    }
     match &scenario.service {
         None => estimate_seed(scenario, &mut e),
         Some(service) => {
@@ -294,6 +299,16 @@ fn estimate_declared(scenario: &Scenario, service: &Service, e: &mut Estimate) -
                 }
             }
         }
+    }
+    // A request may also wait for an admission slot, and its reply be held for its
+    // CPU time stretched at most MAX_RHO's factor (x20).
+    if let Some(admission) = service.admission.as_ref().filter(|a| a.queue > 0) {
+        longest_wait = longest_wait.saturating_add(admission.max_wait);
+    }
+    if service.compute.as_ref().is_some_and(|c| c.slowdown) {
+        let cpu = service.endpoints.iter().map(|e| e.cpu).max().unwrap_or(0);
+        let factor = (1.0 / (1.0 - crate::engine::compute::MAX_RHO)).ceil() as u64;
+        longest_wait = longest_wait.saturating_add(cpu.saturating_mul(factor));
     }
     e.outstanding = peak_rate * seconds(longest_wait.min(scenario.duration)) * most_calls;
     e.entries += service
@@ -544,10 +559,25 @@ pub fn check(scenario: &Scenario, limits: &Limits) -> Vec<Refusal> {
         });
     }
     if e.cpu_samples > limits.cpu_samples {
+        let measured = scenario
+            .service
+            .as_ref()
+            .is_some_and(|s| s.compute.is_some());
+        let (key, raise) = match (&scenario.cpu, measured) {
+            (Some(_), false) => ("cpu.every", "raise `every`"),
+            (Some(_), true) => (
+                "cpu.every",
+                "raise `every`, or the service's [compute] window (sampled every tenth of it)",
+            ),
+            (None, _) => (
+                "duration",
+                "raise the service's [compute] window (its CPU is sampled every tenth of it)",
+            ),
+        };
         refusals.push(Refusal {
-            key: "cpu.every".to_owned(),
+            key: key.to_owned(),
             message: format!(
-                "about {} CPU samples over the run; the limit is {}; raise `every`, {lift}",
+                "about {} CPU samples over the run; the limit is {}; {raise}, {lift}",
                 count(e.cpu_samples),
                 count(limits.cpu_samples)
             ),

@@ -63,9 +63,9 @@ fn a_freed_slot_goes_to_the_highest_tier_waiting_then_in_arrival_order() {
         );
     }
     let mut order = Vec::new();
-    for now in 10..15 {
-        a.release(now, &mut order);
+    for _ in 0..5 {
         // Whoever was admitted is answered at once, in the next step.
+        a.release(&mut order);
     }
     assert_eq!(order, ["c1", "i2", "i3", "o1", "o2"]);
     assert_eq!(a.stats().admitted_after_wait, [1, 2, 2]);
@@ -181,7 +181,7 @@ fn a_waiter_is_shed_when_its_wait_ends_and_not_before() {
     assert_eq!(shed[0].reason, ShedReason::Expired);
     assert_eq!(a.next_expiry(), Some(70));
     let mut admitted = Vec::new();
-    a.release(65, &mut admitted);
+    a.release(&mut admitted);
     assert_eq!(admitted, [2]);
     assert_eq!(a.next_expiry(), None);
     assert_eq!(a.stats().shed_expired, [0, 1, 0]);
@@ -304,7 +304,7 @@ proptest! {
                     }
                     in_flight.remove(n % in_flight.len());
                     answered += 1;
-                    a.release(now, &mut admitted);
+                    a.release(&mut admitted);
                     for item in admitted.drain(..) {
                         prop_assert!(a.in_flight() <= config.limit(item.1));
                         in_flight.push(item);
@@ -331,4 +331,31 @@ proptest! {
             prop_assert_eq!(admitted, in_flight.len() as u64 + answered);
         }
     }
+}
+
+#[test]
+fn one_expiry_timer_at_a_time_whatever_the_waiters() {
+    let mut a = Admission::new(AdmissionConfig {
+        queue: 10,
+        max_wait: 50,
+        ..config(1, 0, 0)
+    })
+    .unwrap();
+    assert!(matches!(
+        a.arrive(0, Tier::Important, 0),
+        Arrival::Admitted(_)
+    ));
+    assert_eq!(a.arm_timer(), None, "nobody waits");
+    for n in 1..=5 {
+        assert!(matches!(
+            a.arrive(n, Tier::Important, n),
+            Arrival::Waiting { .. }
+        ));
+    }
+    assert_eq!(a.arm_timer(), Some(51), "the oldest waiter's end");
+    assert_eq!(a.arm_timer(), None, "already armed");
+    let mut shed = Vec::new();
+    a.expire(51, &mut shed);
+    assert_eq!(shed.len(), 1);
+    assert_eq!(a.arm_timer(), Some(52), "re-armed for the next");
 }

@@ -12,6 +12,7 @@
 use serde::Serialize;
 
 use crate::engine::bulkhead::Entry;
+use crate::engine::retry::{Denied, RetryEvent};
 use crate::engine::{Span, Time};
 use crate::node::plan::{Answer, Failure};
 
@@ -120,12 +121,7 @@ impl Node {
             .expect("only a dependency with a bulkhead");
         match bulkhead.enter(now, held) {
             Entry::Enter(held) => self.make_call(held),
-            Entry::Wait { until } => self.effects.push(Effect::Timer {
-                at: until,
-                timer: Timer::Bulkhead {
-                    dependency: index as u32,
-                },
-            }),
+            Entry::Wait { .. } => self.arm_bulkhead_timer(index),
             Entry::Full(held) => {
                 self.refuse_held(now, held, BulkheadEvent::Full { at: now }, drive);
             }
@@ -135,7 +131,7 @@ impl Node {
     /// A call holding a slot of dependency `index`'s bulkhead was answered: the slot
     /// goes to the oldest waiter whose request still wants its call.
     #[inline(never)]
-    pub(super) fn leave_bulkhead(&mut self, index: usize) {
+    pub(super) fn leave_bulkhead(&mut self, now: Time, index: usize) {
         loop {
             let dep = &mut self.deps[index];
             let Some(bulkhead) = dep.bulkhead.as_mut() else {
@@ -147,9 +143,44 @@ impl Node {
             if self.still_wanted(&held.pending.purpose) {
                 return self.make_call(held);
             }
-            // Its request ended while it waited: not made, and its permit goes back.
-            let dep = &mut self.deps[index];
-            dep.breaker.release(held.pending.permit);
+            // Its request ended while it waited: not made.
+            self.drop_unwanted(now, &held.pending);
+        }
+    }
+
+    /// A call that waited for a slot is not made: its request ended meanwhile. Its
+    /// permit is settled as a retry whose request ended would be.
+    fn drop_unwanted(&mut self, now: Time, pending: &Pending) {
+        self.give_back_permit(now, pending, false);
+        if pending.attempt > 1 {
+            let index = pending.dependency as usize;
+            if let Some(retry) = self.deps[index].retry.as_mut() {
+                retry.on_request_ended();
+            }
+            let event = RetryEvent::Denied {
+                at: now,
+                attempt: u32::from(pending.attempt) - 1,
+                reason: Denied::RequestEnded,
+            };
+            self.retry_event(index, event);
+        }
+    }
+
+    /// The permit of a call that was never made goes back to the breaker, unless the
+    /// breaker must hear a failure: the earlier attempt's, when the breaker is outside
+    /// the retry (its one permit covers every attempt, and only the last outcome
+    /// reaches it), or the refusal itself, when the bulkhead counts refusals.
+    fn give_back_permit(&mut self, now: Time, pending: &Pending, refused: bool) {
+        let dep = &mut self.deps[pending.dependency as usize];
+        let counts = refused
+            && dep
+                .bulkhead
+                .as_ref()
+                .is_some_and(|b| b.config().counts_as_failure);
+        if counts || (pending.attempt > 1 && dep.breaker_outside_retry) {
+            dep.breaker.on_failure(pending.permit, now, &mut self.rng);
+        } else {
+            dep.breaker.release(pending.permit);
         }
     }
 
@@ -175,23 +206,38 @@ impl Node {
             let event = BulkheadEvent::Expired { at: now, waited };
             self.refuse_held(now, held, event, true);
         }
+        self.arm_bulkhead_timer(index);
+    }
+
+    /// Asks for the one expiry timer of dependency `index`'s bulkhead, if a waiter
+    /// needs it and none is outstanding.
+    fn arm_bulkhead_timer(&mut self, index: usize) {
+        let at = self.deps[index]
+            .bulkhead
+            .as_mut()
+            .and_then(|b| b.arm_timer());
+        if let Some(at) = at {
+            self.effects.push(Effect::Timer {
+                at,
+                timer: Timer::Bulkhead {
+                    dependency: index as u32,
+                },
+            });
+        }
     }
 
     /// The bulkhead refused `held`: its permit goes back to the breaker (or counts as
     /// a failure), the refusal is in the trace, and its request takes `bulkhead_full`.
     fn refuse_held(&mut self, now: Time, held: Held, event: BulkheadEvent, drive: bool) {
         let pending = held.pending;
-        let index = pending.dependency as usize;
-        let dep = &mut self.deps[index];
-        let counts = dep
-            .bulkhead
-            .as_ref()
-            .is_some_and(|b| b.config().counts_as_failure);
-        if counts {
-            dep.breaker.on_failure(pending.permit, now, &mut self.rng);
-        } else {
-            dep.breaker.release(pending.permit);
+        if !self.still_wanted(&pending.purpose) {
+            // Its request ended while it waited (its deadline, a sibling's failure):
+            // nobody takes the refusal, and a write is not queued for it.
+            return self.drop_unwanted(now, &pending);
         }
+        let index = pending.dependency as usize;
+        self.give_back_permit(now, &pending, true);
+        let dep = &self.deps[index];
         let dependency = dep.name;
         self.effects
             .push(Effect::Event(NodeEvent::Bulkhead { dependency, event }));

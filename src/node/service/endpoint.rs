@@ -316,11 +316,8 @@ impl Node {
                 let tier = decl.service.endpoint(endpoint).tier;
                 match admission.arrive(now, tier, arrived) {
                     Arrival::Admitted(arrived) => self.start_run(now, arrived),
-                    Arrival::Waiting { until, displaced } => {
-                        self.effects.push(Effect::Timer {
-                            at: until,
-                            timer: Timer::Admission,
-                        });
+                    Arrival::Waiting { displaced, .. } => {
+                        self.arm_admission_timer();
                         if let Some(shed) = displaced {
                             self.shed_reply(shed);
                         }
@@ -363,10 +360,11 @@ impl Node {
                 Disabled::from_fn(service, |f| !modes.is_enabled(&service.features[f.index()])),
             );
         }
-        let mut plan = PlanRun::start(
+        let mut plan = PlanRun::start_arrived(
             &decl.service,
             endpoint,
             at,
+            now,
             decl.disabled.1,
             &mut decl.actions,
         );
@@ -435,6 +433,23 @@ impl Node {
         }
         if let Some(decl) = self.declared.as_mut() {
             decl.shed = shed;
+        }
+        self.arm_admission_timer();
+    }
+
+    /// Asks for the one expiry timer of the admission queue, if a waiter needs it and
+    /// none is outstanding.
+    fn arm_admission_timer(&mut self) {
+        let at = self
+            .declared
+            .as_mut()
+            .and_then(|d| d.admission.as_mut())
+            .and_then(Admission::arm_timer);
+        if let Some(at) = at {
+            self.effects.push(Effect::Timer {
+                at,
+                timer: Timer::Admission,
+            });
         }
     }
 
@@ -891,26 +906,26 @@ impl Node {
                 return;
             }
         }
-        self.send_run_reply(now, to, body, served);
+        self.send_run_reply(to, body, served);
     }
 
     /// Sends a finished request's reply and releases its admission slot.
-    fn send_run_reply(&mut self, now: Time, to: RequestId, body: ReplyBody, served: Served) {
+    fn send_run_reply(&mut self, to: RequestId, body: ReplyBody, served: Served) {
         let decl = self.declared.as_mut().expect("a declared run");
         if let Some(admission) = decl.admission.as_mut() {
             // Its slot goes to whoever waits, started once this input is handled.
-            admission.release(now, &mut decl.admitted);
+            admission.release(&mut decl.admitted);
         }
         self.reply(to, body, served);
     }
 
     /// A reply held while the CPU worked on it is ready.
-    pub(super) fn on_reply_timer(&mut self, now: Time, held: u64) {
+    pub(super) fn on_reply_timer(&mut self, held: u64) {
         let Some(decl) = self.declared.as_mut() else {
             return;
         };
         if let Some((to, body, served)) = decl.held.remove(held) {
-            self.send_run_reply(now, to, body, served);
+            self.send_run_reply(to, body, served);
         }
     }
 

@@ -213,7 +213,7 @@ impl Node {
         }
     }
 
-    fn retry_event(&mut self, index: usize, event: RetryEvent) {
+    pub(super) fn retry_event(&mut self, index: usize, event: RetryEvent) {
         // After the breaker's events of the same failure, which came first.
         self.collect_events();
         let dependency = self.deps[index].name;

@@ -812,6 +812,8 @@ fn a_freed_slot_starts_the_waiting_request_with_its_deadline_counted_from_arriva
         .map(|t| t.0)
         .collect();
     assert_eq!(deadlines, [800 * MILLISECOND, 810 * MILLISECOND]);
+    // Its stock read's timeout is cut at that deadline, not a second after it starts.
+    assert_eq!(b.calls[0].deadline, 810 * MILLISECOND);
     b.found(50 * MILLISECOND, INVENTORY);
     b.found(55 * MILLISECOND, RECOMMENDATIONS);
     assert_eq!(b.reply(waiting).2, Served::Fresh);
@@ -1056,4 +1058,28 @@ fn read_your_writes_serves_the_queued_write_instead_of_the_stale_cache_for_its_w
         (stats.remembered, stats.served, stats.served_queued),
         (1, 1, 1)
     );
+}
+
+#[test]
+fn a_retry_refused_by_the_bulkhead_still_reports_its_failure_to_a_breaker_outside() {
+    let mut service = (*shop_with_bulkhead(false)).clone();
+    let recs = &mut service.dependencies[RECOMMENDATIONS].engine;
+    recs.bulkhead.as_mut().unwrap().max_wait = 0;
+    recs.retry = Some(retry_after(10 * MILLISECOND));
+    recs.pipeline = Pipeline::BreakerThenRetry;
+    let mut b = Bench::with_service(Arc::new(service));
+    let first = page_at_recommendations(&mut b, 0, 1);
+    // A second page finds the one slot taken: refused, its permit given back.
+    let second = page_at_recommendations(&mut b, MILLISECOND, 2);
+    assert_eq!(b.reply(second).2, Served::Fallback);
+    // The first page's call fails; with the breaker outside, it hears nothing yet.
+    b.fail(20 * MILLISECOND, RECOMMENDATIONS, CallError::Error);
+    assert_eq!(b.node.breaker(RECOMMENDATIONS).stats().failures, 0);
+    // A third page takes the freed slot; the retry falls due and is refused.
+    let _third = page_at_recommendations(&mut b, 25 * MILLISECOND, 3);
+    b.fire_timers(30 * MILLISECOND);
+    assert_eq!(b.reply(first).2, Served::Fallback);
+    // The failed attempt reaches the breaker: it is the last the call made.
+    let stats = b.node.breaker(RECOMMENDATIONS).stats();
+    assert_eq!((stats.failures, stats.released), (1, 1));
 }
