@@ -336,3 +336,40 @@ fn a_seed_dependency_refuses_a_declared_services_check_at_its_line() {
     let out = brownout(&["check", path.as_str()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+/// Determinism with every mechanism on at once (retries with budgets, bulkheads,
+/// admission control, a measured CPU with slowdown, a scripted curve on top, random
+/// faults): the everything benchmark, cut to four minutes, runs twice to the same
+/// trace digest, and a sweep of it gives the same report whatever `--jobs`.
+#[test]
+fn every_mechanism_at_once_is_deterministic() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/scenarios/shop-everything-hour.toml"
+    ))
+    .expect("the benchmark scenario");
+    assert!(text.contains("duration = \"1h\""));
+    // Every minute of the hour becomes six seconds: the same faults, curve and
+    // random outages, a tenth as long.
+    let mut short = text.replace("duration = \"1h\"", "duration = \"6m\"");
+    for m in [10, 13, 25, 27, 40, 41, 12, 30, 32, 35, 36] {
+        short = short.replace(&format!("\"{m}m\""), &format!("\"{}s\"", m * 6));
+    }
+    short = short.replace("mttr = \"30s\"", "mttr = \"3s\"");
+    let path = scenario_file("everything", "everything.toml", &short);
+    let out = brownout(&[&path, "--self-check", "--seed", "3"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("deterministic: two runs of seed 3 gave trace digest "),
+        "{}",
+        stdout(&out)
+    );
+    let sweep = |jobs: &str| {
+        let out = brownout(&[
+            "sweep", &path, "--seeds", "3", "--jobs", jobs, "--format", "json",
+        ]);
+        assert!(code(&out) <= 1, "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(sweep("1"), sweep("2"));
+}
