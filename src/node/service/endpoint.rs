@@ -330,6 +330,7 @@ impl Node {
     }
 
     /// Starts the run of a request admitted at `now`.
+    #[inline(always)]
     fn start_run(&mut self, now: Time, arrived: Arrived) {
         let Arrived {
             to,
