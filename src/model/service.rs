@@ -313,6 +313,9 @@ pub struct Leaf {
     /// dependency's retry policy allows (`Some(1)`: never retried); `None`: the
     /// policy's.
     pub max_attempts: Option<u32>,
+    /// The node's CPU time to serve the step from its fallback chain (a canned
+    /// answer, a fallback call's answer, the stale cache), counted with `compute`.
+    pub fallback_cpu: Span,
 }
 
 /// A call to a dependency.
@@ -435,6 +438,8 @@ pub struct LeafSpec {
     pub fallback: Vec<FallbackSpec>,
     /// See [`Leaf::max_attempts`].
     pub max_attempts: Option<u32>,
+    /// See [`Leaf::fallback_cpu`].
+    pub fallback_cpu: Span,
 }
 
 /// A fallback as written.
@@ -554,6 +559,8 @@ struct Resolver<'a> {
     cached: Vec<bool>,
     /// Per dependency, its retry policy's `max_attempts` (`None`: it does not retry).
     retrying: Vec<Option<u32>>,
+    /// Whether the service measures its CPU (else a CPU cost is an error).
+    compute: bool,
     errors: Vec<ConfigError>,
 }
 
@@ -644,6 +651,7 @@ impl ServiceSpec {
                 .iter()
                 .map(|d| d.engine.retry.as_ref().map(|r| r.max_attempts))
                 .collect(),
+            compute: self.compute.is_some(),
             errors,
         };
         let endpoints: Vec<Endpoint> = self
@@ -986,6 +994,20 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        if spec.fallback_cpu > 0 {
+            let here = format!("{at}.fallback_cpu");
+            if !self.compute {
+                self.errors.push(ConfigError::new(
+                    here,
+                    "counts only with a [compute] table, which says the node's cores",
+                ));
+            } else if spec.fallback.is_empty() {
+                self.errors.push(ConfigError::new(
+                    here,
+                    "the step has no fallback chain to pay for",
+                ));
+            }
+        }
         if let Some(n) = spec.max_attempts {
             let here = format!("{at}.max_attempts");
             match call {
@@ -1021,6 +1043,7 @@ impl<'a> Resolver<'a> {
             feature,
             fallback,
             max_attempts: spec.max_attempts,
+            fallback_cpu: spec.fallback_cpu,
         }
     }
 }
@@ -1090,6 +1113,7 @@ impl Service {
                     feature: Some(feature.to_owned()),
                     fallback: vec![FallbackSpec::Static("empty".to_owned())],
                     max_attempts: None,
+                    fallback_cpu: 0,
                 },
             }]
         };

@@ -29,6 +29,7 @@ fn fallback(list: Vec<FallbackSpec>, optional: bool) -> LeafSpec {
         feature: None,
         fallback: list,
         max_attempts: None,
+        fallback_cpu: 0,
     }
 }
 
@@ -71,6 +72,7 @@ fn shop() -> ServiceSpec {
                             feature: Some("recommendations".to_owned()),
                             fallback: vec![FallbackSpec::Static("popular".to_owned())],
                             max_attempts: None,
+                            fallback_cpu: 0,
                         },
                     ),
                 ],
@@ -158,6 +160,7 @@ fn unknown_names_are_all_reported_at_once_with_what_is_declared() {
                 op: CallOp::Read,
             }],
             max_attempts: None,
+            fallback_cpu: 0,
         },
     );
     let errors = errors(&spec);
@@ -327,6 +330,7 @@ fn critical_endpoints_cannot_be_disabled_by_a_feature() {
                 feature: Some("recommendations".to_owned()),
                 fallback: vec![FallbackSpec::Omit],
                 max_attempts: None,
+                fallback_cpu: 0,
             },
         ),
     ];
@@ -486,6 +490,7 @@ fn the_seed_service_describes_the_node_of_today() {
                 feature: None,
                 fallback: vec![Fallback::Cache],
                 max_attempts: None,
+                fallback_cpu: 0,
             },
         })
     };

@@ -63,6 +63,7 @@ fn with(dep: &str, optional: bool, feature: Option<&str>, fallback: Vec<Fallback
             feature: feature.map(str::to_owned),
             fallback,
             max_attempts: None,
+            fallback_cpu: 0,
         },
     }
 }

@@ -895,9 +895,28 @@ impl Node {
         };
         let to = r.to;
         if let Some(compute) = decl.compute.as_mut() {
-            // The node's own work on the request takes longer the busier its CPU.
-            let cpu = decl.service.endpoint(endpoint).cpu;
-            let took = compute.stretched(now, cpu);
+            // The node's own work on the request takes longer the busier its CPU:
+            // the endpoint's, and what serving its parts from their fallbacks cost.
+            let ep = decl.service.endpoint(endpoint);
+            let fallbacks: Span = outcome
+                .steps
+                .iter()
+                .filter(|(_, served)| {
+                    matches!(
+                        served,
+                        StepServed::Fallback { .. }
+                            | StepServed::Stale { .. }
+                            | StepServed::PendingWrite { .. }
+                    )
+                })
+                .map(|&(step, _)| match &ep.plan.steps[step.index()] {
+                    Step::Call(call) => call.leaf.fallback_cpu,
+                    Step::Local(local) => local.leaf.fallback_cpu,
+                    Step::Seq(_) | Step::Par(_) => 0,
+                })
+                .fold(0, Span::saturating_add);
+            compute.charge(now, fallbacks);
+            let took = compute.stretched(now, ep.cpu.saturating_add(fallbacks));
             if took > 0 {
                 let held = decl.held.insert((to, body, served));
                 self.effects.push(Effect::Timer {

@@ -155,6 +155,7 @@ struct StepFile {
     feature: Option<String>,
     fallback: Option<Vec<FallbackFile>>,
     max_attempts: Option<u32>,
+    fallback_cpu: Option<Dur>,
     seq: Option<Vec<StepFile>>,
     par: Option<Vec<StepFile>>,
 }
@@ -510,6 +511,7 @@ fn call(file: &StepFile, at: &str, problems: &mut Problems) -> Option<StepSpec> 
             feature: file.feature.clone(),
             fallback: fallback?,
             max_attempts: file.max_attempts,
+            fallback_cpu: file.fallback_cpu.map_or(0, |d| d.0),
         },
     })
 }

@@ -102,6 +102,7 @@ fn shop(payments_queue: Option<QueueConfig>) -> Arc<Service> {
                                 FallbackSpec::Static("popular".to_owned()),
                             ],
                             max_attempts: None,
+                            fallback_cpu: 0,
                         },
                     ),
                 ],
@@ -1082,4 +1083,38 @@ fn a_retry_refused_by_the_bulkhead_still_reports_its_failure_to_a_breaker_outsid
     // The failed attempt reaches the breaker: it is the last the call made.
     let stats = b.node.breaker(RECOMMENDATIONS).stats();
     assert_eq!((stats.failures, stats.released), (1, 1));
+}
+
+#[test]
+fn a_part_served_by_its_fallback_costs_its_fallback_cpu() {
+    let mut service = (*shop(Some(declared_queue()))).clone();
+    service.compute = Some(crate::engine::compute::ComputeConfig {
+        cores: 1,
+        window: SECOND,
+        slowdown: false,
+    });
+    // The page's recommendations (step 2, after the seq and the stock read) cost
+    // 50 ms to serve from their fallback chain.
+    match &mut service.endpoints[PAGE.index()].plan.steps[2] {
+        crate::model::service::Step::Call(call) => call.leaf.fallback_cpu = 50 * MILLISECOND,
+        other => panic!("step 2 of the page is its recommendations, not {other:?}"),
+    }
+    let mut b = Bench::with_service(Arc::new(service));
+    let fresh = page_at_recommendations(&mut b, 0, 1);
+    b.found(10 * MILLISECOND, RECOMMENDATIONS);
+    assert_eq!(
+        b.reply(fresh).2,
+        Served::Fresh,
+        "a fresh part costs nothing"
+    );
+    let fallback = page_at_recommendations(&mut b, 20 * MILLISECOND, 2);
+    b.fail(30 * MILLISECOND, RECOMMENDATIONS, CallError::Error);
+    assert!(
+        b.replies.iter().all(|r| r.0 != fallback),
+        "held for its 50 ms"
+    );
+    b.fire_timers(80 * MILLISECOND);
+    assert_eq!(b.reply(fallback).2, Served::Fallback);
+    let (_, stats) = b.node.compute().expect("compute is on");
+    assert_eq!(stats.work, 50 * MILLISECOND);
 }

@@ -195,6 +195,7 @@ fn the_shop_from_its_file() {
                 feature: Some(crate::model::service::FeatureId(0)),
                 fallback: vec![Fallback::Cache, Fallback::Omit],
                 max_attempts: None,
+                fallback_cpu: 0,
             },
         })
     );
