@@ -66,6 +66,19 @@ impl Pipeline {
     }
 }
 
+/// Where the dependency's `timeout` layer sits against its retry layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutScope {
+    /// Inside the retry (the default): each attempt has the whole timeout.
+    #[default]
+    PerAttempt,
+    /// Outside the retry: the timeout bounds the whole call, every attempt and
+    /// backoff included, from the first attempt's start; a retry whose backoff would
+    /// end past it is denied (`deadline`), and each attempt's timeout is cut at it.
+    WholeCall,
+}
+
 /// How a backoff is randomised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use crate::engine::breaker::BreakerConfig;
 use crate::engine::cache::CacheConfig;
 use crate::engine::queue::QueueConfig;
-use crate::engine::retry::{Pipeline, RetryConfig};
+use crate::engine::retry::{Pipeline, RetryConfig, TimeoutScope};
 use crate::engine::{ConfigError, Span, MAX_SPAN, MILLISECOND};
 use crate::node::{DependencyConfig, NodeConfig, ReadPolicy};
 
@@ -128,6 +128,8 @@ pub struct DependencyEngine {
     pub retry: Option<RetryConfig>,
     /// The order of its retry and breaker layers.
     pub pipeline: Pipeline,
+    /// Whether its timeout bounds each attempt or the whole call.
+    pub timeout_scope: TimeoutScope,
     /// The bulkhead bounding its client calls in flight; `None`: unbounded.
     pub bulkhead: Option<BulkheadConfig>,
     /// The node's CPU time per call to it, every attempt, refresh, drain and probe
@@ -151,6 +153,7 @@ impl DependencyEngine {
             queue: Some(config.queue.clone()),
             retry: config.retry.clone(),
             pipeline: config.pipeline,
+            timeout_scope: config.timeout_scope,
             bulkhead: None,
             cpu_per_call: 0,
             read_your_writes: config.read_your_writes,

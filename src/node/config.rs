@@ -7,7 +7,7 @@ use crate::engine::breaker::BreakerConfig;
 use crate::engine::cache::CacheConfig;
 use crate::engine::modes::ModeConfig;
 use crate::engine::queue::QueueConfig;
-use crate::engine::retry::{Pipeline, RetryConfig};
+use crate::engine::retry::{Pipeline, RetryConfig, TimeoutScope};
 use crate::engine::{ConfigError, Span, MILLISECOND};
 
 use super::protocol::Resource;
@@ -47,6 +47,8 @@ pub struct DependencyConfig {
     pub retry: Option<RetryConfig>,
     /// The order of its retry and breaker layers.
     pub pipeline: Pipeline,
+    /// Whether its timeout bounds each attempt or the whole call.
+    pub timeout_scope: TimeoutScope,
     /// Read-your-writes window (see [`DependencyEngine::read_your_writes`]); `None`: off.
     ///
     /// [`DependencyEngine::read_your_writes`]: crate::model::service::DependencyEngine::read_your_writes
@@ -63,6 +65,7 @@ impl Default for DependencyConfig {
             queue: QueueConfig::default(),
             retry: None,
             pipeline: Pipeline::default(),
+            timeout_scope: TimeoutScope::default(),
             read_your_writes: None,
         }
     }

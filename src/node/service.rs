@@ -427,6 +427,10 @@ struct Pending {
     force_down: bool,
     /// It holds a slot of its dependency's bulkhead, given back when it is answered.
     in_bulkhead: bool,
+    /// The first attempt's timeout instant (its start plus the dependency's timeout,
+    /// cut at the request's deadline), kept across attempts: where the dependency's
+    /// timeout is outside its retry layer, it bounds the whole call.
+    call_deadline: Time,
 }
 
 /// One dependency's engine state.
@@ -457,6 +461,11 @@ struct Dependency {
     ///
     /// [`Pipeline::BreakerThenRetry`]: crate::engine::retry::Pipeline::BreakerThenRetry
     breaker_outside_retry: bool,
+    /// Its timeout is outside the retry layer ([`TimeoutScope::WholeCall`]): one
+    /// timeout for all of a call's attempts (see [`Pending::call_deadline`]).
+    ///
+    /// [`TimeoutScope::WholeCall`]: crate::engine::retry::TimeoutScope::WholeCall
+    timeout_outside_retry: bool,
     /// The bound on its client calls in flight, if it has one.
     bulkhead: Option<Box<Bulkhead<Held>>>,
     /// The node's CPU time per call to it (counted with `[compute]` only).
@@ -1273,6 +1282,7 @@ impl Node {
             attempt: 1,
             force_down,
             in_bulkhead: false,
+            call_deadline: deadline,
         }));
         self.effects.push(Effect::Call(Call {
             id,

@@ -74,6 +74,7 @@ impl Node {
                 attempt: 1,
                 force_down: false,
                 in_bulkhead: false,
+                call_deadline: deadline,
             },
             op,
             deadline,

@@ -49,6 +49,12 @@ impl Node {
             }
         };
         let index = pending.dependency as usize;
+        // A timeout outside the retry bounds every attempt and backoff.
+        let deadline = if self.deps[index].timeout_outside_retry {
+            Some(deadline.map_or(pending.call_deadline, |d| d.min(pending.call_deadline)))
+        } else {
+            deadline
+        };
         let attempt = u32::from(pending.attempt);
         if let Purpose::Step { run, slot } | Purpose::StepWrite { run, slot, .. } = pending.purpose
         {
@@ -148,9 +154,15 @@ impl Node {
                     },
                     _ => Op::Read { key: pending.key },
                 };
-                // Each attempt has the dependency's timeout, cut at the request's deadline.
-                let timeout = now.saturating_add(dep.timeout);
-                let call_deadline = deadline.map_or(timeout, |d| d.min(timeout));
+                // Each attempt has the dependency's timeout, cut at the request's
+                // deadline; or, with the timeout outside the retry, what is left of the
+                // first attempt's.
+                let call_deadline = if dep.timeout_outside_retry {
+                    pending.call_deadline
+                } else {
+                    let timeout = now.saturating_add(dep.timeout);
+                    deadline.map_or(timeout, |d| d.min(timeout))
+                };
                 let held = Held {
                     pending: Pending {
                         permit,

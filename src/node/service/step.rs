@@ -13,7 +13,7 @@ use crate::engine::breaker::{CircuitBreaker, Permit};
 use crate::engine::bulkhead::Bulkhead;
 use crate::engine::cache::{Lookup, StaleCache, StaleReason};
 use crate::engine::queue::WriteQueue;
-use crate::engine::retry::{Pipeline, RetryPolicy};
+use crate::engine::retry::{Pipeline, RetryPolicy, TimeoutScope};
 use crate::engine::ryw::{RecentWrites, RywConfig, RywEvent, WriteState, EXTRA_ENTRIES};
 use crate::engine::{ConfigError, Span, Time};
 use crate::model::service::DependencyEngine;
@@ -106,6 +106,7 @@ impl Dependency {
                 .transpose()?
                 .map(Box::new),
             breaker_outside_retry: engine.pipeline == Pipeline::BreakerThenRetry,
+            timeout_outside_retry: engine.timeout_scope == TimeoutScope::WholeCall,
             bulkhead: engine
                 .bulkhead
                 .clone()

@@ -29,7 +29,9 @@ use crate::engine::bulkhead::{self, BulkheadConfig};
 use crate::engine::cache::{self, CacheConfig};
 use crate::engine::modes::{self, Mode, ModeConfig};
 use crate::engine::queue::{self, QueueConfig};
-use crate::engine::retry::{self, BudgetConfig, Jitter, Pipeline, RetryConfig, RetryOn};
+use crate::engine::retry::{
+    self, BudgetConfig, Jitter, Pipeline, RetryConfig, RetryOn, TimeoutScope,
+};
 use crate::engine::{ConfigError, Span, Time};
 use crate::model::faults::{Fault, FaultKind, RandomFaults};
 use crate::model::latency::Latency;
@@ -628,6 +630,7 @@ fn build_node(
                 queue: engine.queue.expect("a seed dependency has a queue"),
                 retry: engine.retry,
                 pipeline: engine.pipeline,
+                timeout_scope: engine.timeout_scope,
                 read_your_writes: engine.read_your_writes,
             };
             (sim, config)
@@ -925,8 +928,12 @@ pub(super) fn build_dependency(
         window => Some(window),
     };
     let pipeline = match file.pipeline.as_deref() {
-        None => Some(Pipeline::default()),
-        Some(layers) => problems.check(build_pipeline(layers, prefix)),
+        None => Some((Pipeline::default(), TimeoutScope::default())),
+        Some(layers) => problems.check(build_pipeline(layers, file.bulkhead.is_some(), prefix)),
+    };
+    let (pipeline, timeout_scope) = match pipeline {
+        Some((p, t)) => (Some(p), t),
+        None => (None, TimeoutScope::default()),
     };
     let (
         Some(latency),
@@ -968,6 +975,7 @@ pub(super) fn build_dependency(
         queue,
         retry,
         pipeline,
+        timeout_scope,
         bulkhead,
         cpu_per_call: span(file.cpu_per_call, 0),
         read_your_writes,
@@ -1120,19 +1128,63 @@ fn build_queue(file: &QueueFile, in_order_default: bool) -> QueueConfig {
     }
 }
 
-/// `pipeline`: the layers outermost first, each once.
-fn build_pipeline(layers: &[String], prefix: &str) -> Result<Pipeline> {
+/// `pipeline`: the layers outermost first, each once: `retry` and `breaker` in
+/// either order, then optionally `bulkhead` (innermost of the three: it holds slots
+/// for calls the breaker let through, so it comes after `breaker`) and `timeout`
+/// (first, before `retry`: one timeout for the whole call; or after it: a timeout
+/// per attempt, the default).
+fn build_pipeline(
+    layers: &[String],
+    has_bulkhead: bool,
+    prefix: &str,
+) -> Result<(Pipeline, TimeoutScope)> {
+    let at = format!("{prefix}.pipeline");
+    let usage = "lists the layers outermost first, each once: \"retry\" and \"breaker\" \
+                 in either order, \"bulkhead\" after \"breaker\" if the dependency has one, \
+                 and \"timeout\" before \"retry\" (one timeout for the whole call) or \
+                 after it (one per attempt, the default); e.g. [\"retry\", \"breaker\", \
+                 \"bulkhead\", \"timeout\"]";
     let names: Vec<&str> = layers.iter().map(String::as_str).collect();
-    [Pipeline::RetryThenBreaker, Pipeline::BreakerThenRetry]
-        .into_iter()
-        .find(|p| p.layers()[..] == names[..])
-        .ok_or_else(|| {
-            invalid(
-                format!("{prefix}.pipeline"),
-                "must list the layers \"retry\" and \"breaker\" once each, outermost first: \
-                 [\"retry\", \"breaker\"] (the default) or [\"breaker\", \"retry\"]",
-            )
-        })
+    let position = |layer: &str| names.iter().position(|n| *n == layer);
+    let known = ["retry", "breaker", "bulkhead", "timeout"];
+    let once = known
+        .iter()
+        .all(|k| names.iter().filter(|n| *n == k).count() <= 1);
+    let (Some(retry), Some(breaker)) = (position("retry"), position("breaker")) else {
+        return Err(invalid(
+            at,
+            format!("must name \"retry\" and \"breaker\": {usage}"),
+        ));
+    };
+    if !once || names.iter().any(|n| !known.contains(n)) {
+        return Err(invalid(at, usage));
+    }
+    match position("bulkhead") {
+        Some(b) if b < breaker => {
+            return Err(invalid(
+                at,
+                "\"bulkhead\" comes after \"breaker\": a bulkhead outside the breaker is \
+                 not supported (the breaker's permit is taken first)",
+            ))
+        }
+        Some(_) if !has_bulkhead => {
+            return Err(invalid(
+                at,
+                "names \"bulkhead\", but the dependency has no `bulkhead` table",
+            ))
+        }
+        _ => {}
+    }
+    let pipeline = if retry < breaker {
+        Pipeline::RetryThenBreaker
+    } else {
+        Pipeline::BreakerThenRetry
+    };
+    let scope = match position("timeout") {
+        Some(t) if t < retry => TimeoutScope::WholeCall,
+        _ => TimeoutScope::PerAttempt,
+    };
+    Ok((pipeline, scope))
 }
 
 fn build_retry(file: &RetryFile) -> RetryConfig {

@@ -48,6 +48,7 @@ fn dep(name: &str, cache: bool, queue: Option<QueueConfig>) -> DependencySpec {
             queue,
             retry: None,
             pipeline: Pipeline::default(),
+            timeout_scope: Default::default(),
             bulkhead: None,
             cpu_per_call: 0,
             read_your_writes: None,
@@ -1117,4 +1118,29 @@ fn a_part_served_by_its_fallback_costs_its_fallback_cpu() {
     assert_eq!(b.reply(fallback).2, Served::Fallback);
     let (_, stats) = b.node.compute().expect("compute is on");
     assert_eq!(stats.work, 50 * MILLISECOND);
+}
+
+#[test]
+fn a_timeout_outside_the_retry_bounds_the_whole_call() {
+    let mut service = (*shop(None)).clone();
+    let inventory = &mut service.dependencies[INVENTORY].engine;
+    inventory.retry = Some(retry_after(100 * MILLISECOND));
+    inventory.timeout_scope = crate::engine::retry::TimeoutScope::WholeCall;
+    let mut b = Bench::with_service(Arc::new(service));
+    b.request(0, CHECKOUT, 3);
+    assert_eq!(b.call_to(INVENTORY).deadline, SECOND);
+    b.fail(10 * MILLISECOND, INVENTORY, CallError::Error);
+    b.fire_timers(110 * MILLISECOND);
+    // The retry has what is left of the call's one second, not a second of its own.
+    assert_eq!(b.call_to(INVENTORY).deadline, SECOND);
+    // A failure at 950 ms would retry at 1.05 s, past the call's end: denied.
+    b.fail(950 * MILLISECOND, INVENTORY, CallError::Error);
+    assert_eq!(
+        b.retries.last(),
+        Some(&RetryEvent::Denied {
+            at: 950 * MILLISECOND,
+            attempt: 2,
+            reason: Denied::Deadline
+        })
+    );
 }

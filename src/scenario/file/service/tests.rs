@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::breaker::TripPolicy;
 use crate::engine::modes::Mode;
-use crate::engine::retry::{Jitter, Pipeline};
+use crate::engine::retry::{Jitter, Pipeline, TimeoutScope};
 use crate::engine::{MILLISECOND as MS, SECOND};
 use crate::model::latency::Latency;
 use crate::model::service::{
@@ -565,9 +565,44 @@ fn a_retry_and_a_pipeline_are_read_and_checked_where_they_are_written() {
     );
     assert!(
         errors[1].starts_with(&format!("{}:", line_of("pipeline =")))
-            && errors[1].contains("\"retry\" and \"breaker\" once each"),
+            && errors[1].contains("must name \"retry\" and \"breaker\""),
         "{errors:#?}"
     );
+
+    // The issue's example order: bulkhead inside the breaker, a timeout per attempt.
+    let full = "retry = { max_attempts = 3 }\nbulkhead = { max_concurrent_calls = 5 }\n\
+                pipeline = [\"retry\", \"breaker\", \"bulkhead\", \"timeout\"]";
+    let s = parse(&with(full), &in_scenarios()).expect("valid");
+    let engine = &the_service(&s).dependencies[0].engine;
+    assert_eq!(engine.pipeline, Pipeline::RetryThenBreaker);
+    assert_eq!(engine.timeout_scope, TimeoutScope::PerAttempt);
+    // A timeout outside the retry bounds the whole call.
+    let whole = full.replace(
+        "[\"retry\", \"breaker\", \"bulkhead\", \"timeout\"]",
+        "[\"timeout\", \"breaker\", \"retry\"]",
+    );
+    let s = parse(&with(&whole), &in_scenarios()).expect("valid");
+    let engine = &the_service(&s).dependencies[0].engine;
+    assert_eq!(engine.pipeline, Pipeline::BreakerThenRetry);
+    assert_eq!(engine.timeout_scope, TimeoutScope::WholeCall);
+    // A bulkhead outside the breaker, or named without one, is refused at its line.
+    for (order, needle) in [
+        (
+            "[\"bulkhead\", \"retry\", \"breaker\"]",
+            "a bulkhead outside the breaker",
+        ),
+        ("[\"retry\", \"breaker\", \"retry\"]", "each once"),
+    ] {
+        let bad = full.replace("[\"retry\", \"breaker\", \"bulkhead\", \"timeout\"]", order);
+        let errors = shown(&with(&bad));
+        assert!(
+            errors.len() == 1 && errors[0].contains(needle),
+            "{errors:#?}"
+        );
+    }
+    let no_bulkhead = with("retry = {}\npipeline = [\"retry\", \"breaker\", \"bulkhead\"]");
+    let errors = shown(&no_bulkhead);
+    assert!(errors[0].contains("no `bulkhead` table"), "{errors:#?}");
 }
 
 #[test]
