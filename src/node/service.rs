@@ -845,11 +845,10 @@ impl Node {
             Purpose::Probe => {}
             Purpose::Write { to, msg_id, write } => {
                 match self.write_answer(now, dependency, key, result) {
-                    WriteAnswer::Applied => {
-                        if self.remembers_writes(dependency) {
-                            let (version, name) = (write.version, write.name);
+                    WriteAnswer::Applied(held) => {
+                        if let Some(name) = held {
                             let state = WriteState::Applied;
-                            self.remember_write(now, dependency, key, version, name, state);
+                            self.remember_write(now, dependency, key, write.version, name, state);
                         }
                         let dep = &self.deps[dependency];
                         let body = ReplyBody::WriteOk {
@@ -875,11 +874,11 @@ impl Node {
                 }
             }
             Purpose::Drain { write } => match self.write_answer(now, dependency, key, result) {
-                WriteAnswer::Applied => {
+                WriteAnswer::Applied(held) => {
                     let applied = self.deps[dependency].queue.on_applied(write, now);
-                    if let Some(w) = applied.filter(|_| self.remembers_writes(dependency)) {
+                    if let (Some(w), Some(name)) = (applied, held) {
                         let state = WriteState::Applied;
-                        self.remember_write(now, dependency, w.key, w.version, w.name, state);
+                        self.remember_write(now, dependency, w.key, w.version, name, state);
                     }
                 }
                 WriteAnswer::Rejected(full) => {

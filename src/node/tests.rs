@@ -1927,3 +1927,42 @@ fn in_reply_to(mut reply: Value, id: u64) -> Value {
     reply["in_reply_to"] = json!(id);
     reply
 }
+
+/// Found in review: a write queued first ("Jane", v1) that drains after a newer one
+/// ("Jill", v2) was applied is acknowledged with the service's newer record. Once
+/// "Jill"'s window has passed, a degraded read must not be answered with "Jane".
+#[test]
+fn an_older_write_applied_late_is_never_served_over_the_newer_one() {
+    let mut config = read_your_writes(5 * SECOND);
+    let q = &mut config.dependencies[0].queue;
+    q.in_order = false;
+    q.backoff_base = 20 * SECOND;
+    q.backoff_max = 20 * SECOND;
+    q.jitter = 0.0;
+    q.max_attempts = 10;
+    config.dependencies[0].breaker.trip_policy = TripPolicy::ConsecutiveFailures {
+        failure_threshold: 100,
+    };
+    let mut h = Harness::with_config(config);
+    h.backend[0] = Backend::Down;
+    let (reply, _) = h.ask(
+        0,
+        json!({"type":"update_user","msg_id":1,"user_id":123,"name":"Jane"}),
+    );
+    assert_eq!(reply["queued"], true, "{reply}");
+    h.backend[0] = Backend::Up;
+    let (reply, _) = h.ask(
+        MILLISECOND,
+        json!({"type":"update_user","msg_id":2,"user_id":123,"name":"Jill"}),
+    );
+    assert_eq!(reply["queued"], false, "{reply}");
+    // "Jane" drains at 20 s; the service keeps "Jill".
+    h.advance(21 * SECOND);
+    assert_eq!(h.node.queue(0).depth(), 0);
+    h.backend[0] = Backend::Down;
+    let (reply, _) = h.ask(
+        21 * SECOND,
+        json!({"type":"get_user","msg_id":3,"user_id":123}),
+    );
+    assert_eq!(reply["user"]["name"], "Jill", "{reply}");
+}

@@ -537,11 +537,10 @@ impl Node {
     ) {
         let key = write.key;
         match self.write_answer(now, dependency, key, result) {
-            WriteAnswer::Applied => {
-                if self.remembers_writes(dependency) {
-                    let (version, name) = (write.version, write.name);
+            WriteAnswer::Applied(held) => {
+                if let Some(name) = held {
                     let state = WriteState::Applied;
-                    self.remember_write(now, dependency, key, version, name, state);
+                    self.remember_write(now, dependency, key, write.version, name, state);
                 }
                 let data = PartData::Written {
                     id: key,

@@ -65,7 +65,10 @@ pub(super) enum ReadAnswer {
 /// What a write call answered.
 pub(super) enum WriteAnswer {
     /// Applied (the record as the service now holds it is in the cache, if any).
-    Applied,
+    /// With read-your-writes, the name the service now holds: a write older than
+    /// the service's record is acknowledged with the newer one, and that, not the
+    /// late write's own value, is what a later read may be answered with.
+    Applied(Option<Name>),
     /// The service's store is full: nothing was written.
     Rejected(StoreFull),
     /// The call failed.
@@ -237,10 +240,11 @@ impl Node {
         match result {
             CallResult::Written(record) => {
                 let dep = &mut self.deps[index];
+                let held = dep.ryw.is_some().then(|| record.name.clone());
                 if dep.has_cache {
                     dep.cache.insert(key, record, now);
                 }
-                WriteAnswer::Applied
+                WriteAnswer::Applied(held)
             }
             CallResult::Rejected(full) => WriteAnswer::Rejected(full),
             CallResult::Failed(error) => WriteAnswer::Failed(error),
