@@ -1509,34 +1509,26 @@ impl Metrics {
                     (micros(Some(max)), micros(Some(p99)), "us"),
                 );
             }
-            if let Some(max) = e.max_partial_rate {
+            // A share of the endpoint's requests (partial, shed) at most `max`.
+            let mut share_at_most = |key: &str, max: Option<f64>, count: u64| {
+                let Some(max) = max else {
+                    return;
+                };
                 let rate = if r.requests == 0 {
                     0.0
                 } else {
-                    round6(r.partial as f64 / r.requests as f64)
+                    round6(count as f64 / r.requests as f64)
                 };
                 push(
-                    name("max_partial_rate"),
+                    name(key),
                     format!("<= {}", percent(max)),
-                    format!("{} ({} of {})", percent(rate), r.partial, r.requests),
+                    format!("{} ({} of {})", percent(rate), count, r.requests),
                     rate <= max,
                     (Some(max), Some(rate), "ratio"),
                 );
-            }
-            if let Some(max) = e.max_shed_rate {
-                let rate = if r.requests == 0 {
-                    0.0
-                } else {
-                    round6(r.shed as f64 / r.requests as f64)
-                };
-                push(
-                    name("max_shed_rate"),
-                    format!("<= {}", percent(max)),
-                    format!("{} ({} of {})", percent(rate), r.shed, r.requests),
-                    rate <= max,
-                    (Some(max), Some(rate), "ratio"),
-                );
-            }
+            };
+            share_at_most("max_partial_rate", e.max_partial_rate, r.partial);
+            share_at_most("max_shed_rate", e.max_shed_rate, r.shed);
             if let Some(max) = e.max_deadline_misses {
                 push(
                     name("max_deadline_misses"),

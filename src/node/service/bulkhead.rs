@@ -200,10 +200,11 @@ impl Node {
         let Some(bulkhead) = self.deps.get_mut(index).and_then(|d| d.bulkhead.as_mut()) else {
             return;
         };
+        // A waiter refused at its expiry waited exactly `max_wait`.
+        let waited = bulkhead.config().max_wait;
         let mut refused = Vec::new();
         bulkhead.expire(now, &mut refused);
         for held in refused {
-            let waited = bulkhead_wait(self.deps[index].bulkhead.as_deref());
             let event = BulkheadEvent::Expired { at: now, waited };
             self.refuse_held(now, held, event, true);
         }
@@ -265,9 +266,4 @@ impl Node {
             _ => self.settle(now, pending, CallResult::Failed(CallError::Unavailable)),
         }
     }
-}
-
-/// A waiter refused at its expiry waited exactly `max_wait`.
-fn bulkhead_wait(bulkhead: Option<&crate::engine::bulkhead::Bulkhead<Held>>) -> Span {
-    bulkhead.map_or(0, |b| b.config().max_wait)
 }
