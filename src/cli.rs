@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::html::{self, HtmlRun};
 use crate::live::{self, LiveOptions};
 use crate::node::{DataSet, NodeConfig, StoreLimits};
 use crate::scenario::budget::{self, Limits};
@@ -119,6 +120,15 @@ struct RunArgs {
     /// entries, fault windows or CPU samples than the limits in scenarios/README.md.
     #[arg(long)]
     allow_large: bool,
+    /// Write the run as a self-contained HTML report to FILE: outcomes, latency, each
+    /// dependency's breaker, calls, staleness and queue, mode and CPU on one time axis,
+    /// fault windows shaded, and the timeline of transitions.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Write the run's time series to FILE as CSV: one row per bucket of simulated
+    /// time (the same series as the JSON report's `series`).
+    #[arg(long, value_name = "FILE")]
+    series_csv: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -279,6 +289,17 @@ fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
         }
     }?;
     let wall = started.elapsed();
+    if let Some(path) = &args.html {
+        let label = path_label(&report.path);
+        let page = html::render(&[HtmlRun {
+            label,
+            report: &report,
+        }]);
+        write_file(path, "HTML report", page.as_bytes())?;
+    }
+    if let Some(path) = &args.series_csv {
+        write_file(path, "series CSV", report.series.to_csv().as_bytes())?;
+    }
     if args.stats {
         let secs = wall.as_secs_f64().max(1e-9);
         let memory = peak_memory_kib()
@@ -303,6 +324,19 @@ fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
         print!("{summary}");
     }
     Ok(verdict(&report))
+}
+
+/// A run's label in an HTML report: its scenario file's name.
+fn path_label(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Writes `bytes` to `path`, or says which file could not be written.
+fn write_file(path: &Path, what: &str, bytes: &[u8]) -> Result<(), BadInput> {
+    std::fs::write(path, bytes)
+        .map_err(|e| BadInput::new(format!("cannot write {what} {}: {e}", path.display())))
 }
 
 /// The process's peak resident memory in KiB, where the OS tells it (Linux).

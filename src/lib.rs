@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod html;
 pub mod intern;
 pub mod live;
 pub mod model;

@@ -368,6 +368,8 @@ pub struct ModeController {
     spent: [Span; 3],
     stats: ModeStats,
     events: Vec<ModeEvent>,
+    /// The latest valid CPU sample, for the run's time series (`None` before the first).
+    last_sample: Option<f64>,
 }
 
 impl ModeController {
@@ -391,6 +393,7 @@ impl ModeController {
             spent: [0; 3],
             stats: ModeStats::default(),
             events: Vec::new(),
+            last_sample: None,
         })
     }
 
@@ -404,6 +407,7 @@ impl ModeController {
             return Err(InvalidCpu(cpu));
         }
         self.stats.samples += 1;
+        self.last_sample = Some(cpu);
         if self.manual {
             return Ok(None);
         }
@@ -491,6 +495,11 @@ impl ModeController {
     /// Whether a manual pin holds the mode.
     pub fn is_manual(&self) -> bool {
         self.manual
+    }
+
+    /// The latest valid CPU sample (percent), whether or not it changed the mode.
+    pub fn last_sample(&self) -> Option<f64> {
+        self.last_sample
     }
 
     /// When the mode last changed, or `None` if it never has.

@@ -15,7 +15,8 @@
 //! - [`alias`]: O(1) draws from a fixed discrete distribution (Zipf keys);
 //! - [`run`](mod@run): the event loop that drives the node with all of the above;
 //! - [`trace`]: the streamed JSON Lines trace and its digest;
-//! - [`report`]: what a run measured, and the scenario's expectations checked.
+//! - [`report`]: what a run measured, and the scenario's expectations checked;
+//! - [`series`]: the same, bucket by bucket over the run's time, for charts.
 
 pub mod alias;
 pub mod check;
@@ -27,6 +28,7 @@ pub mod recovery;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod series;
 pub mod trace;
 pub mod workload;
 

@@ -19,6 +19,7 @@ use crate::engine::breaker::{BreakerReason, BreakerState};
 use crate::engine::bulkhead::{BulkheadConfig, BulkheadStats};
 use crate::engine::compute::ComputeConfig;
 use crate::engine::modes::ModeReason;
+use crate::engine::cache::CacheEvent;
 use crate::engine::queue::QueueEvent;
 use crate::engine::retry::RetryStats;
 use crate::engine::ryw::{RywConfig, RywStats};
@@ -28,6 +29,7 @@ use crate::model::Scenario;
 use crate::node::{CallError, CallKind, CallResult, Node, NodeEvent, ReplyBody, Resource, Served};
 
 use super::recovery::{Cut, RecoveryMetrics, RecoveryReport, RecoveryWindow};
+use super::series::{FaultWindow, Series, SeriesMetrics};
 
 use crate::model::FaultKind;
 
@@ -600,6 +602,8 @@ pub struct Report {
     pub events: u64,
     /// Digest of the full trace, when one was kept.
     pub trace_digest: Option<String>,
+    /// What happened in each slice of the run (see [`super::series`]).
+    pub series: Series,
     /// Recovery after the hard faults. Not serialized, so that adding it left the
     /// run's JSON summary unchanged; `brownout sweep` reads it.
     #[serde(skip)]
@@ -719,6 +723,8 @@ pub struct Metrics {
     mode_changes: u64,
     /// Each fault window's calls before and after, by kind.
     storm: RecoveryMetrics,
+    /// The run's time series.
+    series: SeriesMetrics,
 }
 
 /// What one fault window of a declared service's run measured.
@@ -799,6 +805,7 @@ impl Metrics {
                 .collect(),
             deps: vec![DepMetrics::default(); dep_names.len()],
             storm: RecoveryMetrics::new(dep_names.len(), MAX_FAULT_WINDOWS, scenario.duration),
+            series: SeriesMetrics::new(scenario.duration, kinds.len(), dep_names.len()),
             dep_names,
             endpoints,
             requests: 0,
@@ -845,6 +852,13 @@ impl Metrics {
             .iter()
             .position(|&n| n == name)
             .expect("events name known dependencies")
+    }
+
+    /// The run reached `now`: the series moves to the bucket holding it. Called before
+    /// each event.
+    #[inline(always)]
+    pub fn advance(&mut self, now: Time, node: &Node) {
+        self.series.advance(now, node);
     }
 
     /// A request (not a control message) was sent.
@@ -908,6 +922,14 @@ impl Metrics {
         }
         let what = describe_fault(kind);
         self.storm.fault_edge(t, dependency, &what, started, end);
+        if started {
+            self.series.fault(FaultWindow {
+                dependency: self.dep_names[dependency],
+                fault: what.clone(),
+                start: t,
+                end,
+            });
+        }
         if started && matches!(kind, FaultKind::Outage | FaultKind::Hang) {
             self.hard_faults.push(HardFault {
                 dependency,
@@ -935,6 +957,7 @@ impl Metrics {
         body: &ReplyBody,
     ) {
         self.by_kind[usize::from(kind)].add(served);
+        self.series.reply(kind, served, latency);
         if let Some(endpoint) = self.endpoints.get_mut(usize::from(kind)) {
             endpoint.latency.saturating_record(latency + 1);
             if let ReplyBody::Endpoint(reply) = body {
@@ -970,6 +993,8 @@ impl Metrics {
         let outcomes = &mut self.by_kind[usize::from(kind)];
         outcomes.total += 1;
         outcomes.unanswered += 1;
+        self.series
+            .unanswered(kind, self.duration.saturating_sub(waited));
         self.latency.saturating_record(waited.saturating_add(1));
         if let Some(endpoint) = self.endpoints.get_mut(usize::from(kind)) {
             endpoint.latency.saturating_record(waited.saturating_add(1));
@@ -980,6 +1005,7 @@ impl Metrics {
     #[inline(always)]
     pub fn call(&mut self, dependency: usize, kind: CallKind, now: Time) {
         self.storm.call(dependency, kind, now);
+        self.series.call(dependency);
         let dep = &mut self.deps[dependency];
         dep.calls += 1;
         if self.active_faults > 0 {
@@ -997,14 +1023,22 @@ impl Metrics {
     pub fn answer(&mut self, dependency: usize, result: &CallResult) {
         let dep = &mut self.deps[dependency];
         dep.answered += 1;
-        match result {
-            CallResult::Failed(CallError::Timeout) => dep.timeouts += 1,
-            CallResult::Failed(_) => dep.failures += 1,
-            _ => {}
+        let failed = match result {
+            CallResult::Failed(CallError::Timeout) => {
+                dep.timeouts += 1;
+                true
+            }
+            CallResult::Failed(_) => {
+                dep.failures += 1;
+                true
+            }
+            _ => false,
+        };
+        if failed {
+            self.series.failure(dependency);
         }
         if self.active_faults > 0 {
             if let Some(windows) = &mut self.windows {
-                let failed = matches!(result, CallResult::Failed(_));
                 for &w in &self.open_windows {
                     let counts = &mut windows[w].counts[dependency];
                     counts.answered += 1;
@@ -1038,6 +1072,7 @@ impl Metrics {
                 }
                 dep.state = event.to;
                 dep.transitions.push((event.at, event.to));
+                self.series.breaker(index, event.to);
                 let text = format!(
                     "{dependency}: breaker {} -> {} ({})",
                     event.from.as_str(),
@@ -1050,6 +1085,7 @@ impl Metrics {
                 if event.from != event.to {
                     self.mode_changes += 1;
                 }
+                self.series.mode(event.to);
                 let why = match event.reason {
                     ModeReason::Cpu { cpu, threshold } => {
                         let cmp = if event.to > event.from { ">=" } else { "<" };
@@ -1065,6 +1101,7 @@ impl Metrics {
                 let index = self.dependency_index(dependency);
                 let depth = node.queue(index).depth();
                 let burst = node.queue(index).config().burst as usize;
+                self.series.queue_depth(index, depth);
                 let dep = &mut self.deps[index];
                 if depth > 0 && dep.episode_start.is_none() {
                     dep.episode_start = Some(now);
@@ -1099,6 +1136,13 @@ impl Metrics {
             // in the trace, too many for the timeline.
             // Counted by the engines themselves (`Node::bulkhead_stats`, ...).
             // Read-your-writes counts its own (`Node::read_your_writes`).
+            NodeEvent::Cache {
+                dependency,
+                event: CacheEvent::StaleServed { age, .. },
+            } => {
+                let index = self.dependency_index(dependency);
+                self.series.stale_served(index, *age);
+            }
             NodeEvent::Cache { .. }
             | NodeEvent::Retry { .. }
             | NodeEvent::Bulkhead { .. }
@@ -1126,6 +1170,7 @@ impl Metrics {
                 dep.drained_at = None;
             }
         }
+        let kind_names: Vec<&str> = self.by_kind.iter().map(|o| o.kind.as_str()).collect();
         let mut total = Outcomes {
             kind: "total".to_owned(),
             ..Outcomes::default()
@@ -1334,6 +1379,7 @@ impl Metrics {
             expectations: Vec::new(),
             events,
             trace_digest,
+            series: self.series.finish(node, &kind_names, &self.dep_names),
             recovery: self.recovery(),
         };
         report.expectations = self.check(scenario, &report);

@@ -448,6 +448,7 @@ impl<'s, 'w> Simulation<'s, 'w> {
                 break;
             }
             self.processed += 1;
+            self.metrics.advance(now, &self.node);
             match event {
                 Ev::Arrival(i) => {
                     self.arrival(now, i as usize)?;

@@ -3,6 +3,7 @@
 //!
 //! - `cli`: the command line's contract (exit codes, scenario errors, check, trace);
 //! - `fuzz`: mutation fuzzing of scenario files and node input (long runs opt in);
+//! - `html`: the HTML report opened in headless Chromium (skipped without one);
 //! - `hostile`: the hostile corpus under `tests/hostile/` ends cleanly, as its headers say;
 //! - `node`: the real `brownout node` binary on stdin/stdout (the seed task, errors,
 //!   the write queue, garbage input);
@@ -13,6 +14,7 @@
 mod cli;
 mod fuzz;
 mod hostile;
+mod html;
 mod node;
 mod scenarios;
 mod sweep;

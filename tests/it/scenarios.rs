@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::thread;
 
-use brownout::engine::breaker::TripPolicy;
+use brownout::engine::breaker::{BreakerState, TripPolicy};
 use brownout::engine::SECOND;
 use brownout::scenario::{self, Scenario};
 use brownout::sim::{self, Report, RunOptions};
@@ -54,8 +54,59 @@ fn run(scenario: &Scenario) -> Report {
 /// a snapshot holds.
 fn check(path: &Path) -> (Report, String) {
     let report = run(&load(path));
+    assert_series_adds_up(&report);
     let text = report.render_text();
     (report, text)
+}
+
+/// The time series is the report cut into buckets: its counts add up to the report's
+/// totals, and its peaks are the report's peaks.
+fn assert_series_adds_up(report: &Report) {
+    let name = &report.scenario;
+    let series = &report.series;
+    assert!(series.buckets as u64 * series.bucket >= report.duration, "{name}");
+    assert!(series.buckets as u64 <= sim::series::MAX_BUCKETS, "{name}");
+    let json = serde_json::to_value(report).expect("reports serialize");
+    for kind in &series.requests {
+        let row = json["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == kind.kind.as_str())
+            .unwrap_or_else(|| panic!("{name}: {} has no row", kind.kind));
+        for o in &kind.outcomes {
+            let sum: u64 = o.counts.iter().map(|&n| u64::from(n)).sum();
+            assert_eq!(
+                Some(sum),
+                row[o.outcome].as_u64(),
+                "{name}: {} {}",
+                kind.kind,
+                o.outcome
+            );
+        }
+    }
+    for (dep, report_dep) in series.dependencies.iter().zip(&report.dependencies) {
+        assert_eq!(dep.name, report_dep.name, "{name}");
+        let sum = |v: &[u32]| v.iter().map(|&n| u64::from(n)).sum::<u64>();
+        assert_eq!(sum(&dep.calls), report_dep.calls, "{name}: {} calls", dep.name);
+        assert_eq!(
+            sum(&dep.failures),
+            report_dep.failures + report_dep.timeouts,
+            "{name}: {} failures",
+            dep.name
+        );
+        let opened = dep.breaker.iter().any(|s| *s == BreakerState::Open);
+        assert_eq!(opened, report_dep.breaker_trips > 0, "{name}: {} breaker", dep.name);
+        let oldest = dep.stale_age_max.iter().flatten().max().copied().unwrap_or(0);
+        assert_eq!(oldest, report_dep.max_stale_age, "{name}: {} staleness", dep.name);
+        let deepest = dep.queue_depth.iter().max().copied().unwrap_or(0);
+        assert_eq!(
+            u64::from(deepest),
+            report_dep.queue_max_depth,
+            "{name}: {} queue depth",
+            dep.name
+        );
+    }
 }
 
 /// Runs `f` on every scenario file, one thread each, and returns the results in file
