@@ -362,6 +362,10 @@
         s2.push({ label: "queue depth" + tag, stroke: "#5e35b1", width: 1.5, dash: RUN_DASH[i], scale: "depth", points: { show: false }, value: (u, v) => fmtNum(v, 0) });
         y2.push(onGrid(runs[i], d.queue_depth));
       });
+      if (!hasData(y2)) {
+        lane.append(el("div", { class: "muted", text: "No stale entry served and no write queued" + (runs.length > 1 ? " in either run." : " in this run.") }));
+        continue;
+      }
       chart(lane, "staleness-" + name, "Staleness served (s) and write queue depth", s2, y2, {
         height: 140,
         scales: { age: { range: (u, min, max) => [0, Math.max(1, max || 0)] }, depth: { range: (u, min, max) => [0, Math.max(1, max || 0)] } },
