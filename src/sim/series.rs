@@ -198,7 +198,8 @@ impl SeriesMetrics {
     /// `dependencies` dependencies.
     pub fn new(duration: Span, kinds: usize, dependencies: usize) -> Self {
         let width = bucket_width(duration);
-        let buckets = usize::try_from(duration.div_ceil(width).max(1)).expect("at most MAX_BUCKETS");
+        let buckets =
+            usize::try_from(duration.div_ceil(width).max(1)).expect("at most MAX_BUCKETS");
         SeriesMetrics {
             width,
             buckets,
@@ -361,12 +362,7 @@ impl SeriesMetrics {
     }
 
     /// The finished series: the open bucket and any after it closed.
-    pub fn finish(
-        &mut self,
-        node: &Node,
-        kinds: &[&str],
-        dependencies: &[&'static str],
-    ) -> Series {
+    pub fn finish(&mut self, node: &Node, kinds: &[&str], dependencies: &[&'static str]) -> Series {
         self.roll(Time::MAX - 1, node);
         self.close(node);
         let per_kind = |k: usize| {
@@ -377,7 +373,10 @@ impl SeriesMetrics {
                     let counts: Vec<u32> = (0..self.buckets)
                         .map(|b| self.outcomes[(b * self.kinds + k) * OUTCOMES.len() + o])
                         .collect();
-                    counts.iter().any(|&n| n > 0).then_some(OutcomeCounts { outcome, counts })
+                    counts
+                        .iter()
+                        .any(|&n| n > 0)
+                        .then_some(OutcomeCounts { outcome, counts })
                 })
                 .collect();
             (!outcomes.is_empty()).then(|| KindSeries {
@@ -390,12 +389,19 @@ impl SeriesMetrics {
             .map(|b| {
                 let row = |o: usize| -> u64 {
                     (0..self.kinds)
-                        .map(|k| u64::from(self.outcomes[(b * self.kinds + k) * OUTCOMES.len() + o]))
+                        .map(|k| {
+                            u64::from(self.outcomes[(b * self.kinds + k) * OUTCOMES.len() + o])
+                        })
                         .sum()
                 };
                 let counted: u64 = (0..OUTCOMES.len()).filter(|&o| o != REFUSED).map(row).sum();
                 let unavailable: u64 = UNAVAILABLE.iter().map(|&o| row(o)).sum();
-                (counted > 0).then(|| round(counted.saturating_sub(unavailable) as f64 / counted as f64, 6))
+                (counted > 0).then(|| {
+                    round(
+                        counted.saturating_sub(unavailable) as f64 / counted as f64,
+                        6,
+                    )
+                })
             })
             .collect();
         let dependencies = std::mem::take(&mut self.deps)
@@ -522,7 +528,13 @@ impl Series {
             }
         }
         for dep in &self.dependencies {
-            for figure in ["calls", "failures", "breaker", "stale_age_max_ms", "queue_depth"] {
+            for figure in [
+                "calls",
+                "failures",
+                "breaker",
+                "stale_age_max_ms",
+                "queue_depth",
+            ] {
                 header.push(format!("{}.{figure}", dep.name));
             }
         }

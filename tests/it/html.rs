@@ -107,7 +107,10 @@ fn open(browser: &Path, dir: &Path, page: &Path, screenshot: &Path) -> Rendered 
         .arg(&url)
         .output()
         .expect("chromium starts");
-    assert!(shot.status.success(), "chromium --screenshot failed: {shot:?}");
+    assert!(
+        shot.status.success(),
+        "chromium --screenshot failed: {shot:?}"
+    );
     let png = std::fs::read(screenshot).expect("the screenshot was written");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     // A blank page compresses to a few KB; charts with data do not.
@@ -137,7 +140,8 @@ fn the_flagship_report_renders_every_chart_with_data_in_chromium() {
     assert_eq!(r.charts, 8);
     assert_eq!(r.empty, "", "charts without data");
     if std::env::var_os("BROWNOUT_UPDATE_SCREENSHOT").is_some() {
-        let readme_picture = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img/outage-report.png");
+        let readme_picture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img/outage-report.png");
         std::fs::create_dir_all(readme_picture.parent().unwrap()).unwrap();
         std::fs::copy(&screenshot, readme_picture).expect("README picture written");
     }
@@ -157,4 +161,53 @@ fn a_declared_service_report_renders_in_chromium() {
     // A dependency that nobody calls in this scenario would draw an empty lane; every
     // one of the shop's is called.
     assert_eq!(r.empty, "", "charts without data");
+}
+
+/// The report and the series are pure functions of the scenario and seed: the same
+/// bytes twice, different bytes for another seed. (No browser needed.)
+#[test]
+fn the_html_report_and_the_series_csv_are_the_same_bytes_for_a_seed() {
+    let dir = scratch("html-determinism");
+    let write = |name: &str, seed: &str| {
+        let page = dir.join(format!("{name}.html"));
+        let csv = dir.join(format!("{name}.csv"));
+        let out = brownout(&[
+            "scenarios/outage.toml",
+            "--seed",
+            seed,
+            "--html",
+            page.to_str().unwrap(),
+            "--series-csv",
+            csv.to_str().unwrap(),
+        ]);
+        assert!(code(&out) <= 1, "{}", stderr(&out));
+        (std::fs::read(page).unwrap(), std::fs::read(csv).unwrap())
+    };
+    let first = write("a", "7");
+    let again = write("b", "7");
+    let other = write("c", "8");
+    assert!(first == again, "the same seed gave different bytes");
+    assert!(
+        first.0 != other.0 && first.1 != other.1,
+        "another seed gave the same bytes"
+    );
+    let csv = String::from_utf8(first.1).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(header
+        .starts_with("start_s,end_s,availability,latency_p50_ms,latency_p99_ms,mode,cpu,faults,"));
+    assert!(header.contains("users.breaker") && header.contains("get_user.stale"));
+    // Ten minutes in 500 ms buckets.
+    assert_eq!(lines.count(), 1200);
+}
+
+#[test]
+fn an_unwritable_html_path_is_bad_input() {
+    let out = brownout(&[
+        "scenarios/outage.toml",
+        "--html",
+        "/nonexistent-dir/report.html",
+    ]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("cannot write HTML report /nonexistent-dir/report.html"));
 }

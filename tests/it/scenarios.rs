@@ -64,7 +64,10 @@ fn check(path: &Path) -> (Report, String) {
 fn assert_series_adds_up(report: &Report) {
     let name = &report.scenario;
     let series = &report.series;
-    assert!(series.buckets as u64 * series.bucket >= report.duration, "{name}");
+    assert!(
+        series.buckets as u64 * series.bucket >= report.duration,
+        "{name}"
+    );
     assert!(series.buckets as u64 <= sim::series::MAX_BUCKETS, "{name}");
     let json = serde_json::to_value(report).expect("reports serialize");
     for kind in &series.requests {
@@ -88,7 +91,12 @@ fn assert_series_adds_up(report: &Report) {
     for (dep, report_dep) in series.dependencies.iter().zip(&report.dependencies) {
         assert_eq!(dep.name, report_dep.name, "{name}");
         let sum = |v: &[u32]| v.iter().map(|&n| u64::from(n)).sum::<u64>();
-        assert_eq!(sum(&dep.calls), report_dep.calls, "{name}: {} calls", dep.name);
+        assert_eq!(
+            sum(&dep.calls),
+            report_dep.calls,
+            "{name}: {} calls",
+            dep.name
+        );
         assert_eq!(
             sum(&dep.failures),
             report_dep.failures + report_dep.timeouts,
@@ -96,9 +104,24 @@ fn assert_series_adds_up(report: &Report) {
             dep.name
         );
         let opened = dep.breaker.iter().any(|s| *s == BreakerState::Open);
-        assert_eq!(opened, report_dep.breaker_trips > 0, "{name}: {} breaker", dep.name);
-        let oldest = dep.stale_age_max.iter().flatten().max().copied().unwrap_or(0);
-        assert_eq!(oldest, report_dep.max_stale_age, "{name}: {} staleness", dep.name);
+        assert_eq!(
+            opened,
+            report_dep.breaker_trips > 0,
+            "{name}: {} breaker",
+            dep.name
+        );
+        let oldest = dep
+            .stale_age_max
+            .iter()
+            .flatten()
+            .max()
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            oldest, report_dep.max_stale_age,
+            "{name}: {} staleness",
+            dep.name
+        );
         let deepest = dep.queue_depth.iter().max().copied().unwrap_or(0);
         assert_eq!(
             u64::from(deepest),
