@@ -197,8 +197,8 @@ fn the_html_report_and_the_series_csv_are_the_same_bytes_for_a_seed() {
     assert!(header
         .starts_with("start_s,end_s,availability,latency_p50_ms,latency_p99_ms,mode,cpu,faults,"));
     assert!(header.contains("users.breaker") && header.contains("get_user.stale"));
-    // Ten minutes in 500 ms buckets.
-    assert_eq!(lines.count(), 1200);
+    // Ten minutes in 1 s buckets.
+    assert_eq!(lines.count(), 600);
 }
 
 #[test]
