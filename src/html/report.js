@@ -26,6 +26,7 @@
   const MODE_COLOURS = { normal: "rgba(46,125,50,0.10)", degraded: "rgba(249,168,37,0.22)", critical: "rgba(198,40,40,0.22)" };
   const MODE_STRIP = { normal: "rgba(46,125,50,0.55)", degraded: "rgba(249,168,37,0.85)", critical: "rgba(198,40,40,0.85)" };
   const RUN_DASH = [[], [6, 4]];
+  const TIME_INCRS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800];
   const LINE_COLOURS = ["#1f4e9c", "#c2185b", "#00897b", "#ef6c00", "#5e35b1", "#6d4c41"];
 
   // ---------- formatting ----------
@@ -109,15 +110,20 @@
       getStates().forEach((states, i) => {
         if (!states) return;
         const y = bbox.top + i * (h + 2 * devicePixelRatio);
-        for (let b = 0; b < xs.length; b++) {
+        // One rectangle per run of equal states, so that narrow buckets leave no seams.
+        for (let b = 0; b < xs.length; ) {
           const s = states[b];
-          if (s == null) continue;
-          const x0 = u.valToPos(xs[b], "x", true);
-          const x1 = u.valToPos(xs[b] + bucketSeconds, "x", true);
-          if (x1 < bbox.left || x0 > bbox.left + bbox.width) continue;
-          ctx.fillStyle = colours[s];
-          const left = Math.max(x0, bbox.left);
-          ctx.fillRect(left, y, Math.min(x1, bbox.left + bbox.width) - left + 0.5, h);
+          let e = b + 1;
+          while (e < xs.length && states[e] === s) e++;
+          if (s != null) {
+            const x0 = Math.max(u.valToPos(xs[b], "x", true), bbox.left);
+            const x1 = Math.min(u.valToPos(xs[e - 1] + bucketSeconds, "x", true), bbox.left + bbox.width);
+            if (x1 > x0) {
+              ctx.fillStyle = colours[s];
+              ctx.fillRect(x0, y, x1 - x0, h);
+            }
+          }
+          b = e;
         }
       });
       ctx.restore();
@@ -158,7 +164,8 @@
       scales: { x: { time: false, range: [0, grid.end / 1e6] }, ...(extra.scales || {}) },
       series: [{ label: "time", value: (u, v) => fmtTime(v) }, ...seriesOpts],
       axes: [
-        { values: (u, vals) => vals.map(fmtTime), space: 70 },
+        // Ticks on round times (seconds, minutes, hours), not round decimals.
+        { values: (u, vals) => vals.map(fmtTime), space: 70, incrs: TIME_INCRS },
         ...axes,
       ],
       hooks: {
