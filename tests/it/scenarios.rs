@@ -103,7 +103,7 @@ fn assert_series_adds_up(report: &Report) {
             "{name}: {} failures",
             dep.name
         );
-        let opened = dep.breaker.iter().any(|s| *s == BreakerState::Open);
+        let opened = dep.breaker.contains(&BreakerState::Open);
         assert_eq!(
             opened,
             report_dep.breaker_trips > 0,
