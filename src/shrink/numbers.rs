@@ -146,8 +146,8 @@ impl Knob {
 }
 
 /// The roundest value strictly between `lo` and `hi`, near their middle: the middle
-/// rounded to the coarsest of `units` that still falls strictly inside. None when no
-/// step fits (the two are a finest step apart).
+/// rounded to the coarsest of `units` that still falls in the middle half of the gap.
+/// None when no step fits (the two are a few finest steps apart).
 pub(super) fn round_between(lo: f64, hi: f64, units: &[f64]) -> Option<f64> {
     let mid = lo + (hi - lo) / 2.0;
     units.iter().find_map(|&u| {
@@ -155,7 +155,9 @@ pub(super) fn round_between(lo: f64, hi: f64, units: &[f64]) -> Option<f64> {
         // 3 x 0.1 is 0.30000000000000004: written out, it should read 0.3.
         let decimals = (-u.log10()).ceil().max(0.0) as usize;
         let r: f64 = format!("{r:.decimals$}").parse().unwrap_or(r);
-        (r > lo && r < hi).then_some(r)
+        // Within the middle half, so that each step still halves the gap roughly.
+        let quarter = (hi - lo) / 4.0;
+        (r > lo && r < hi && r >= lo + quarter && r <= hi - quarter).then_some(r)
     })
 }
 
@@ -165,8 +167,10 @@ mod tests {
 
     #[test]
     fn round_values_between() {
-        // 0..3m: the middle, 1m 30s, is a whole ten seconds.
-        assert_eq!(round_between(0.0, 180e6, &SPAN_UNITS), Some(90e6));
+        // 0..3m: 2m is the roundest value in the middle half.
+        assert_eq!(round_between(0.0, 180e6, &SPAN_UNITS), Some(120e6));
+        // 0..1m: 30s (a whole minute is not inside).
+        assert_eq!(round_between(0.0, 60e6, &SPAN_UNITS), Some(30e6));
         // 0..40 requests a second: 20.
         assert_eq!(round_between(0.0, 40.0, &RATE_UNITS), Some(20.0));
         // Tenths read as tenths.
@@ -175,6 +179,7 @@ mod tests {
         assert_eq!(round_between(61e6, 62e6, &SPAN_UNITS), Some(61.5e6));
         // Adjacent microseconds: nothing between.
         assert_eq!(round_between(5.0, 6.0, &SPAN_UNITS), None);
+        assert_eq!(round_between(5.0, 9.0, &SPAN_UNITS), Some(7.0));
         // Coarse where it fits: 1m..10m picks a whole minute.
         let r = round_between(60e6, 600e6, &SPAN_UNITS).unwrap();
         assert_eq!(r % 60e6, 0.0, "{r}");
