@@ -27,6 +27,8 @@ pub(super) struct Doc {
     scripts: Vec<String>,
     /// One per `[[workload]]` stream, in order.
     streams: Vec<String>,
+    /// How much of the original run's beginning was cut off ([`Doc::without_head`]).
+    head_cut: Span,
 }
 
 /// A part ddmin may remove.
@@ -174,6 +176,7 @@ impl Doc {
             faults,
             scripts,
             streams,
+            head_cut: 0,
         })
     }
 
@@ -430,6 +433,91 @@ impl Doc {
         doc
     }
 
+    /// The document with the first `cut` of the run cut off: every instant moves
+    /// `cut` earlier, what ended by then goes, and what crosses it starts at 0 (a ramp
+    /// at the value it had reached, a CPU step at the level it had set). A failure
+    /// at the end of a run (a breaker that never closes) then needs no long run
+    /// before it.
+    pub fn without_head(&self, cut: Span) -> Doc {
+        let mut doc = self.clone();
+        let Some(duration) = self.duration() else {
+            return doc;
+        };
+        if cut == 0 || cut >= duration {
+            return doc;
+        }
+        doc.head_cut += cut;
+        let span = |v: &Value, key: &str| v.get(key).and_then(span_of);
+        let put = |t: &mut Table, key: &str, at: Span| {
+            t.insert(key.to_owned(), Value::String(format_span(at)));
+        };
+        put(&mut doc.table, "duration", duration - cut);
+        let keep: Vec<bool> = entries(&doc.table, "fault")
+            .iter()
+            .map(|f| span(f, "end").unwrap_or(duration) > cut)
+            .collect();
+        doc.retain("fault", &keep);
+        if let Some(Value::Array(faults)) = doc.table.get_mut("fault") {
+            for f in faults {
+                let (start, end) = (span(f, "start"), span(f, "end"));
+                if let Some(t) = f.as_table_mut() {
+                    if let Some(start) = start {
+                        put(t, "start", start.saturating_sub(cut));
+                    }
+                    if let Some(end) = end {
+                        put(t, "end", end - cut);
+                    }
+                }
+            }
+        }
+        let keep: Vec<bool> = entries(&doc.table, "script")
+            .iter()
+            .map(|s| span(s, "at").is_some_and(|at| at >= cut))
+            .collect();
+        doc.retain("script", &keep);
+        if let Some(Value::Array(scripts)) = doc.table.get_mut("script") {
+            for entry in scripts {
+                if let (Some(at), Some(t)) = (span(entry, "at"), entry.as_table_mut()) {
+                    put(t, "at", at - cut);
+                }
+            }
+        }
+        if let Some(Value::Array(streams)) = doc.table.get_mut("workload") {
+            for w in streams {
+                if let Some(Value::Array(phases)) = w.get_mut("rate") {
+                    cut_ramps_before(phases, cut, "rps_from", "rps_to");
+                }
+            }
+        }
+        if let Some(Value::Array(points)) =
+            doc.table.get_mut("cpu").and_then(|c| c.get_mut("points"))
+        {
+            // Of the steps before the cut only the last matters: it sets the level.
+            let last_before = points
+                .iter()
+                .rposition(|p| span(p, "at").is_some_and(|at| at < cut));
+            let mut i = 0;
+            points.retain(|p| {
+                let keep = span(p, "at").is_none_or(|at| at >= cut) || Some(i) == last_before;
+                i += 1;
+                keep
+            });
+            for p in points.iter_mut() {
+                if let (Some(at), Some(t)) = (span(p, "at"), p.as_table_mut()) {
+                    put(t, "at", at.saturating_sub(cut));
+                }
+            }
+            cut_ramps_before(points, cut, "cpu_from", "cpu_to");
+        }
+        if let Some(Value::Table(expect)) = doc.table.get_mut("expect") {
+            // An instant, not a bound: it moves with the run.
+            if let Some(by) = expect.get("queue_drained_by").and_then(span_of) {
+                put(expect, "queue_drained_by", by.saturating_sub(cut));
+            }
+        }
+        doc
+    }
+
     /// The fault labelled `label`, its index.
     fn fault_index(&self, label: &str) -> Option<usize> {
         self.faults.iter().position(|l| l == label)
@@ -542,6 +630,12 @@ impl Doc {
             changes.removed.truncate(10);
             changes.removed.push(format!("and {} more", total - 10));
         }
+        if self.head_cut > original.head_cut {
+            changes.shortened.push(format!(
+                "the run's first {}: cut off, every later instant moved that much earlier (the windows below are in the new times)",
+                format_span(self.head_cut - original.head_cut)
+            ));
+        }
         if let (Some(a), Some(b)) = (original.duration(), self.duration()) {
             if a != b {
                 changes.shortened.push(format!(
@@ -604,6 +698,34 @@ fn describe_rate(rate: &Value) -> String {
             format!("{} phase(s) peaking at {peak} per second", phases.len())
         }
         other => format!("{} per second", number_of(other).unwrap_or(0.0)),
+    }
+}
+
+/// Phases or CPU ramps (`from`, `to`, and a `from_key` -> `to_key` ramp) with the
+/// first `cut` cut off: those over by then go, one crossing it starts at 0 at the value
+/// it had reached, the others move `cut` earlier.
+fn cut_ramps_before(items: &mut Vec<Value>, cut: Span, from_key: &str, to_key: &str) {
+    let at = |v: &Value, key: &str| v.get(key).and_then(span_of);
+    items.retain(|p| at(p, "to").is_none_or(|to| to > cut));
+    for p in items.iter_mut() {
+        let (Some(from), Some(to)) = (at(p, "from"), at(p, "to")) else {
+            continue;
+        };
+        let Some(t) = p.as_table_mut() else { continue };
+        if from < cut {
+            if let (Some(a), Some(b)) = (
+                t.get(from_key).and_then(number_of),
+                t.get(to_key).and_then(number_of),
+            ) {
+                let reached = a + (b - a) * (cut - from) as f64 / (to - from) as f64;
+                t.insert(from_key.to_owned(), number((reached * 1e6).round() / 1e6));
+            }
+        }
+        t.insert(
+            "from".to_owned(),
+            Value::String(format_span(from.saturating_sub(cut))),
+        );
+        t.insert("to".to_owned(), Value::String(format_span(to - cut)));
     }
 }
 

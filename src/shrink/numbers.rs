@@ -22,6 +22,9 @@ const RATE_UNITS: [f64; 10] = [1e5, 1e4, 1e3, 100.0, 10.0, 1.0, 0.1, 0.01, 1e-3,
 pub(super) enum Knob {
     /// The run's duration (what comes after it is cut off with it).
     Duration,
+    /// The run's duration, shortened by cutting off its beginning (every instant
+    /// moves earlier with it).
+    Head,
     /// A stream's constant rate, or one number (`rps`, `rps_from`, `rps_to`) of one
     /// of its phases.
     Rate {
@@ -38,9 +41,10 @@ pub(super) enum Knob {
 }
 
 /// The knobs of `doc`, in the order that makes the later runs cheapest: the run's
-/// length first, then rates, then the windows, then the run's length again.
+/// length first (its end, then its beginning), then rates, then the windows, then the
+/// run's length again.
 pub(super) fn knobs(doc: &Doc) -> Vec<Knob> {
-    let mut knobs = vec![Knob::Duration];
+    let mut knobs = vec![Knob::Duration, Knob::Head];
     for label in doc.stream_labels() {
         match doc.rate(label) {
             Some(Value::Array(phases)) => {
@@ -67,7 +71,7 @@ pub(super) fn knobs(doc: &Doc) -> Vec<Knob> {
     knobs.extend(doc.fault_labels().iter().cloned().map(Knob::FaultStart));
     knobs.extend(doc.fault_labels().iter().cloned().map(Knob::FaultLength));
     knobs.extend(doc.script_labels().iter().cloned().map(Knob::ScriptAt));
-    knobs.push(Knob::Duration);
+    knobs.extend([Knob::Duration, Knob::Head]);
     knobs
 }
 
@@ -75,7 +79,7 @@ impl Knob {
     /// The number now, if the knob still applies.
     pub fn get(&self, doc: &Doc) -> Option<f64> {
         match self {
-            Knob::Duration => doc.duration().map(|d| d as f64),
+            Knob::Duration | Knob::Head => doc.duration().map(|d| d as f64),
             Knob::Rate { stream, phase, key } => {
                 let rate = doc.rate(stream)?;
                 match phase {
@@ -101,7 +105,7 @@ impl Knob {
     /// The least value worth trying.
     pub fn floor(&self) -> f64 {
         match self {
-            Knob::Duration => SECOND as f64,
+            Knob::Duration | Knob::Head => SECOND as f64,
             Knob::Rate { .. } | Knob::FaultStart(_) | Knob::ScriptAt(_) => 0.0,
             Knob::FaultLength(_) => MILLISECOND as f64,
         }
@@ -120,6 +124,10 @@ impl Knob {
         let span = value.max(0.0).round() as Span;
         match self {
             Knob::Duration => Some(doc.with_duration(span)),
+            Knob::Head => {
+                let duration = doc.duration()?;
+                Some(doc.without_head(duration.checked_sub(span)?))
+            }
             Knob::Rate { stream, phase, key } => {
                 let mut rate = doc.rate(stream)?.clone();
                 match phase {

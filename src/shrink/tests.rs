@@ -216,3 +216,53 @@ fn a_passing_seed_or_an_unknown_expectation_is_refused() {
     let e = shrink(&path, &text, 0, Some("max_stale_age"), &options).unwrap_err();
     assert!(e.0.contains("nothing to shrink"), "{e}");
 }
+
+/// Cutting the beginning moves every instant earlier and keeps what crosses the cut
+/// as it stood there.
+#[test]
+fn a_run_without_its_head_starts_where_the_cut_is() {
+    let text = r#"
+name = "head"
+duration = "10m"
+[[workload]]
+rate = [{ from = "0s", to = "2m", rps_from = 10, rps_to = 30 }, { from = "2m", to = "10m", rps = 30 }]
+mix = { get_user = 1 }
+[[fault]]
+dependency = "users"
+kind = "outage"
+start = "30s"
+end = "50s"
+[[fault]]
+dependency = "users"
+kind = "outage"
+start = "6m"
+end = "7m"
+[[script]]
+at = "8m"
+body = { type = "status", msg_id = 1 }
+[cpu]
+points = [{ at = "10s", cpu = 40 }, { at = "20s", cpu = 60 }, { from = "30s", to = "2m", cpu_from = 20, cpu_to = 80 }]
+[expect]
+queue_drained_by = "9m"
+"#;
+    let path = Path::new("head.toml");
+    let doc = Doc::standalone(text, path, 1).unwrap();
+    let cut = doc.without_head(60 * crate::engine::SECOND);
+    let s = scenario::parse(&cut.to_toml(), path).unwrap();
+    let min = 60 * crate::engine::SECOND;
+    assert_eq!(s.duration, 9 * min);
+    assert_eq!(s.faults.len(), 1);
+    assert_eq!((s.faults[0].start, s.faults[0].end), (5 * min, 6 * min));
+    assert_eq!(s.script[0].at, 7 * min);
+    let out = cut.to_toml();
+    // Halfway up the 10 -> 30 ramp, and a third of the way up the CPU's.
+    assert!(out.contains("rps_from = 20"), "{out}");
+    assert!(out.contains("cpu_from = 40"), "{out}");
+    // The last step before the cut sets the level from 0.
+    assert!(
+        out.contains("cpu = 60") && !out.contains("cpu = 40"),
+        "{out}"
+    );
+    assert!(out.contains("queue_drained_by = \"8m\""), "{out}");
+    assert_eq!(cut.fault_labels().len(), 1);
+}
