@@ -492,10 +492,15 @@ impl Doc {
         if let Some(Value::Array(points)) =
             doc.table.get_mut("cpu").and_then(|c| c.get_mut("points"))
         {
-            // Of the steps before the cut only the last matters: it sets the level.
+            // Of the steps before the cut only the last matters: it sets the level,
+            // unless a ramp crossing the cut sets it.
+            let crossed = points.iter().any(|p| {
+                span(p, "from").is_some_and(|f| f < cut) && span(p, "to").is_some_and(|t| t > cut)
+            });
             let last_before = points
                 .iter()
-                .rposition(|p| span(p, "at").is_some_and(|at| at < cut));
+                .rposition(|p| span(p, "at").is_some_and(|at| at < cut))
+                .filter(|_| !crossed);
             let mut i = 0;
             points.retain(|p| {
                 let keep = span(p, "at").is_none_or(|at| at >= cut) || Some(i) == last_before;

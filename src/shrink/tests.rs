@@ -255,14 +255,20 @@ queue_drained_by = "9m"
     assert_eq!((s.faults[0].start, s.faults[0].end), (5 * min, 6 * min));
     assert_eq!(s.script[0].at, 7 * min);
     let out = cut.to_toml();
-    // Halfway up the 10 -> 30 ramp, and a third of the way up the CPU's.
+    // Halfway up the 10 -> 30 ramp, and a third of the way up the CPU's, which sets
+    // the level from 0 (the steps before it no longer count).
     assert!(out.contains("rps_from = 20"), "{out}");
     assert!(out.contains("cpu_from = 40"), "{out}");
-    // The last step before the cut sets the level from 0.
+    assert!(!out.contains("cpu = "), "{out}");
+    assert!(out.contains("queue_drained_by = \"8m\""), "{out}");
+    // Cut between the steps and the ramp: the last step sets the level from 0.
+    let early = doc.without_head(25 * crate::engine::SECOND);
+    let out = early.to_toml();
+    scenario::parse(&out, path).unwrap();
     assert!(
         out.contains("cpu = 60") && !out.contains("cpu = 40"),
         "{out}"
     );
-    assert!(out.contains("queue_drained_by = \"8m\""), "{out}");
+    assert!(out.contains("from = \"5s\""), "{out}");
     assert_eq!(cut.fault_labels().len(), 1);
 }
