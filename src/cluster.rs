@@ -369,7 +369,7 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<(String, String)>, MergeErro
             std::fs::read_to_string(path)
                 .map(|text| (path.display().to_string(), text))
                 .map_err(|e| {
-                    MergeError(format!("cannot read shard output {}: {e}", path.display()))
+                    MergeError(format!("cannot read shard report {}: {e}", path.display()))
                 })
         })
         .collect()

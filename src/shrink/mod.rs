@@ -204,6 +204,9 @@ impl Oracle<'_> {
 fn share(part: u64, whole: u64) -> String {
     let whole = u128::from(whole.max(1));
     let tenths = (u128::from(part) * 1000 + whole / 2) / whole;
+    if tenths == 0 && part > 0 {
+        return "under 0.1%".to_owned();
+    }
     format!("{}.{}%", tenths / 10, tenths % 10)
 }
 
