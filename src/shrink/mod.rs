@@ -20,7 +20,9 @@
 //!    "1m 9.873512s".
 //!
 //! Steps 3 and 4 repeat while either gains. The size is the run's event count
-//! ([`Report::events`]): a candidate that fails but is bigger is not taken.
+//! ([`Report::events`]): step 4 takes a number only if the run is no bigger; step 3
+//! takes any smaller set of parts that still fails (removing a fault can add events,
+//! since calls then succeed, and the file is simpler for it; step 4 then shortens it).
 //!
 //! Everything is deterministic (the candidates are tried in a fixed order, one at a
 //! time), so the same scenario, seed and budget give the same file. The work is
