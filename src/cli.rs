@@ -428,8 +428,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
             // Read once: the same bytes are parsed and digested, so shards of edited
             // files refuse to merge.
             let (scenario, text) = load_budgeted(path, args.allow_large)?;
-            let mut digest = sim::trace::Digest::default();
-            digest.update(text.as_bytes());
+            let digest = cluster::content_digest(path, &text);
             let jobs = match args.jobs {
                 Some(j) => usize::from(j),
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -445,7 +444,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
                 jobs,
                 progress: io::stderr().is_terminal(),
             };
-            let report = sweep::run(&scenario, &digest.hex(), &options)
+            let report = sweep::run(&scenario, &digest, &options)
                 .map_err(|e| BadInput::new(e.to_string()))?;
             if let Some(dir) = &args.failures_dir {
                 shrink::write_failures(dir, path, &text, &report, args.shrink_runs)?;

@@ -153,6 +153,25 @@ pub struct SeedLine {
     pub expectations: Vec<Expected>,
 }
 
+/// The digest shards of one sweep must share: of the scenario file's bytes, then of
+/// the service file it names, if any. Seed-service scenarios digest as they always
+/// did; a declared one whose service file changed between shards is a different
+/// sweep, and its shards do not merge.
+pub fn content_digest(path: &Path, text: &str) -> String {
+    let mut digest = crate::sim::trace::Digest::default();
+    digest.update(text.as_bytes());
+    if let Ok(table) = text.parse::<toml::Table>() {
+        if let Some(toml::Value::String(written)) = table.get("service") {
+            let service = path.parent().unwrap_or(Path::new("")).join(written);
+            // The scenario loaded, so its service file was read a moment ago.
+            if let Ok(bytes) = std::fs::read(service) {
+                digest.update(&bytes);
+            }
+        }
+    }
+    digest.hex()
+}
+
 /// A report's results as JSON Lines, one line per seed, ascending.
 pub fn to_json_lines(report: &SweepReport) -> String {
     let expectations: Vec<Expected> = report
@@ -395,6 +414,31 @@ mod tests {
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn a_service_file_is_part_of_the_content_digest() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let digest_of_text = |text: &str| {
+            let mut d = crate::sim::trace::Digest::default();
+            d.update(text.as_bytes());
+            d.hex()
+        };
+        let seed = dir.join("sweep-fails.toml");
+        let text = std::fs::read_to_string(&seed).unwrap();
+        assert_eq!(content_digest(&seed, &text), digest_of_text(&text));
+        let shop = dir.join("shop-payments-outage.toml");
+        let text = std::fs::read_to_string(&shop).unwrap();
+        assert!(
+            text.contains("service = \""),
+            "a scenario with a service file"
+        );
+        assert_ne!(content_digest(&shop, &text), digest_of_text(&text));
+        // Elsewhere, the same text names another (missing) service file.
+        assert_eq!(
+            content_digest(Path::new("/nonexistent/x.toml"), &text),
+            digest_of_text(&text)
+        );
     }
 
     #[test]
