@@ -13,13 +13,16 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cluster::{self, ShardArg};
 use crate::html::{self, HtmlRun};
 use crate::live::{self, LiveOptions};
 use crate::node::{DataSet, NodeConfig, StoreLimits};
 use crate::scenario::budget::{self, Limits};
 use crate::scenario::{self, Scenario};
 use crate::sim::{self, Report, RunOptions};
-use crate::sweep::{self, SeedRange, Shard, SweepOptions, SweepReport};
+use crate::sweep::{self, SeedRange, SweepOptions, SweepReport};
+
+mod shrink;
 
 /// Deterministic simulator and test bench for graceful degradation.
 ///
@@ -53,6 +56,12 @@ enum Command {
     /// Exit 0: every seed met every expectation; 1: some seed failed one; 2: bad input.
     /// The report is the same bytes whatever --jobs is.
     Sweep(SweepArgs),
+    /// Shrink a failing seed to a small standalone scenario file that still fails the
+    /// same expectation and replays with a plain run.
+    ///
+    /// Exit 0: the file is written (its opening comment says what was removed, and
+    /// whether the run budget ran out first); 2: bad input, or a seed that does not fail.
+    Shrink(shrink::ShrinkArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,22 +77,42 @@ struct SweepArgs {
     #[arg(long, value_name = "J", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
     /// Run only shard K of N (K counted from 1): seeds A+K-1, A+K-1+N, ... of the range.
-    /// Write each shard with --format json and combine them with --merge.
-    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
-    shard: Option<Shard>,
+    /// `auto/N` takes the index, counted from 0, from JOB_COMPLETION_INDEX,
+    /// SLURM_ARRAY_TASK_ID or BROWNOUT_SHARD. Write each shard with --jsonl or
+    /// --format json and combine them with --merge.
+    #[arg(long, value_name = "K/N|auto/N", value_parser = ShardArg::parse)]
+    shard: Option<ShardArg>,
+    /// Also write one JSON line per seed to FILE (`-`: to stdout, instead of the
+    /// report): the seed, the scenario's digest, the brownout version, pass or fail,
+    /// the figures and the replay command. --merge reads them.
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
+    /// Write into DIR one scenario file per expectation that failed: its lowest failing
+    /// seed, shrunk (see `brownout shrink`), to attach to a CI run.
+    #[arg(long, value_name = "DIR")]
+    failures_dir: Option<PathBuf>,
+    /// Runs each failure of --failures-dir may take to shrink; 0 writes plain replays.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 200,
+        requires = "failures_dir"
+    )]
+    shrink_runs: u64,
     /// Report format; json carries the per-seed results that --merge needs.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Run a scenario beyond the work budget (see scenarios/README.md).
     #[arg(long)]
     allow_large: bool,
-    /// Merge the JSON reports of all shards of one sweep and print the whole range's
-    /// report, exactly as one machine would have printed it.
+    /// Merge the outputs of all shards of one sweep (JSON reports, JSON Lines, or a
+    /// directory of them) and print the whole range's report, exactly as one machine
+    /// would have printed it.
     #[arg(
         long,
-        value_name = "FILE",
+        value_name = "FILE|DIR",
         num_args = 1..,
-        conflicts_with_all = ["scenario", "seeds", "jobs", "shard"]
+        conflicts_with_all = ["scenario", "seeds", "jobs", "shard", "failures_dir"]
     )]
     merge: Option<Vec<PathBuf>>,
 }
@@ -220,6 +249,7 @@ pub fn main() -> ExitCode {
         Some(Command::Node(args)) => node(args),
         Some(Command::Check { files, allow_large }) => check(&files, allow_large),
         Some(Command::Sweep(args)) => sweep(args),
+        Some(Command::Shrink(args)) => shrink::run(args),
         None => run(cli.run),
     };
     match result {
@@ -422,40 +452,38 @@ fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
 
 fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
     let report = match (&args.merge, &args.scenario, args.seeds) {
-        (Some(files), _, _) => {
-            let texts = files
-                .iter()
-                .map(|path| {
-                    std::fs::read_to_string(path)
-                        .map(|text| (path.display().to_string(), text))
-                        .map_err(|e| {
-                            BadInput::new(format!(
-                                "cannot read shard report {}: {e}",
-                                path.display()
-                            ))
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            sweep::merge(&texts).map_err(|e| BadInput::new(e.to_string()))?
+        (Some(paths), _, _) => {
+            let merged = cluster::merge_inputs(paths)
+                .and_then(|files| cluster::read_inputs(&files))
+                .and_then(|texts| cluster::merge(&texts));
+            merged.map_err(|e| BadInput::new(e.0))?
         }
         (None, Some(path), Some(seeds)) => {
             // Read once: the same bytes are parsed and digested, so shards of edited
             // files refuse to merge.
             let (scenario, text) = load_budgeted(path, args.allow_large)?;
-            let mut digest = sim::trace::Digest::default();
-            digest.update(text.as_bytes());
+            let digest = cluster::content_digest(path, &text);
             let jobs = match args.jobs {
                 Some(j) => usize::from(j),
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             };
+            let shard = args
+                .shard
+                .map(|s| s.resolve(|name| std::env::var(name).ok()))
+                .transpose()
+                .map_err(BadInput::new)?;
             let options = SweepOptions {
                 seeds,
-                shard: args.shard,
+                shard,
                 jobs,
                 progress: io::stderr().is_terminal(),
             };
-            sweep::run(&scenario, &digest.hex(), &options)
-                .map_err(|e| BadInput::new(e.to_string()))?
+            let report = sweep::run(&scenario, &digest, &options)
+                .map_err(|e| BadInput::new(e.to_string()))?;
+            if let Some(dir) = &args.failures_dir {
+                shrink::write_failures(dir, path, &text, &report, args.shrink_runs)?;
+            }
+            report
         }
         // clap requires a scenario and --seeds unless --merge is given.
         _ => {
@@ -464,7 +492,15 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
             ))
         }
     };
-    print_sweep(&report, args.format);
+    match args.jsonl.as_deref() {
+        Some(p) if p == Path::new("-") => print!("{}", cluster::to_json_lines(&report)),
+        Some(p) => {
+            cluster::write_atomically(p, &cluster::to_json_lines(&report))
+                .map_err(|e| BadInput::new(format!("cannot write {}: {e}", p.display())))?;
+            print_sweep(&report, args.format);
+        }
+        None => print_sweep(&report, args.format),
+    }
     Ok(if report.passed() {
         ExitCode::SUCCESS
     } else {

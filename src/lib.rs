@@ -18,6 +18,7 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod cli;
+pub mod cluster;
 pub mod engine;
 pub mod html;
 pub mod intern;
@@ -27,5 +28,6 @@ pub mod node;
 mod prefetch;
 pub mod scenario;
 pub mod seqmap;
+pub mod shrink;
 pub mod sim;
 pub mod sweep;

@@ -698,16 +698,17 @@ pub fn run(
 
 /// What [`merge`] reads of a JSON sweep report: the identity and the per-seed results.
 /// The derived figures (counts, statistics, failure lines) are recomputed from those.
+/// (`crate::cluster` builds them from JSON Lines too.)
 #[derive(Debug, Clone, Deserialize)]
-struct ShardFile {
-    format: String,
-    scenario: String,
-    path: String,
-    scenario_digest: String,
-    seeds: SeedRange,
-    shard: Option<Shard>,
-    expectations: Vec<ExpectationTally>,
-    results: Vec<SeedResult>,
+pub(crate) struct ShardFile {
+    pub(crate) format: String,
+    pub(crate) scenario: String,
+    pub(crate) path: String,
+    pub(crate) scenario_digest: String,
+    pub(crate) seeds: SeedRange,
+    pub(crate) shard: Option<Shard>,
+    pub(crate) expectations: Vec<ExpectationTally>,
+    pub(crate) results: Vec<SeedResult>,
 }
 
 /// Merges the JSON reports of every shard of one sweep, `(name, text)` with the name
@@ -720,20 +721,33 @@ pub fn merge(files: &[(String, String)]) -> Result<SweepReport, SweepError> {
     if files.is_empty() {
         return Err(error("--merge needs the shard reports to merge"));
     }
-    let mut shards = Vec::with_capacity(files.len());
-    for (name, text) in files {
-        let file: ShardFile = serde_json::from_str(text).map_err(|e| {
-            error(format!(
-                "{name}: not a sweep report (write shards with `brownout sweep ... --format json`): {e}"
-            ))
-        })?;
-        if file.format != FORMAT {
-            return Err(error(format!(
-                "{name}: report format '{}', expected '{FORMAT}'",
-                file.format
-            )));
-        }
-        shards.push((name.as_str(), file));
+    let shards = files
+        .iter()
+        .map(|(name, text)| Ok((name.clone(), parse_shard(name, text)?)))
+        .collect::<Result<Vec<_>, SweepError>>()?;
+    merge_shards(shards)
+}
+
+/// Reads one shard's JSON report, `name` used in messages.
+pub(crate) fn parse_shard(name: &str, text: &str) -> Result<ShardFile, SweepError> {
+    let file: ShardFile = serde_json::from_str(text).map_err(|e| {
+        error(format!(
+            "{name}: not a sweep report (write shards with `brownout sweep ... --format json`): {e}"
+        ))
+    })?;
+    if file.format != FORMAT {
+        return Err(error(format!(
+            "{name}: report format '{}', expected '{FORMAT}'",
+            file.format
+        )));
+    }
+    Ok(file)
+}
+
+/// [`merge`] of shard reports already read, `(name, shard)`.
+pub(crate) fn merge_shards(shards: Vec<(String, ShardFile)>) -> Result<SweepReport, SweepError> {
+    if shards.is_empty() {
+        return Err(error("--merge needs the shard reports to merge"));
     }
     let (first_name, first) = &shards[0];
     let count = first.shard.map_or(1, |s| s.count);
@@ -789,7 +803,7 @@ pub fn merge(files: &[(String, String)]) -> Result<SweepReport, SweepError> {
                 "shard {shard} is given twice ({other} and {name}): shards overlap"
             )));
         }
-        *slot = Some(name);
+        *slot = Some(name.as_str());
         let want = shard.seeds(range);
         let have: Vec<u64> = s.results.iter().map(|r| r.seed).collect();
         if have != want {
@@ -826,9 +840,17 @@ pub fn merge(files: &[(String, String)]) -> Result<SweepReport, SweepError> {
         .map(|(i, _)| format!("{}/{count}", i + 1))
         .collect();
     if !missing.is_empty() {
+        // A batch engine numbers its tasks from 0 (`--shard auto/N`): say which task.
+        let indices: Vec<String> = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_none())
+            .map(|(i, _)| i.to_string())
+            .collect();
         return Err(error(format!(
-            "shard(s) {} missing: a merge needs all {count} shards of seeds {range}",
-            missing.join(", ")
+            "shard(s) {} missing: a merge needs all {count} shards of seeds {range} (missing task index(es) of --shard auto/{count}, counted from 0: {})",
+            missing.join(", "),
+            indices.join(", ")
         )));
     }
     let meta = SweepMeta {

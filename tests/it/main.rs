@@ -2,6 +2,8 @@
 //! so the crate is linked once and `cargo test` stays quick.
 //!
 //! - `cli`: the command line's contract (exit codes, scenario errors, check, trace);
+//! - `cluster`: shard processes started as a batch engine starts them, and the merge
+//!   of their JSON Lines;
 //! - `fuzz`: mutation fuzzing of scenario files and node input (long runs opt in);
 //! - `html`: the HTML report opened in headless Chromium (skipped without one);
 //! - `hostile`: the hostile corpus under `tests/hostile/` ends cleanly, as its headers say;
@@ -9,13 +11,16 @@
 //!   the write queue, garbage input);
 //! - `scenarios`: every scenario file is run and pinned as a snapshot under
 //!   `snapshots/`, and runs twice to the same trace;
+//! - `shrink`: `brownout shrink` and `sweep --failures-dir`;
 //! - `sweep`: `brownout sweep` (jobs, shards and merge, failing seeds replayed).
 
 mod cli;
+mod cluster;
 mod fuzz;
 mod hostile;
 mod html;
 mod node;
 mod scenarios;
+mod shrink;
 mod sweep;
 mod util;
