@@ -20,6 +20,8 @@ use crate::scenario::{self, Scenario};
 use crate::sim::{self, Report, RunOptions};
 use crate::sweep::{self, SeedRange, Shard, SweepOptions, SweepReport};
 
+mod test;
+
 /// Deterministic simulator and test bench for graceful degradation.
 ///
 /// Run a scenario: `brownout scenarios/outage.toml`. Replay a seed exactly:
@@ -52,6 +54,13 @@ enum Command {
     /// Exit 0: every seed met every expectation; 1: some seed failed one; 2: bad input.
     /// The report is the same bytes whatever --jobs is.
     Sweep(SweepArgs),
+    /// Run scenarios as regression tests: compare each report with its snapshot
+    /// (insta's .snap format), check its expectations, print `N passed, N failed`.
+    ///
+    /// Exit 0: every snapshot matched and every expectation held; 1: some did not;
+    /// 2: bad input. A changed report is written as NAME.snap.new beside its snapshot
+    /// (never when the CI variable is set); accept it with --accept or --review.
+    Test(test::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -60,8 +69,8 @@ struct SweepArgs {
     #[arg(required_unless_present = "merge")]
     scenario: Option<PathBuf>,
     /// Seeds to run: `N` runs seeds 0..N (0 to N-1); `A..B` runs A up to but not
-    /// including B.
-    #[arg(long, value_name = "N|A..B", value_parser = SeedRange::parse, required_unless_present = "merge")]
+    /// including B [default: the scenario's `[expect.sweep] seeds`, from 0].
+    #[arg(long, value_name = "N|A..B", value_parser = SeedRange::parse)]
     seeds: Option<SeedRange>,
     /// Worker threads [default: the available parallelism].
     #[arg(long, value_name = "J", value_parser = clap::value_parser!(u16).range(1..))]
@@ -206,10 +215,13 @@ impl From<scenario::ScenarioErrors> for BadInput {
 /// Parses the command line, runs it and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Replay lines must work as printed: find out how this binary can be run again.
+    crate::replay::init(crate::replay::detect());
     let result = match cli.command {
         Some(Command::Node(args)) => node(args),
         Some(Command::Check { files, allow_large }) => check(&files, allow_large),
         Some(Command::Sweep(args)) => sweep(args),
+        Some(Command::Test(args)) => test::test(args),
         None => run(cli.run),
     };
     match result {
@@ -387,6 +399,9 @@ fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
 }
 
 fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
+    // The scenario's [expect.sweep] and its verdicts, when this process ran the whole
+    // range (a shard judges nothing: it holds only part of the seeds).
+    let mut judged = None;
     let report = match (&args.merge, &args.scenario, args.seeds) {
         (Some(files), _, _) => {
             let texts = files
@@ -404,10 +419,23 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
                 .collect::<Result<Vec<_>, _>>()?;
             sweep::merge(&texts).map_err(|e| BadInput::new(e.to_string()))?
         }
-        (None, Some(path), Some(seeds)) => {
+        (None, Some(path), seeds) => {
             // Read once: the same bytes are parsed and digested, so shards of edited
             // files refuse to merge.
             let (scenario, text) = load_budgeted(path, args.allow_large)?;
+            let seeds = match (seeds, &scenario.expect.sweep) {
+                (Some(seeds), _) => seeds,
+                (None, Some(expect)) => SeedRange {
+                    start: 0,
+                    end: expect.seeds,
+                },
+                (None, None) => {
+                    return Err(BadInput::new(format!(
+                        "sweep needs --seeds: {} has no [expect.sweep] saying how many",
+                        path.display()
+                    )))
+                }
+            };
             let mut digest = sim::trace::Digest::default();
             digest.update(text.as_bytes());
             let jobs = match args.jobs {
@@ -420,8 +448,13 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
                 jobs,
                 progress: io::stderr().is_terminal(),
             };
-            sweep::run(&scenario, &digest.hex(), &options)
-                .map_err(|e| BadInput::new(e.to_string()))?
+            let report = sweep::run(&scenario, &digest.hex(), &options)
+                .map_err(|e| BadInput::new(e.to_string()))?;
+            if let (None, Some(expect)) = (args.shard, scenario.expect.sweep) {
+                let verdicts = sweep::expect::judge(&expect, &report);
+                judged = Some((expect, verdicts));
+            }
+            report
         }
         // clap requires a scenario and --seeds unless --merge is given.
         _ => {
@@ -431,7 +464,21 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
         }
     };
     print_sweep(&report, args.format);
-    Ok(if report.passed() {
+    // With [expect.sweep], the scenario says what share of seeds may fail: its
+    // verdicts decide. Without, every seed must pass.
+    let passed = match &judged {
+        Some((expect, verdicts)) => {
+            let section = sweep::expect::render_text(expect, verdicts);
+            match args.format {
+                Format::Text => print!("{section}"),
+                // The JSON on stdout stays the sweep report that --merge reads.
+                Format::Json => eprint!("{section}"),
+            }
+            verdicts.iter().all(|v| v.pass)
+        }
+        None => report.passed(),
+    };
+    Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

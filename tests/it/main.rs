@@ -8,7 +8,9 @@
 //!   the write queue, garbage input);
 //! - `scenarios`: every scenario file is run and pinned as a snapshot under
 //!   `snapshots/`, and runs twice to the same trace;
-//! - `sweep`: `brownout sweep` (jobs, shards and merge, failing seeds replayed).
+//! - `sweep`: `brownout sweep` (jobs, shards and merge, failing seeds replayed);
+//! - `testbench`: `brownout test` in a fresh directory outside the project (snapshots,
+//!   review, a changed threshold, CI, JUnit).
 
 mod cli;
 mod fuzz;
@@ -16,4 +18,5 @@ mod hostile;
 mod node;
 mod scenarios;
 mod sweep;
+mod testbench;
 mod util;

@@ -4,8 +4,10 @@
 //!
 //! A snapshot is a claim about behaviour: a change to any reply or transition changes
 //! the digest, and usually the text, so it fails here until someone reviews the new
-//! snapshot (`cargo insta review`) and accepts it. Under CI (`CI=true`) insta never
-//! writes snapshots, so a changed or missing one fails the build.
+//! snapshot (`brownout test --review`, or `cargo insta review`) and accepts it. The
+//! comparison is `brownout test`'s own (`testbench::check_snapshot`), in insta's file
+//! format; under CI (`CI=true`) it never writes a file, so a changed or missing
+//! snapshot fails the build.
 
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -14,6 +16,7 @@ use brownout::engine::breaker::TripPolicy;
 use brownout::engine::SECOND;
 use brownout::scenario::{self, Scenario};
 use brownout::sim::{self, Report, RunOptions};
+use brownout::testbench::{self, snap::Origin, Action, SnapOutcome};
 use serde_json::{json, Value};
 
 /// The repository root (where `scenarios/` and `snapshots/` live).
@@ -82,42 +85,56 @@ fn each_scenario<T: Send>(f: impl Fn(&Path) -> T + Sync) -> Vec<(PathBuf, T)> {
     })
 }
 
+/// What to do with a changed snapshot, from insta's variables, so the usual workflow
+/// holds: `INSTA_UPDATE=always` writes snapshots, `INSTA_UPDATE=no` writes nothing,
+/// otherwise a changed report is written as `NAME.snap.new` for review (`cargo insta
+/// review`, or `brownout test --review`), except under CI.
+fn snapshot_action() -> Action {
+    match std::env::var("INSTA_UPDATE").ok().as_deref() {
+        Some("always") => Action::Accept,
+        Some("no") => Action::Compare {
+            write_pending: false,
+        },
+        _ => Action::Compare {
+            write_pending: !testbench::is_ci(),
+        },
+    }
+}
+
 #[test]
 fn scenario_snapshots() {
-    // The runs are done up front, in parallel; insta then compares them one by one
-    // (glob! runs its closure on each file in turn and reports every mismatch).
+    // The runs are done up front, in parallel, then compared one by one with the same
+    // code `brownout test` uses; every mismatch is reported, not only the first.
     let runs = each_scenario(check);
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(root().join("snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
+    let action = snapshot_action();
     let mut failed = Vec::new();
-    settings.bind(|| {
-        insta::glob!("../../scenarios", "*.toml", |path| {
-            let (report, text) = &runs
-                .iter()
-                .find(|(p, _)| p.file_name() == path.file_name())
-                .unwrap_or_else(|| panic!("{} was not run", path.display()))
-                .1;
-            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-            // glob! names snapshots `<name>@<file>.snap`; the scenario's stem alone is
-            // the name here: `snapshots/outage.snap` for `scenarios/outage.toml`.
-            let mut named = insta::Settings::clone_current();
-            named.remove_snapshot_suffix();
-            named.bind(|| {
-                insta::assert_snapshot!(
-                    stem.clone(),
-                    text,
-                    "the run's report (render_text, with the trace digest)"
-                )
-            });
-            if !report.passed() {
-                failed.push(format!(
-                    "{stem}: an expectation failed (replay: {})\n{text}",
-                    report.replay_command()
-                ));
-            }
-        });
-    });
+    for (path, (report, text)) in &runs {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let snapshot = root().join("snapshots").join(format!("{stem}.snap"));
+        let origin = Origin {
+            source: "tests/it/scenarios.rs".to_owned(),
+            expression: testbench::EXPRESSION.to_owned(),
+            input_file: format!("scenarios/{stem}.toml"),
+        };
+        match testbench::check_snapshot(&snapshot, &origin, text, action)
+            .unwrap_or_else(|e| panic!("{}: {e}", snapshot.display()))
+        {
+            SnapOutcome::Matched | SnapOutcome::Accepted { .. } => {}
+            SnapOutcome::Differs { diff, pending, .. } => failed.push(format!(
+                "{stem}: the report differs from snapshots/{stem}.snap{}\n{diff}",
+                pending.map_or_else(String::new, |p| format!(
+                    " (new version in {})",
+                    p.display()
+                ))
+            )),
+        }
+        if !report.passed() {
+            failed.push(format!(
+                "{stem}: an expectation failed (replay: {})\n{text}",
+                report.replay_command()
+            ));
+        }
+    }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
