@@ -366,3 +366,88 @@ fn a_failed_expectation_fails_its_case_with_a_replay_line_that_works_as_printed(
         stderr(&again)
     );
 }
+
+#[test]
+fn sweep_expectations_decide_a_sweep_and_become_test_cases() {
+    let fresh = Fresh::new("testbench-sweep");
+    // Every seed meets [expect]; the sweep's bound on the breaker's time open cannot
+    // hold with a 20s outage.
+    let claim = "\n[expect.sweep]\nseeds = 4\nmin_pass_rate = 1.0\n";
+    fresh.write(
+        "scenarios/users-outage.toml",
+        &format!("{USERS_OUTAGE}{claim}max_breaker_time_open = {{ worst = \"1s\" }}\n"),
+    );
+    let sweep = fresh.brownout(&["sweep", "scenarios/users-outage.toml"], "", false);
+    let out = stdout(&sweep);
+    assert_eq!(code(&sweep), 1, "{out}{}", stderr(&sweep));
+    assert!(out.starts_with("brownout sweep: users-outage (scenarios/users-outage.toml), seeds 0..4\n  4 run(s): 4 passed every expectation, 0 failed\n"), "{out}");
+    assert!(out.contains("\nSweep expectations ([expect.sweep], stated for 4 seeds)\n  PASS sweep.min_pass_rate: expected at least 100% of seeds meet every expectation, measured 4 of 4 seeds (100%)\n  FAIL sweep.max_breaker_time_open.worst: expected worst breaker time open <= 1s, measured "), "{out}");
+
+    let test = fresh.brownout(
+        &["test", "--accept", "--sweep", "--junit", "j.xml"],
+        "",
+        false,
+    );
+    let out = stdout(&test);
+    assert_eq!(code(&test), 1, "{out}");
+    assert!(out.contains("  sweep of seeds 0..4: 4 passed every expectation, 0 failed\n  FAIL sweep.max_breaker_time_open.worst: "), "{out}");
+    let xml = fresh.read("j.xml");
+    assert!(xml.contains("<testcase name=\"sweep.min_pass_rate\" classname=\"users-outage\" file=\"scenarios/users-outage.toml\"/>"), "{xml}");
+    assert!(xml.contains("<testcase name=\"sweep.max_breaker_time_open.worst\" classname=\"users-outage\" file=\"scenarios/users-outage.toml\">\n      <failure "), "{xml}");
+
+    // A claim the sweep meets passes both ways; without --sweep it is not run.
+    fresh.write(
+        "scenarios/users-outage.toml",
+        &format!("{USERS_OUTAGE}{claim}max_breaker_time_open = {{ worst = \"5m\" }}\n"),
+    );
+    assert_eq!(
+        code(&fresh.brownout(&["sweep", "scenarios/users-outage.toml"], "", false)),
+        0
+    );
+    let test = fresh.brownout(&["test", "--sweep"], "", false);
+    assert_eq!(code(&test), 0, "{}", stdout(&test));
+    let plain = fresh.brownout(&["test"], "", false);
+    assert!(
+        !stdout(&plain).contains("sweep of seeds"),
+        "{}",
+        stdout(&plain)
+    );
+}
+
+/// The replay line of a binary that is not on PATH names what does run it.
+#[test]
+fn replay_lines_name_the_command_that_runs_this_binary() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_brownout"));
+    let replay_of = |cargo: bool| {
+        let mut command = Command::new(bin);
+        command
+            .args(["scenarios/sweep-fails.toml", "--seed", "1"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("PATH", "/nonexistent");
+        if cargo {
+            command.env("CARGO", "cargo");
+        } else {
+            command.env_remove("CARGO");
+        }
+        let out = command.output().expect("the binary starts");
+        assert_eq!(code(&out), 1);
+        stderr(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("replay: ").map(str::to_owned))
+            .expect("a replay line")
+    };
+    // Tests run the debug build from target/debug.
+    assert_eq!(
+        replay_of(true),
+        "cargo run -- scenarios/sweep-fails.toml --seed 1"
+    );
+    let direct = replay_of(false);
+    let canonical = bin.canonicalize().unwrap();
+    assert_eq!(
+        direct,
+        format!(
+            "{} scenarios/sweep-fails.toml --seed 1",
+            canonical.display()
+        )
+    );
+}
