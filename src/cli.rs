@@ -52,7 +52,8 @@ enum Command {
     /// failing seed with the command that replays it.
     ///
     /// Exit 0: every seed met every expectation; 1: some seed failed one; 2: bad input.
-    /// The report is the same bytes whatever --jobs is.
+    /// A scenario with [expect.sweep] is judged by those checks instead (pass rate,
+    /// percentile bounds). The report is the same bytes whatever --jobs is.
     Sweep(SweepArgs),
     /// Run scenarios as regression tests: compare each report with its snapshot
     /// (insta's .snap format), check its expectations, print `N passed, N failed`.
