@@ -24,6 +24,8 @@ use crate::sweep::{self, SeedRange, SweepOptions, SweepReport};
 
 mod shrink;
 
+mod test;
+
 /// Deterministic simulator and test bench for graceful degradation.
 ///
 /// Run a scenario: `brownout scenarios/outage.toml`. Replay a seed exactly:
@@ -54,7 +56,8 @@ enum Command {
     /// failing seed with the command that replays it.
     ///
     /// Exit 0: every seed met every expectation; 1: some seed failed one; 2: bad input.
-    /// The report is the same bytes whatever --jobs is.
+    /// A scenario with [expect.sweep] is judged by those checks instead (pass rate,
+    /// percentile bounds). The report is the same bytes whatever --jobs is.
     Sweep(SweepArgs),
     /// Shrink a failing seed to a small standalone scenario file that still fails the
     /// same expectation and replays with a plain run.
@@ -62,6 +65,13 @@ enum Command {
     /// Exit 0: the file is written (its opening comment says what was removed, and
     /// whether the run budget ran out first); 2: bad input, or a seed that does not fail.
     Shrink(shrink::ShrinkArgs),
+    /// Run scenarios as regression tests: compare each report with its snapshot
+    /// (insta's .snap format), check its expectations, print `N passed, N failed`.
+    ///
+    /// Exit 0: every snapshot matched and every expectation held; 1: some did not;
+    /// 2: bad input. A changed report is written as NAME.snap.new beside its snapshot
+    /// (never when the CI variable is set); accept it with --accept or --review.
+    Test(test::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,8 +80,8 @@ struct SweepArgs {
     #[arg(required_unless_present = "merge")]
     scenario: Option<PathBuf>,
     /// Seeds to run: `N` runs seeds 0..N (0 to N-1); `A..B` runs A up to but not
-    /// including B.
-    #[arg(long, value_name = "N|A..B", value_parser = SeedRange::parse, required_unless_present = "merge")]
+    /// including B [default: the scenario's `[expect.sweep] seeds`, from 0].
+    #[arg(long, value_name = "N|A..B", value_parser = SeedRange::parse)]
     seeds: Option<SeedRange>,
     /// Worker threads [default: the available parallelism].
     #[arg(long, value_name = "J", value_parser = clap::value_parser!(u16).range(1..))]
@@ -245,11 +255,14 @@ impl From<scenario::ScenarioErrors> for BadInput {
 /// Parses the command line, runs it and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Replay lines must work as printed: find out how this binary can be run again.
+    crate::replay::init(crate::replay::detect());
     let result = match cli.command {
         Some(Command::Node(args)) => node(args),
         Some(Command::Check { files, allow_large }) => check(&files, allow_large),
         Some(Command::Sweep(args)) => sweep(args),
         Some(Command::Shrink(args)) => shrink::run(args),
+        Some(Command::Test(args)) => test::test(args),
         None => run(cli.run),
     };
     match result {
@@ -451,6 +464,9 @@ fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
 }
 
 fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
+    // The scenario's [expect.sweep] and its verdicts, when this process ran the whole
+    // range (a shard judges nothing: it holds only part of the seeds).
+    let mut judged = None;
     let report = match (&args.merge, &args.scenario, args.seeds) {
         (Some(paths), _, _) => {
             let merged = cluster::merge_inputs(paths)
@@ -458,10 +474,23 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
                 .and_then(|texts| cluster::merge(&texts));
             merged.map_err(|e| BadInput::new(e.0))?
         }
-        (None, Some(path), Some(seeds)) => {
+        (None, Some(path), seeds) => {
             // Read once: the same bytes are parsed and digested, so shards of edited
             // files refuse to merge.
             let (scenario, text) = load_budgeted(path, args.allow_large)?;
+            let seeds = match (seeds, &scenario.expect.sweep) {
+                (Some(seeds), _) => seeds,
+                (None, Some(expect)) => SeedRange {
+                    start: 0,
+                    end: expect.seeds,
+                },
+                (None, None) => {
+                    return Err(BadInput::new(format!(
+                        "sweep needs --seeds: {} has no [expect.sweep] saying how many",
+                        path.display()
+                    )))
+                }
+            };
             let digest = cluster::content_digest(path, &text);
             let jobs = match args.jobs {
                 Some(j) => usize::from(j),
@@ -483,6 +512,10 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
             if let Some(dir) = &args.failures_dir {
                 shrink::write_failures(dir, path, &text, &report, args.shrink_runs)?;
             }
+            if let (None, Some(expect)) = (options.shard, scenario.expect.sweep) {
+                let verdicts = sweep::expect::judge(&expect, &report);
+                judged = Some((expect, verdicts));
+            }
             report
         }
         // clap requires a scenario and --seeds unless --merge is given.
@@ -492,8 +525,9 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
             ))
         }
     };
+    let lines_on_stdout = matches!(args.jsonl.as_deref(), Some(p) if p == Path::new("-"));
     match args.jsonl.as_deref() {
-        Some(p) if p == Path::new("-") => print!("{}", cluster::to_json_lines(&report)),
+        Some(_) if lines_on_stdout => print!("{}", cluster::to_json_lines(&report)),
         Some(p) => {
             cluster::write_atomically(p, &cluster::to_json_lines(&report))
                 .map_err(|e| BadInput::new(format!("cannot write {}: {e}", p.display())))?;
@@ -501,7 +535,23 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
         }
         None => print_sweep(&report, args.format),
     }
-    Ok(if report.passed() {
+    // With [expect.sweep], the scenario says what share of seeds may fail: its
+    // verdicts decide. Without, every seed must pass.
+    let passed = match &judged {
+        Some((expect, verdicts)) => {
+            let section = sweep::expect::render_text(expect, verdicts);
+            if args.format == Format::Text && !lines_on_stdout {
+                print!("{section}");
+            } else {
+                // What is on stdout stays machine-readable (the JSON report that
+                // --merge reads, or the JSON Lines).
+                eprint!("{section}");
+            }
+            verdicts.iter().all(|v| v.pass)
+        }
+        None => report.passed(),
+    };
+    Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

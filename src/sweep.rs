@@ -33,6 +33,8 @@ use crate::model::Scenario;
 use crate::sim::report::Recovery;
 use crate::sim::{self, Report, RunOptions};
 
+pub mod expect;
+
 /// The `format` tag of a sweep's JSON report; [`merge`] refuses any other.
 pub const FORMAT: &str = "brownout-sweep/1";
 
@@ -541,7 +543,7 @@ pub fn build(meta: SweepMeta, mut results: Vec<SeedResult>) -> SweepReport {
 
 /// The command that replays one seed; the same text as [`Report::replay_command`].
 fn replay_command(path: &str, seed: u64) -> String {
-    format!("brownout {path} --seed {seed}")
+    crate::replay::command(path, seed)
 }
 
 /// Sorted from best to worst, then the percentiles.

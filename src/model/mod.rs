@@ -20,12 +20,14 @@ pub mod faults;
 pub mod latency;
 pub mod load;
 pub mod service;
+pub mod sweep;
 pub mod workload;
 
 pub use faults::{Fault, FaultKind, RandomFaults};
 pub use latency::Latency;
 pub use load::CpuCurveConfig;
 pub use service::{DependencyId, EndpointId, Service};
+pub use sweep::SweepExpectations;
 pub use workload::{Keys, RatePlan};
 
 /// A validated scenario: everything one simulated run needs, seed included.
@@ -176,6 +178,8 @@ pub struct Expectations {
     pub endpoints: Vec<EndpointExpectations>,
     /// Per dependency of a declared service, in file order.
     pub dependencies: Vec<DependencyExpectations>,
+    /// `[expect.sweep]`: what must hold across seeds (a single run ignores it).
+    pub sweep: Option<SweepExpectations>,
 }
 
 /// What must hold for one endpoint's requests.

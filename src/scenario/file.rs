@@ -1011,6 +1011,37 @@ struct ExpectFile {
     /// has figures for).
     #[serde(default)]
     dependencies: Named<DependencyExpectFile>,
+    /// `[expect.sweep]`: what must hold across seeds.
+    sweep: Option<SweepExpectFile>,
+}
+
+/// `[expect.sweep]`: the sweep's size, its pass rate and percentile bounds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of sweep expectations")]
+struct SweepExpectFile {
+    seeds: Option<u64>,
+    min_pass_rate: Option<Probability>,
+    min_availability: Option<PercentilesFile<Probability>>,
+    max_stale_age: Option<PercentilesFile<Dur>>,
+    max_breaker_time_open: Option<PercentilesFile<Dur>>,
+    max_queue_depth: Option<PercentilesFile<u64>>,
+    max_recovery_time: Option<PercentilesFile<Dur>>,
+    max_partial: Option<PercentilesFile<u64>>,
+    max_shed: Option<PercentilesFile<u64>>,
+}
+
+/// A bound per percentile across seeds: `{ p99 = 0.995 }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of percentiles such as { p99 = 0.995 } (keys p50, p95, p99, worst)",
+    bound(deserialize = "T: Deserialize<'de>")
+)]
+struct PercentilesFile<T> {
+    p50: Option<T>,
+    p95: Option<T>,
+    p99: Option<T>,
+    worst: Option<T>,
 }
 
 /// `[expect.endpoints.NAME]`: checks of one endpoint's requests.
@@ -1431,6 +1462,46 @@ queue_drained_by = "9m"
             err("duration = \"1m\"\n[dependencies.users]\nread_your_writes = 30\n");
         assert_eq!(line, 3, "{message}");
         assert!(message.contains("duration"), "{message}");
+    }
+
+    #[test]
+    fn sweep_expectations_are_read_in_a_fixed_order_and_checked() {
+        use crate::model::sweep::{SweepBound, SweepFigure, SweepPercentile};
+        let s = ok(
+            "duration = \"1m\"\n[expect.sweep]\nseeds = 500\nmin_pass_rate = 0.99\n\
+                    max_recovery_time = { worst = \"2m\", p95 = \"30s\" }\n\
+                    min_availability = { p99 = 0.995 }\n",
+        );
+        let sweep = s.expect.sweep.expect("[expect.sweep] is read");
+        assert_eq!(sweep.seeds, 500);
+        assert_eq!(sweep.min_pass_rate, Some(0.99));
+        let b = |figure, percentile, limit| SweepBound {
+            figure,
+            percentile,
+            limit,
+        };
+        assert_eq!(
+            sweep.bounds,
+            [
+                b(SweepFigure::Availability, SweepPercentile::P99, 995_000),
+                b(SweepFigure::RecoveryTime, SweepPercentile::P95, 30 * SECOND),
+                b(SweepFigure::RecoveryTime, SweepPercentile::Worst, 2 * MIN),
+            ]
+        );
+        assert_eq!(ok("duration = \"1m\"\n").expect.sweep, None);
+        let (line, column, m) =
+            err("duration = \"1m\"\n[expect.sweep]\nmin_availability = { p90 = 0.9 }\n");
+        assert_eq!((line, column), (3, 22));
+        assert!(
+            m.starts_with("unknown key `p90`, expected one of `p50`, `p95`, `p99`, `worst`"),
+            "{m}"
+        );
+        let (line, _, m) = err("duration = \"1m\"\n[expect.sweep]\nseeds = 0\n");
+        assert_eq!(line, 3);
+        assert!(m.contains("must be 1 to 1000000, got 0"), "{m}");
+        let (line, _, m) = err("duration = \"1m\"\n[expect.sweep]\nseeds = 10\n");
+        assert_eq!(line, 2);
+        assert!(m.contains("states nothing to check"), "{m}");
     }
 
     #[test]

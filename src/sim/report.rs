@@ -618,7 +618,7 @@ impl Report {
 
     /// The command that replays this run exactly.
     pub fn replay_command(&self) -> String {
-        format!("brownout {} --seed {}", self.path, self.seed)
+        crate::replay::command(&self.path, self.seed)
     }
 }
 

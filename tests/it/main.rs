@@ -12,7 +12,9 @@
 //! - `scenarios`: every scenario file is run and pinned as a snapshot under
 //!   `snapshots/`, and runs twice to the same trace;
 //! - `shrink`: `brownout shrink` and `sweep --failures-dir`;
-//! - `sweep`: `brownout sweep` (jobs, shards and merge, failing seeds replayed).
+//! - `sweep`: `brownout sweep` (jobs, shards and merge, failing seeds replayed);
+//! - `testbench`: `brownout test` in a fresh directory outside the project (snapshots,
+//!   review, a changed threshold, CI, JUnit).
 
 mod cli;
 mod cluster;
@@ -23,4 +25,5 @@ mod node;
 mod scenarios;
 mod shrink;
 mod sweep;
+mod testbench;
 mod util;

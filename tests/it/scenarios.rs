@@ -4,16 +4,20 @@
 //!
 //! A snapshot is a claim about behaviour: a change to any reply or transition changes
 //! the digest, and usually the text, so it fails here until someone reviews the new
-//! snapshot (`cargo insta review`) and accepts it. Under CI (`CI=true`) insta never
-//! writes snapshots, so a changed or missing one fails the build.
+//! snapshot (`brownout test --review`, or `cargo insta review`) and accepts it. The
+//! comparison is `brownout test`'s own (`testbench::check_snapshot`), in insta's file
+//! format; under CI (`CI=true`) it never writes a file, so a changed or missing
+//! snapshot fails the build.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::thread;
 
 use brownout::engine::breaker::{BreakerState, TripPolicy};
 use brownout::engine::SECOND;
-use brownout::scenario::{self, Scenario};
+use brownout::scenario::{self, budget, Scenario};
 use brownout::sim::{self, Report, RunOptions};
+use brownout::testbench::{self, snap::Origin, Action, SnapOutcome};
 use serde_json::{json, Value};
 
 /// The repository root (where `scenarios/` and `snapshots/` live).
@@ -156,42 +160,64 @@ fn each_scenario<T: Send>(f: impl Fn(&Path) -> T + Sync) -> Vec<(PathBuf, T)> {
     })
 }
 
+/// What to do with a changed snapshot, from insta's variables, so the usual workflow
+/// holds: `INSTA_UPDATE=always` writes snapshots, `INSTA_UPDATE=no` writes nothing,
+/// otherwise a changed report is written as `NAME.snap.new` for review (`cargo insta
+/// review`, or `brownout test --review`), except under CI.
+fn snapshot_action() -> Action {
+    match std::env::var("INSTA_UPDATE").ok().as_deref() {
+        Some("always") => Action::Accept,
+        Some("no") => Action::Compare {
+            write_pending: false,
+        },
+        _ => Action::Compare {
+            write_pending: !testbench::is_ci(),
+        },
+    }
+}
+
+/// Every scenario's run with its own seed (report and snapshot text), done once for
+/// the snapshot test and the determinism test, whichever asks first: the scenario
+/// runs are most of `cargo test`'s time, and a run of each is all both need.
+fn runs() -> &'static [(PathBuf, (Report, String))] {
+    static RUNS: OnceLock<Vec<(PathBuf, (Report, String))>> = OnceLock::new();
+    RUNS.get_or_init(|| each_scenario(check))
+}
+
 #[test]
 fn scenario_snapshots() {
-    // The runs are done up front, in parallel; insta then compares them one by one
-    // (glob! runs its closure on each file in turn and reports every mismatch).
-    let runs = each_scenario(check);
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(root().join("snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
+    // The runs are done up front, in parallel, then compared one by one with the same
+    // code `brownout test` uses; every mismatch is reported, not only the first.
+    let runs = runs();
+    let action = snapshot_action();
     let mut failed = Vec::new();
-    settings.bind(|| {
-        insta::glob!("../../scenarios", "*.toml", |path| {
-            let (report, text) = &runs
-                .iter()
-                .find(|(p, _)| p.file_name() == path.file_name())
-                .unwrap_or_else(|| panic!("{} was not run", path.display()))
-                .1;
-            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-            // glob! names snapshots `<name>@<file>.snap`; the scenario's stem alone is
-            // the name here: `snapshots/outage.snap` for `scenarios/outage.toml`.
-            let mut named = insta::Settings::clone_current();
-            named.remove_snapshot_suffix();
-            named.bind(|| {
-                insta::assert_snapshot!(
-                    stem.clone(),
-                    text,
-                    "the run's report (render_text, with the trace digest)"
-                )
-            });
-            if !report.passed() {
-                failed.push(format!(
-                    "{stem}: an expectation failed (replay: {})\n{text}",
-                    report.replay_command()
-                ));
-            }
-        });
-    });
+    for (path, (report, text)) in runs {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let snapshot = root().join("snapshots").join(format!("{stem}.snap"));
+        let origin = Origin {
+            source: "tests/it/scenarios.rs".to_owned(),
+            expression: testbench::EXPRESSION.to_owned(),
+            input_file: format!("scenarios/{stem}.toml"),
+        };
+        match testbench::check_snapshot(&snapshot, &origin, text, action)
+            .unwrap_or_else(|e| panic!("{}: {e}", snapshot.display()))
+        {
+            SnapOutcome::Matched | SnapOutcome::Accepted { .. } => {}
+            SnapOutcome::Differs { diff, pending, .. } => failed.push(format!(
+                "{stem}: the report differs from snapshots/{stem}.snap{}\n{diff}",
+                pending.map_or_else(String::new, |p| format!(
+                    " (new version in {})",
+                    p.display()
+                ))
+            )),
+        }
+        if !report.passed() {
+            failed.push(format!(
+                "{stem}: an expectation failed (replay: {})\n{text}",
+                report.replay_command()
+            ));
+        }
+    }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
@@ -219,25 +245,39 @@ fn every_snapshot_has_a_scenario() {
     );
 }
 
+/// Scenarios with more requests than this (the hour-long benchmarks) are run once, for
+/// their snapshot, and not a second time here: digesting a trace of millions of lines
+/// took a third of a debug build's whole test run (shop-bench-hour, 26 s of CPU a
+/// run). Their determinism is still checked, against the digest their snapshot holds,
+/// which came from another run, on another day.
+const SECOND_RUN_MAX_REQUESTS: f64 = 1e6;
+
 #[test]
 fn every_scenario_runs_twice_to_the_same_trace() {
-    let results = each_scenario(|path| {
+    // A second run of each scenario must give the trace digest of the first (the
+    // snapshot's run); only when it does not is the self-check run, to name the first
+    // trace line where two runs part.
+    let seconds = each_scenario(|path| {
         let scenario = load(path);
-        let checked = sim::check_determinism(&scenario, scenario.seed).map_err(|e| e.to_string());
-        (checked, run(&scenario).trace_digest)
+        (budget::estimate(&scenario).requests <= SECOND_RUN_MAX_REQUESTS)
+            .then(|| run(&scenario).trace_digest)
     });
     let mut problems = Vec::new();
-    for (path, (checked, digest)) in results {
-        match checked {
-            // A third run, the snapshot's, must agree with the two of the self-check.
-            Ok(d) if Some(&d) == digest.as_ref() => {}
-            Ok(d) => problems.push(format!(
-                "{}: self-check digest {d}, a third run {digest:?}",
-                path.display()
-            )),
-            // The error says where the two traces first diverge.
-            Err(e) => problems.push(format!("{}: {e}", path.display())),
+    for ((path, (first, _)), (_, second)) in runs().iter().zip(&seconds) {
+        let Some(second) = second else { continue };
+        if first.trace_digest.is_some() && first.trace_digest == *second {
+            continue;
         }
+        let scenario = load(path);
+        let why = match sim::check_determinism(&scenario, scenario.seed) {
+            Ok(d) => format!("two more runs agree on {d}"),
+            Err(e) => e.to_string(),
+        };
+        problems.push(format!(
+            "{}: digests {:?} and {second:?}; {why}",
+            path.display(),
+            first.trace_digest
+        ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

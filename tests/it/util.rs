@@ -4,13 +4,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs the binary from the package root, so that scenario paths (and the replay
-/// commands built from them) are the relative ones a person would type.
+/// commands built from them) are the relative ones a person would type, with the
+/// binary's directory first on `PATH`, as after `cargo install`: replay lines then
+/// start with `brownout`.
 pub fn brownout(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_brownout"))
-        .args(args)
+    installed().args(args).output().expect("the binary starts")
+}
+
+/// The binary as an installed command: run from the package root with its directory
+/// first on `PATH`.
+pub fn installed() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_brownout"));
+    command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary starts")
+        .env("PATH", path_with_binary());
+    command
+}
+
+/// `PATH` with the binary's directory first.
+pub fn path_with_binary() -> std::ffi::OsString {
+    let bin = Path::new(env!("CARGO_BIN_EXE_brownout"))
+        .parent()
+        .expect("the binary has a directory")
+        .to_path_buf();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&rest)))
+        .expect("PATH joins")
 }
 
 pub fn stdout(o: &Output) -> String {

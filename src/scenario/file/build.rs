@@ -37,6 +37,10 @@ use crate::model::faults::{Fault, FaultKind, RandomFaults};
 use crate::model::latency::Latency;
 use crate::model::load::{CpuCurveConfig, CpuSegment, DEFAULT_INITIAL_CPU, DEFAULT_SAMPLE_EVERY};
 use crate::model::service::{unknown_name, DependencyEngine, DependencyId, EndpointId, Service};
+use crate::model::sweep::{
+    SweepBound, SweepExpectations, SweepFigure, SweepPercentile, DEFAULT_SWEEP_SEEDS,
+    MAX_SWEEP_SEEDS,
+};
 use crate::model::workload::{Keys, RatePhase, RatePlan};
 use crate::model::{
     DependencyExpectations, EndpointExpectations, Expectations, RequestKind, Scenario,
@@ -1642,5 +1646,63 @@ fn build_expect(file: &ExpectFile, duration: Time) -> Result<Expectations> {
         queue_drained_by: file.queue_drained_by.map(|d| d.0),
         endpoints: Vec::new(),
         dependencies: Vec::new(),
+        sweep: file.sweep.as_ref().map(build_sweep_expect).transpose()?,
+    })
+}
+
+/// `[expect.sweep]`: the seed count checked, the bounds in a fixed order.
+fn build_sweep_expect(file: &super::SweepExpectFile) -> Result<SweepExpectations> {
+    let seeds = file.seeds.unwrap_or(DEFAULT_SWEEP_SEEDS);
+    if !(1..=MAX_SWEEP_SEEDS).contains(&seeds) {
+        return Err(invalid(
+            "expect.sweep.seeds",
+            format!("must be 1 to {MAX_SWEEP_SEEDS}, got {seeds}"),
+        ));
+    }
+    // Availability is kept in millionths, as a sweep measures it.
+    let ppm = |p: &Probability| (p.0 * 1e6).round() as u64;
+    let span = |d: &Dur| d.0;
+    let count = |n: &u64| *n;
+    let mut bounds = Vec::new();
+    let mut add = |figure: SweepFigure, limits: [Option<u64>; 4]| {
+        for (percentile, limit) in SweepPercentile::ALL.into_iter().zip(limits) {
+            if let Some(limit) = limit {
+                bounds.push(SweepBound {
+                    figure,
+                    percentile,
+                    limit,
+                });
+            }
+        }
+    };
+    fn each<T>(t: &Option<super::PercentilesFile<T>>, f: impl Fn(&T) -> u64) -> [Option<u64>; 4] {
+        match t {
+            None => [None; 4],
+            Some(t) => [&t.p50, &t.p95, &t.p99, &t.worst].map(|v| v.as_ref().map(&f)),
+        }
+    }
+    add(SweepFigure::Availability, each(&file.min_availability, ppm));
+    add(SweepFigure::StaleAge, each(&file.max_stale_age, span));
+    add(
+        SweepFigure::BreakerTimeOpen,
+        each(&file.max_breaker_time_open, span),
+    );
+    add(SweepFigure::QueueDepth, each(&file.max_queue_depth, count));
+    add(
+        SweepFigure::RecoveryTime,
+        each(&file.max_recovery_time, span),
+    );
+    add(SweepFigure::Partial, each(&file.max_partial, count));
+    add(SweepFigure::Shed, each(&file.max_shed, count));
+    if file.min_pass_rate.is_none() && bounds.is_empty() {
+        return Err(invalid(
+            "expect.sweep",
+            "states nothing to check: give min_pass_rate or a percentile bound such as min_availability = { p99 = 0.995 }",
+        ));
+    }
+    Ok(SweepExpectations {
+        seeds,
+        min_pass_rate: file.min_pass_rate.map(|p| p.0),
+        bounds,
     })
 }
