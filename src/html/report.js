@@ -373,10 +373,10 @@
         lane.append(el("div", { class: "muted", text: "No stale entry served and no write queued" + (runs.length > 1 ? " in either run." : " in this run.") }));
         continue;
       }
-      chart(lane, "staleness-" + name, "Staleness served (s) and write queue depth", s2, y2, {
+      chart(lane, "staleness-" + name, "Oldest stale entry served (s, left) and write queue depth (right)", s2, y2, {
         height: 140,
         scales: { age: { range: (u, min, max) => [0, Math.max(1, max || 0)] }, depth: { range: (u, min, max) => [0, Math.max(1, max || 0)] } },
-        axes: [{ scale: "age", size: 60, label: "stale age s" }, { scale: "depth", side: 1, size: 60, label: "queue", grid: { show: false } }],
+        axes: [{ scale: "age", size: 60, label: "stale age s" }, { scale: "depth", side: 1, size: 60, grid: { show: false } }],
       });
     }
   }
