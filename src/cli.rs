@@ -16,9 +16,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::live::{self, LiveOptions};
 use crate::node::{DataSet, NodeConfig, StoreLimits};
 use crate::scenario::budget::{self, Limits};
-use crate::scenario::{self, Scenario};
+use crate::scenario::{self, Override, Overrides, Scenario};
 use crate::sim::{self, Report, RunOptions};
 use crate::sweep::{self, SeedRange, Shard, SweepOptions, SweepReport};
+
+mod compare;
+
+use compare::VsArgs;
 
 /// Deterministic simulator and test bench for graceful degradation.
 ///
@@ -52,6 +56,12 @@ enum Command {
     /// Exit 0: every seed met every expectation; 1: some seed failed one; 2: bad input.
     /// The report is the same bytes whatever --jobs is.
     Sweep(SweepArgs),
+    /// Run two configurations on the same seed and workload and show every figure side
+    /// by side with its delta: A.toml against B.toml, or A.toml against itself with
+    /// --set overrides.
+    ///
+    /// Exit 0: both met every expectation; 1: either failed one; 2: bad input.
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,13 +86,18 @@ struct SweepArgs {
     /// Run a scenario beyond the work budget (see scenarios/README.md).
     #[arg(long)]
     allow_large: bool,
+    /// Change a value of the scenario for every seed (see `brownout --help`).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = Override::parse)]
+    set: Vec<Override>,
+    #[command(flatten)]
+    vs: VsArgs,
     /// Merge the JSON reports of all shards of one sweep and print the whole range's
     /// report, exactly as one machine would have printed it.
     #[arg(
         long,
         value_name = "FILE",
         num_args = 1..,
-        conflicts_with_all = ["scenario", "seeds", "jobs", "shard"]
+        conflicts_with_all = ["scenario", "seeds", "jobs", "shard", "set", "vs", "vs_set"]
     )]
     merge: Option<Vec<PathBuf>>,
 }
@@ -119,6 +134,13 @@ struct RunArgs {
     /// entries, fault windows or CPU samples than the limits in scenarios/README.md.
     #[arg(long)]
     allow_large: bool,
+    /// Change a value of the scenario for this run, as if the file said it; repeat for
+    /// more. KEY is the file's dotted key (`workload[0].rate` for an array's element;
+    /// a service's keys, such as `dependencies.payments.breaker.open_duration`, reach
+    /// the service file the scenario names); VALUE is a TOML value, or else a string
+    /// (so `30s` needs no quotes). Checked as the file is; replay commands repeat it.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = Override::parse)]
+    set: Vec<Override>,
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +232,7 @@ pub fn main() -> ExitCode {
         Some(Command::Node(args)) => node(args),
         Some(Command::Check { files, allow_large }) => check(&files, allow_large),
         Some(Command::Sweep(args)) => sweep(args),
+        Some(Command::Compare(args)) => compare::compare(args),
         None => run(cli.run),
     };
     match result {
@@ -235,10 +258,15 @@ fn limits(allow_large: bool) -> Limits {
     }
 }
 
-/// Reads, validates and budgets the scenario at `path`, returning it with its text.
-fn load_budgeted(path: &Path, allow_large: bool) -> Result<(Scenario, String), BadInput> {
+/// Reads, validates and budgets the scenario at `path` with its `--set` overrides,
+/// returning it with its text.
+fn load_budgeted(
+    path: &Path,
+    allow_large: bool,
+    overrides: &Overrides,
+) -> Result<(Scenario, String), BadInput> {
     let text = scenario::read(path)?;
-    let scenario = scenario::parse(&text, path)?;
+    let scenario = scenario::parse_with(&text, path, overrides)?;
     let refused = scenario::budget_errors(&scenario, &text, &limits(allow_large));
     if !refused.is_empty() {
         return Err(BadInput(refused.iter().map(ToString::to_string).collect()));
@@ -252,7 +280,7 @@ fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
             "no scenario given; try `brownout scenarios/outage.toml` (see --help)",
         ));
     };
-    let (scenario, text) = load_budgeted(&path, args.allow_large)?;
+    let (scenario, text) = load_budgeted(&path, args.allow_large, &Overrides(args.set))?;
     if args.trace.is_some() && !args.allow_large {
         if let Some(e) = scenario::trace_budget_error(&scenario, &text) {
             return Err(BadInput::new(e.to_string()));
@@ -360,7 +388,7 @@ fn self_check(scenario: &Scenario, seed: u64) -> Result<ExitCode, BadInput> {
 fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
     let mut bad = 0;
     for path in files {
-        match load_budgeted(path, allow_large) {
+        match load_budgeted(path, allow_large, Overrides::none()) {
             Ok((s, _)) => {
                 let e = budget::estimate(&s);
                 println!(
@@ -387,6 +415,9 @@ fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
 }
 
 fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
+    if args.vs.is_set() {
+        return compare::sweep_vs(args);
+    }
     let report = match (&args.merge, &args.scenario, args.seeds) {
         (Some(files), _, _) => {
             let texts = files
@@ -407,20 +438,17 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
         (None, Some(path), Some(seeds)) => {
             // Read once: the same bytes are parsed and digested, so shards of edited
             // files refuse to merge.
-            let (scenario, text) = load_budgeted(path, args.allow_large)?;
-            let mut digest = sim::trace::Digest::default();
-            digest.update(text.as_bytes());
-            let jobs = match args.jobs {
-                Some(j) => usize::from(j),
-                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            };
+            let overrides = Overrides(args.set.clone());
+            let (scenario, text) = load_budgeted(path, args.allow_large, &overrides)?;
+            let digest = scenario_digest(&text, &overrides);
+            let jobs = jobs(args.jobs);
             let options = SweepOptions {
                 seeds,
                 shard: args.shard,
                 jobs,
                 progress: io::stderr().is_terminal(),
             };
-            sweep::run(&scenario, &digest.hex(), &options)
+            sweep::run(&scenario, &digest, &options)
                 .map_err(|e| BadInput::new(e.to_string()))?
         }
         // clap requires a scenario and --seeds unless --merge is given.
@@ -436,6 +464,26 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The digest of a scenario file's bytes and its overrides: shards of different files,
+/// or of one file under different `--set`s, refuse to merge.
+fn scenario_digest(text: &str, overrides: &Overrides) -> String {
+    let mut digest = sim::trace::Digest::default();
+    digest.update(text.as_bytes());
+    for o in &overrides.0 {
+        digest.update(b"\n--set ");
+        digest.update(o.arg.as_bytes());
+    }
+    digest.hex()
+}
+
+/// `--jobs`, or the available parallelism.
+fn jobs(jobs: Option<u16>) -> usize {
+    match jobs {
+        Some(j) => usize::from(j),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
 }
 
 fn print_sweep(report: &SweepReport, format: Format) {

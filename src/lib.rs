@@ -18,6 +18,7 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod cli;
+pub mod compare;
 pub mod engine;
 pub mod intern;
 pub mod live;

@@ -33,6 +33,9 @@ use crate::model::Scenario;
 use crate::sim::report::Recovery;
 use crate::sim::{self, Report, RunOptions};
 
+mod failures;
+pub mod vs;
+
 /// The `format` tag of a sweep's JSON report; [`merge`] refuses any other.
 pub const FORMAT: &str = "brownout-sweep/1";
 
@@ -687,7 +690,8 @@ pub fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let meta = SweepMeta {
         scenario: scenario.name.clone(),
-        path: scenario.path.display().to_string(),
+        // With `--set` arguments, so that replay commands repeat them.
+        path: scenario.command_args(),
         scenario_digest: scenario_digest.to_owned(),
         seeds: range,
         shard: options.shard,
@@ -973,23 +977,7 @@ impl SweepReport {
             r.runs_with_hard_fault, r.never
         );
         let _ = writeln!(w);
-        if self.failures.is_empty() {
-            let _ = writeln!(w, "Failing seeds: none");
-        } else {
-            let _ = writeln!(w, "Failing seeds: {}", self.failed);
-            let mut last = None;
-            for f in &self.failures {
-                if last != Some(f.seed) {
-                    let _ = writeln!(w, "  seed {}: replay with `{}`", f.seed, f.replay);
-                    last = Some(f.seed);
-                }
-                let _ = writeln!(
-                    w,
-                    "    FAIL {}: expected {}, measured {}",
-                    f.expectation, f.expected, f.measured
-                );
-            }
-        }
+        failures::render(w, self);
         s
     }
 }

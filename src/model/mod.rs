@@ -64,6 +64,41 @@ pub struct Scenario {
     pub script: Vec<ScriptedMessage>,
     /// What must hold at the end of the run.
     pub expect: Expectations,
+    /// The `--set KEY=VALUE` arguments the file was read with, as written, in order
+    /// (empty: the file as it is). Replay commands repeat them.
+    pub overrides: Vec<String>,
+}
+
+impl Scenario {
+    /// What follows `brownout` in a command that runs this scenario: its path and
+    /// its `--set` arguments, each quoted for a POSIX shell where it needs to be.
+    pub fn command_args(&self) -> String {
+        command_args(&self.path.display().to_string(), &self.overrides)
+    }
+}
+
+/// `path` and `--set ARG` for each of `overrides`, as shell words.
+pub fn command_args(path: &str, overrides: &[String]) -> String {
+    let mut words = shell_word(path);
+    for o in overrides {
+        words.push_str(" --set ");
+        words.push_str(&shell_word(o));
+    }
+    words
+}
+
+/// `word` as one word for a POSIX shell: as it is when it holds nothing a shell
+/// reads specially, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./=:,+@%".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// How a simulated dependency behaves when no fault is active.

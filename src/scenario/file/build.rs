@@ -601,6 +601,7 @@ pub(super) fn build<S: Serve>(
             workload,
             script,
             expect,
+            overrides: Vec::new(),
         }),
         _ => None,
     };
