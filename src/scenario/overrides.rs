@@ -261,9 +261,10 @@ impl<'o> Landed<'o> {
             .find_map(|(o, at)| under(path, at).then_some(*o))
     }
 
-    /// The error `message` at byte `offset`, if an override is there.
+    /// The error `message` at byte `offset`, if an override is there. An unknown key
+    /// gets the nearest key the table may have, if one is near.
     pub(super) fn error_at(&self, offset: usize, message: &str) -> Option<ScenarioError> {
-        self.at(offset).map(|o| o.error(message))
+        self.at(offset).map(|o| o.error(with_suggestion(message)))
     }
 
     /// The refusal of a value at `path` (`invalid PATH: REASON`), if an override set it.
@@ -443,6 +444,56 @@ fn set<'i>(
     }
 }
 
+/// toml's "unknown key `x`, expected one of `a`, `b`" with "; did you mean `a`?" when
+/// one of the keys is a likely misspelling of `x`.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown key `") else {
+        return message.to_owned();
+    };
+    let Some((typed, list)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let candidates: Vec<&str> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    match closest(typed, &candidates) {
+        Some(near) => format!("{message}; did you mean `{near}`?"),
+        None => message.to_owned(),
+    }
+}
+
+/// The candidate nearest to `typed` by edit distance, if within a third of its length
+/// (at least 1): near enough to be a typo, not just another key.
+fn closest<'c>(typed: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    let limit = (typed.chars().count() / 3).max(1);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(typed, c), *c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 /// Whether dotted `path` is `at` or inside it.
 fn under(path: &str, at: &str) -> bool {
     path == at
@@ -466,15 +517,16 @@ fn no_such_name(table: &DeTable<'_>, at: &str, key: &str) -> String {
         .map(|(k, _)| (k.span().start, k.get_ref().as_ref()))
         .collect();
     names.sort_unstable();
-    let names: Vec<String> = names.iter().map(|(_, n)| format!("`{n}`")).collect();
-    if names.is_empty() {
-        format!("`{at}` has no `{key}` (it is empty); --set never adds one")
-    } else {
-        format!(
-            "`{at}` has no `{key}`; it has {}; --set never adds one",
-            names.join(", ")
-        )
+    let plain: Vec<&str> = names.iter().map(|(_, n)| *n).collect();
+    let quoted: Vec<String> = plain.iter().map(|n| format!("`{n}`")).collect();
+    if quoted.is_empty() {
+        return format!("`{at}` has no `{key}` (it is empty); --set never adds one");
     }
+    let hint = closest(key, &plain).map_or_else(String::new, |n| format!("; did you mean `{n}`?"));
+    format!(
+        "`{at}` has no `{key}`; it has {}; --set never adds one{hint}",
+        quoted.join(", ")
+    )
 }
 
 fn describe(value: &DeValue<'_>) -> &'static str {
@@ -570,12 +622,22 @@ mod tests {
         let err = applied(text, &["dependencies.paymnts.timeout=2s"]).unwrap_err();
         assert_eq!(
             err,
-            ["--set dependencies.paymnts.timeout=2s: `service.dependencies` has no `paymnts`; it has `payments`; --set never adds one"]
+            ["--set dependencies.paymnts.timeout=2s: `service.dependencies` has no `paymnts`; it has `payments`; --set never adds one; did you mean `payments`?"]
         );
         let err = applied("[[fault]]\nstart = \"1s\"\n", &["fault[2].start=3s"]).unwrap_err();
         assert!(err[0].contains("`fault` has 1 element(s); there is no [2]"), "{err:?}");
         let err = applied("seed = 1\n", &["seed.x=1"]).unwrap_err();
         assert!(err[0].ends_with("`seed` is an integer, not a table"), "{err:?}");
+    }
+
+    #[test]
+    fn a_near_key_is_suggested_and_a_far_one_is_not() {
+        let m = "unknown key `open_duraton`, expected one of `policy`, `open_duration`, `max_open_duration`";
+        assert!(with_suggestion(m).ends_with("; did you mean `open_duration`?"));
+        let m = "unknown key `colour`, expected one of `policy`, `open_duration`";
+        assert_eq!(with_suggestion(m), m);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
     }
 
     #[test]
