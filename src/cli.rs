@@ -448,8 +448,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
                 jobs,
                 progress: io::stderr().is_terminal(),
             };
-            sweep::run(&scenario, &digest, &options)
-                .map_err(|e| BadInput::new(e.to_string()))?
+            sweep::run(&scenario, &digest, &options).map_err(|e| BadInput::new(e.to_string()))?
         }
         // clap requires a scenario and --seeds unless --merge is given.
         _ => {

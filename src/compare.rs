@@ -120,9 +120,19 @@ impl Figures {
 pub fn figures(report: &Report) -> Vec<Figure> {
     use Better::{Higher, Lower, Neither};
     let mut f = Figures(Vec::new());
-    f.push("availability", Unit::Ratio, Higher, Some(report.availability));
+    f.push(
+        "availability",
+        Unit::Ratio,
+        Higher,
+        Some(report.availability),
+    );
     let l = &report.latency;
-    for (p, v) in [("p50", l.p50), ("p90", l.p90), ("p99", l.p99), ("max", l.max)] {
+    for (p, v) in [
+        ("p50", l.p50),
+        ("p90", l.p90),
+        ("p99", l.p99),
+        ("max", l.max),
+    ] {
         f.span(format!("latency.{p}"), Lower, v);
     }
     for o in &report.requests {
@@ -205,7 +215,11 @@ pub fn figures(report: &Report) -> Vec<Figure> {
             .map(|t| t.shed_full + t.shed_displaced + t.shed_expired)
             .sum();
         f.count("admission.shed", Lower, shed);
-        f.count("admission.peak_in_flight", Neither, u64::from(a.peak_in_flight));
+        f.count(
+            "admission.peak_in_flight",
+            Neither,
+            u64::from(a.peak_in_flight),
+        );
     }
     if let Some(c) = &report.compute {
         f.push("cpu.mean", Unit::Ratio, Lower, Some(c.mean));
@@ -445,13 +459,19 @@ impl Comparison {
             .iter()
             .filter(|r| !(is_zero(r.a) && is_zero(r.b)))
             .collect();
-        let width = shown.iter().map(|r| r.name.len()).max().unwrap_or(0).max(12);
+        let width = shown
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
         let _ = writeln!(
             w,
             "Figures (B against A)\n  {:<width$} {:>16} {:>16} {:>16}",
             "", "A", "B", "delta"
         );
-        let cell = |unit, v: Option<Option<f64>>| v.map_or_else(|| "-".to_owned(), |v| show(unit, v));
+        let cell =
+            |unit, v: Option<Option<f64>>| v.map_or_else(|| "-".to_owned(), |v| show(unit, v));
         for r in &shown {
             let delta = match (r.a, r.b, r.verdict) {
                 (_, _, Some(Verdict::Equal)) => "=".to_owned(),
@@ -546,7 +566,10 @@ mod tests {
         assert_eq!(show(Unit::Micros, Some(1_500_000.0)), "1.5s");
         assert_eq!(show(Unit::Micros, None), "never");
         assert_eq!(show(Unit::Number, Some(0.1)), "0.1");
-        assert_eq!(show_delta(Unit::Ratio, Some(0.99), Some(0.995)), "+0.5000pp");
+        assert_eq!(
+            show_delta(Unit::Ratio, Some(0.99), Some(0.995)),
+            "+0.5000pp"
+        );
         assert_eq!(show_delta(Unit::Count, Some(10.0), Some(7.0)), "-3");
         assert_eq!(show_delta(Unit::Micros, Some(3e6), Some(1e6)), "-2s");
         assert_eq!(show_delta(Unit::Micros, None, Some(1e6)), "");

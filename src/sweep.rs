@@ -453,7 +453,7 @@ pub struct SweepReport {
     pub format: &'static str,
     /// The scenario's name.
     pub scenario: String,
-    /// The scenario file as given.
+    /// The scenario file as given, followed by its `--set` arguments if any.
     pub path: String,
     /// Digest of the scenario file's bytes.
     pub scenario_digest: String,

@@ -63,7 +63,11 @@ impl VsArgs {
 
 /// Runs `a` and `b` on `seed`, at once (two threads; each run is deterministic, so
 /// the order does not matter).
-pub(super) fn run_pair(a: &Scenario, b: &Scenario, seed: u64) -> Result<(Report, Report), BadInput> {
+pub(super) fn run_pair(
+    a: &Scenario,
+    b: &Scenario,
+    seed: u64,
+) -> Result<(Report, Report), BadInput> {
     let one = |s: &Scenario| {
         sim::run(
             s,
@@ -85,7 +89,9 @@ pub(super) fn run_pair(a: &Scenario, b: &Scenario, seed: u64) -> Result<(Report,
 fn notes(a: &Scenario, b: &Scenario) -> Vec<String> {
     let mut notes = Vec::new();
     if a.duration != b.duration {
-        notes.push("A and B last different times: their counts are not of the same run length".to_owned());
+        notes.push(
+            "A and B last different times: their counts are not of the same run length".to_owned(),
+        );
     }
     if a.workload != b.workload {
         notes.push(

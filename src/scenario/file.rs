@@ -324,14 +324,20 @@ fn parse_declared(
             None
         }
     });
-    let service_source = service_path
-        .as_deref()
-        .zip(service_text.as_deref())
-        .map(|(path, text)| Source {
-            path,
-            text,
-            landed: Landed::select(overrides, ServiceKind::File, Target::ServiceFile, text.len()),
-        });
+    let service_source =
+        service_path
+            .as_deref()
+            .zip(service_text.as_deref())
+            .map(|(path, text)| Source {
+                path,
+                text,
+                landed: Landed::select(
+                    overrides,
+                    ServiceKind::File,
+                    Target::ServiceFile,
+                    text.len(),
+                ),
+            });
     let service_root = service_source.as_ref().and_then(|s| {
         s.parse()
             .map_err(|e| errors.push(e))

@@ -102,13 +102,10 @@ impl Override {
     /// Whether this override set the key at dotted `path` (in the scenario's
     /// coordinates, `service.` for a service's keys) or a table holding it.
     pub fn covers(&self, path: &str) -> bool {
-        let first = self.key.split(['.', '[']).next().unwrap_or("");
-        let key = if SERVICE_TABLES.contains(&first) {
-            format!("service.{}", self.key)
-        } else {
-            self.key.clone()
-        };
-        under(path, &key)
+        // A service's key is `service.`-prefixed in a budget's paths when the
+        // scenario has a declared service; in a seed scenario `dependencies` is the
+        // scenario's own. Either reading that matches is this override.
+        under(path, &self.key) || under(path, &format!("service.{}", self.key))
     }
 
     /// The error this override caused: `--set KEY=VALUE: message`.
@@ -209,14 +206,13 @@ impl<'o> Landed<'o> {
                     (ServiceKind::File, Target::Scenario) => {
                         (!to_service && !o.key.starts_with("service."), o.key.clone())
                     }
-                    (ServiceKind::File, Target::ServiceFile) if to_service => {
-                        (true, o.key.clone())
+                    (ServiceKind::File, Target::ServiceFile) if to_service => (true, o.key.clone()),
+                    (ServiceKind::File, Target::ServiceFile) => {
+                        match o.key.strip_prefix("service.") {
+                            Some(rest) => (true, rest.to_owned()),
+                            None => (false, String::new()),
+                        }
                     }
-                    (ServiceKind::File, Target::ServiceFile) => match o.key.strip_prefix("service.")
-                    {
-                        Some(rest) => (true, rest.to_owned()),
-                        None => (false, String::new()),
-                    },
                     (ServiceKind::Seed | ServiceKind::Inline, Target::ServiceFile) => {
                         (false, String::new())
                     }
@@ -394,12 +390,7 @@ fn set<'i>(
         }
         table = match value.get_mut() {
             DeValue::Table(t) => t,
-            other => {
-                return Err(format!(
-                    "`{path_here}` is {}, not a table",
-                    describe(other)
-                ))
-            }
+            other => return Err(format!("`{path_here}` is {}, not a table", describe(other))),
         };
         at = path_here;
     }
@@ -427,7 +418,12 @@ fn set<'i>(
                     format!("`{path_here}` has {len} element(s); there is no [{i}]")
                 })?
             }
-            other => return Err(format!("`{path_here}` is {}, not an array", describe(other))),
+            other => {
+                return Err(format!(
+                    "`{path_here}` is {}, not an array",
+                    describe(other)
+                ))
+            }
         };
         path_here = format!("{path_here}[{i}]");
     }
@@ -440,7 +436,10 @@ fn set<'i>(
             *element = value;
             Ok(())
         }
-        other => Err(format!("`{path_here}` is {}, not an array", describe(other))),
+        other => Err(format!(
+            "`{path_here}` is {}, not an array",
+            describe(other)
+        )),
     }
 }
 
@@ -453,11 +452,7 @@ fn with_suggestion(message: &str) -> String {
     let Some((typed, list)) = rest.split_once('`') else {
         return message.to_owned();
     };
-    let candidates: Vec<&str> = list
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .collect();
+    let candidates: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
     match closest(typed, &candidates) {
         Some(near) => format!("{message}; did you mean `{near}`?"),
         None => message.to_owned(),
@@ -556,7 +551,15 @@ mod tests {
         assert_eq!(x.value, "30s");
         assert_eq!(o("workload[0].rate=5").key, "workload[0].rate");
         assert_eq!(o("a.b=c=d").value, "c=d");
-        for bad in ["novalue", "=1", "a..b=1", "a b=1", "a[x]=1", "\"a\".b=1", "a[]=1"] {
+        for bad in [
+            "novalue",
+            "=1",
+            "a..b=1",
+            "a b=1",
+            "a[x]=1",
+            "\"a\".b=1",
+            "a[]=1",
+        ] {
             assert!(Override::parse(bad).is_err(), "{bad}");
         }
     }
@@ -580,7 +583,10 @@ mod tests {
                 DeValue::Datetime(d) => d.to_string(),
                 DeValue::Array(a) => format!(
                     "[{}]",
-                    a.iter().map(|x| show(x.get_ref())).collect::<Vec<_>>().join(", ")
+                    a.iter()
+                        .map(|x| show(x.get_ref()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 DeValue::Table(t) => {
                     let mut entries: Vec<String> = t
@@ -625,9 +631,15 @@ mod tests {
             ["--set dependencies.paymnts.timeout=2s: `service.dependencies` has no `paymnts`; it has `payments`; --set never adds one; did you mean `payments`?"]
         );
         let err = applied("[[fault]]\nstart = \"1s\"\n", &["fault[2].start=3s"]).unwrap_err();
-        assert!(err[0].contains("`fault` has 1 element(s); there is no [2]"), "{err:?}");
+        assert!(
+            err[0].contains("`fault` has 1 element(s); there is no [2]"),
+            "{err:?}"
+        );
         let err = applied("seed = 1\n", &["seed.x=1"]).unwrap_err();
-        assert!(err[0].ends_with("`seed` is an integer, not a table"), "{err:?}");
+        assert!(
+            err[0].ends_with("`seed` is an integer, not a table"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -647,10 +659,7 @@ mod tests {
         assert_eq!(landed.at(11).unwrap().arg, "seed=x");
         assert_eq!(landed.at(12).unwrap().arg, "duration=1m");
         assert!(landed.at(10).is_none() && landed.at(13).is_none());
-        assert_eq!(
-            landed.covering("duration").unwrap().arg,
-            "duration=1m"
-        );
+        assert_eq!(landed.covering("duration").unwrap().arg, "duration=1m");
         assert!(landed.covering("durations").is_none());
     }
 
@@ -667,7 +676,10 @@ mod tests {
         assert_eq!(paths(&scenario), ["seed"]);
         assert_eq!(
             paths(&service),
-            ["dependencies.payments.timeout", "endpoints.checkout.deadline"]
+            [
+                "dependencies.payments.timeout",
+                "endpoints.checkout.deadline"
+            ]
         );
         let inline = Landed::select(&all, ServiceKind::Inline, Target::Scenario, 0);
         assert_eq!(

@@ -86,11 +86,7 @@ pub fn render_groups(w: &mut String, failures: &[FailureLine], indent: &str) {
             } else {
                 String::new()
             };
-            let _ = writeln!(
-                w,
-                "{indent}  also seeds {}{tail}",
-                named.join(", ")
-            );
+            let _ = writeln!(w, "{indent}  also seeds {}{tail}", named.join(", "));
         }
     }
 }
@@ -128,7 +124,10 @@ mod tests {
             lines[4],
             "    also seeds 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, and 7 more"
         );
-        assert_eq!(lines[5], "  max_stale_age (expected >= 99%): broken by 1 seed(s)");
+        assert_eq!(
+            lines[5],
+            "  max_stale_age (expected >= 99%): broken by 1 seed(s)"
+        );
         assert_eq!(lines.len(), 7);
     }
 }

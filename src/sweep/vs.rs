@@ -23,7 +23,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{build, error, failures, SeedRange, SeedResult, SweepError, SweepMeta, SweepOptions, SweepReport, MAX_SEEDS};
+use super::{
+    build, error, failures, SeedRange, SeedResult, SweepError, SweepMeta, SweepOptions,
+    SweepReport, MAX_SEEDS,
+};
 use crate::compare::{self, Better, Unit, Verdict};
 use crate::model::Scenario;
 use crate::sim::{self, Report, RunOptions};
@@ -245,39 +248,65 @@ fn expectation_table(report: &Report) -> Vec<(String, String)> {
 /// order; figures come in the order the lowest seed's runs list them (A's, then B's),
 /// which does not depend on which worker interned a name first.
 fn paired_figures(names: &[(String, Unit, Better)], pairs: &[Pair]) -> Vec<VsFigure> {
+    // Each run's figures are in `compare::figures`' order: the order of first
+    // appearance over the pairs in seed order (A's run, then B's) does not depend on
+    // the indices, which workers handed out in whatever order they finished.
     let mut order: Vec<u32> = Vec::new();
+    let mut seen = vec![false; names.len()];
     for p in pairs {
         for &(i, _) in p.a.1.iter().chain(&p.b.1) {
-            if !order.contains(&i) {
+            if !seen[i as usize] {
+                seen[i as usize] = true;
                 order.push(i);
+            }
+        }
+    }
+    // Per figure, its values on each side (seeds that had it) and the verdicts of
+    // the seeds where both had it: one pass over the pairs, each spread into a row
+    // by index.
+    let n = names.len();
+    let mut a_cols: Vec<Vec<Option<f64>>> = vec![Vec::new(); n];
+    let mut b_cols: Vec<Vec<Option<f64>>> = vec![Vec::new(); n];
+    let mut verdicts = vec![[0u64; 3]; n];
+    let (mut a_row, mut b_row) = (vec![None; n], vec![None; n]);
+    for p in pairs {
+        a_row.fill(None);
+        b_row.fill(None);
+        for &(i, v) in &p.a.1 {
+            a_row[i as usize] = Some(v);
+        }
+        for &(i, v) in &p.b.1 {
+            b_row[i as usize] = Some(v);
+        }
+        for i in 0..n {
+            if let Some(x) = a_row[i] {
+                a_cols[i].push(x);
+            }
+            if let Some(y) = b_row[i] {
+                b_cols[i].push(y);
+            }
+            if let (Some(x), Some(y)) = (a_row[i], b_row[i]) {
+                let slot = match Verdict::of(names[i].2, x, y) {
+                    Verdict::Better => 0,
+                    Verdict::Worse => 1,
+                    Verdict::Equal | Verdict::Changed => 2,
+                };
+                verdicts[i][slot] += 1;
             }
         }
     }
     order
         .into_iter()
         .map(|i| {
-            let (name, unit, better) = &names[i as usize];
-            let value = |kept: &[(u32, Option<f64>)]| {
-                kept.iter().find(|(j, _)| *j == i).map(|&(_, v)| v)
-            };
-            let a: Vec<Option<Option<f64>>> = pairs.iter().map(|p| value(&p.a.1)).collect();
-            let b: Vec<Option<Option<f64>>> = pairs.iter().map(|p| value(&p.b.1)).collect();
-            let (mut b_better, mut b_worse, mut equal) = (0, 0, 0);
-            for (x, y) in a.iter().zip(&b) {
-                if let (Some(x), Some(y)) = (x, y) {
-                    match Verdict::of(*better, *x, *y) {
-                        Verdict::Better => b_better += 1,
-                        Verdict::Worse => b_worse += 1,
-                        Verdict::Equal | Verdict::Changed => equal += 1,
-                    }
-                }
-            }
+            let i = i as usize;
+            let (name, unit, better) = &names[i];
+            let [b_better, b_worse, equal] = verdicts[i];
             VsFigure {
                 name: name.clone(),
                 unit: *unit,
                 better: *better,
-                a: dist(*better, a.into_iter().flatten().collect()),
-                b: dist(*better, b.into_iter().flatten().collect()),
+                a: dist(*better, std::mem::take(&mut a_cols[i])),
+                b: dist(*better, std::mem::take(&mut b_cols[i])),
                 b_better,
                 b_worse,
                 equal,
@@ -349,7 +378,12 @@ impl VsReport {
             .iter()
             .map(|f| (*f, cells(f.unit, &f.a), cells(f.unit, &f.b)))
             .collect();
-        let width = shown.iter().map(|f| f.name.len()).max().unwrap_or(0).max(12);
+        let width = shown
+            .iter()
+            .map(|f| f.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
         let aw = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(1);
         let bw = rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max(1);
         let _ = writeln!(
@@ -382,13 +416,23 @@ impl VsReport {
         let _ = writeln!(w);
         let _ = writeln!(w, "Expectations (seeds that met / broke each)");
         let mut names: Vec<&str> = Vec::new();
-        for e in self.a.sweep.expectations.iter().chain(&self.b.sweep.expectations) {
+        for e in self
+            .a
+            .sweep
+            .expectations
+            .iter()
+            .chain(&self.b.sweep.expectations)
+        {
             if !names.contains(&e.name.as_str()) {
                 names.push(&e.name);
             }
         }
         let ew = names.iter().map(|n| n.len()).max().unwrap_or(0).max(12);
-        let _ = writeln!(w, "  {:<ew$} {:>17} {:>17}  expected", "", "A met/broke", "B met/broke");
+        let _ = writeln!(
+            w,
+            "  {:<ew$} {:>17} {:>17}  expected",
+            "", "A met/broke", "B met/broke"
+        );
         for name in names {
             let tally = |r: &SweepReport| {
                 r.expectations
@@ -402,8 +446,15 @@ impl VsReport {
                 (Some((_, x)), _) | (None, Some((_, x))) => x.clone(),
                 (None, None) => String::new(),
             };
-            let cell = |t: &Option<(String, String)>| t.as_ref().map_or("-".to_owned(), |t| t.0.clone());
-            let _ = writeln!(w, "  {:<ew$} {:>17} {:>17}  {expected}", name, cell(&a), cell(&b));
+            let cell =
+                |t: &Option<(String, String)>| t.as_ref().map_or("-".to_owned(), |t| t.0.clone());
+            let _ = writeln!(
+                w,
+                "  {:<ew$} {:>17} {:>17}  {expected}",
+                name,
+                cell(&a),
+                cell(&b)
+            );
         }
         for (label, side) in [("A", &self.a), ("B", &self.b)] {
             let r = &side.sweep;
@@ -420,7 +471,11 @@ impl VsReport {
                 .map(u64::to_string)
                 .collect();
             let more = failing.len() - named.len();
-            let tail = if more > 0 { format!(", and {more} more") } else { String::new() };
+            let tail = if more > 0 {
+                format!(", and {more} more")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 w,
                 "Failing seeds of {label}: {} ({}{tail})",

@@ -28,7 +28,10 @@ fn a_set_changes_the_run_as_the_file_would_and_its_replay_repeats_it() {
     ]);
     assert_eq!(code(&plain), 0);
     let (mut a, mut b) = (json(&plain), json(&same));
-    assert_eq!(b["overrides"][0], "dependencies.users.breaker.open_duration=10s");
+    assert_eq!(
+        b["overrides"][0],
+        "dependencies.users.breaker.open_duration=10s"
+    );
     b.as_object_mut().unwrap().remove("overrides");
     a.as_object_mut().unwrap().remove("overrides");
     assert_eq!(a, b);
@@ -37,7 +40,11 @@ fn a_set_changes_the_run_as_the_file_would_and_its_replay_repeats_it() {
     let text = std::fs::read_to_string(OUTAGE).unwrap();
     assert!(text.contains("open_duration = \"10s\""));
     let edited = dir.join("outage.toml");
-    std::fs::write(&edited, text.replace("open_duration = \"10s\"", "open_duration = \"20s\"")).unwrap();
+    std::fs::write(
+        &edited,
+        text.replace("open_duration = \"10s\"", "open_duration = \"20s\""),
+    )
+    .unwrap();
     let by_file = brownout(&[edited.to_str().unwrap(), "--format", "json"]);
     let by_set = brownout(&[
         OUTAGE,
@@ -192,7 +199,10 @@ fn compare_shows_every_figure_side_by_side_and_both_verdicts() {
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    assert_eq!(row("availability")[1..], ["99.9924%", "99.6926%", "-0.2998pp", "worse"]);
+    assert_eq!(
+        row("availability")[1..],
+        ["99.9924%", "99.6926%", "-0.2998pp", "worse"]
+    );
     assert_eq!(row("requests.total.total")[1..], ["170788", "170788", "="]);
     assert_eq!(row("dependencies.users.time_open").last(), Some(&"worse"));
     // The JSON holds the same figures, each with its verdict.
@@ -249,10 +259,18 @@ fn compare_runs_both_files_on_one_seed_and_exits_0_when_both_pass() {
     // Nothing to compare with, or a bad B: bad input.
     let out = brownout(&["compare", FAILS]);
     assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("compare needs a second scenario"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("compare needs a second scenario"),
+        "{}",
+        stderr(&out)
+    );
     let out = brownout(&["compare", FAILS, "--set", "nope=1"]);
     assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("error: --set nope=1: unknown key `nope`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: --set nope=1: unknown key `nope`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -276,7 +294,10 @@ fn sweep_vs_pairs_seeds_and_counts_where_b_is_better() {
     assert_eq!(code(&one), 1, "{}", stderr(&one));
     assert_eq!(stdout(&one), stdout(&two), "--jobs changes nothing");
     let text = stdout(&one);
-    assert!(text.starts_with("brownout sweep --vs: seeds 0..12, each run on A and on B\n"), "{text}");
+    assert!(
+        text.starts_with("brownout sweep --vs: seeds 0..12, each run on A and on B\n"),
+        "{text}"
+    );
     assert!(text.contains("Failing seeds of A: "), "{text}");
     let mut json_args = args("2");
     json_args.extend(["--format", "json"]);
@@ -303,13 +324,19 @@ fn sweep_vs_pairs_seeds_and_counts_where_b_is_better() {
     // probe that fails sooner trips the breaker again); every seed has the figure.
     let open = figure("dependencies.users.time_open");
     assert_eq!(
-        (open["b_better"].as_u64(), open["b_worse"].as_u64(), open["equal"].as_u64()),
+        (
+            open["b_better"].as_u64(),
+            open["b_worse"].as_u64(),
+            open["equal"].as_u64()
+        ),
         (Some(7), Some(3), Some(2)),
         "{open}"
     );
     // The failing seeds of each side are A's and B's own sweep reports'.
     let a_failed = r["a"]["sweep"]["failed"].as_u64().unwrap();
-    let plain = json(&brownout(&["sweep", FAILS, "--seeds", "12", "--format", "json"]));
+    let plain = json(&brownout(&[
+        "sweep", FAILS, "--seeds", "12", "--format", "json",
+    ]));
     assert_eq!(a_failed, plain["failed"].as_u64().unwrap());
     assert_eq!(r["a"]["sweep"]["failures"], plain["failures"]);
     // B's replay lines repeat its overrides.
@@ -324,7 +351,9 @@ fn sweep_vs_pairs_seeds_and_counts_where_b_is_better() {
     // A second file works as B; --vs cannot be sharded.
     let out = brownout(&["sweep", FAILS, "--seeds", "3", "--vs", FAILS]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let out = brownout(&["sweep", FAILS, "--seeds", "3", "--vs", FAILS, "--shard", "1/2"]);
+    let out = brownout(&[
+        "sweep", FAILS, "--seeds", "3", "--vs", FAILS, "--shard", "1/2",
+    ]);
     assert_eq!(code(&out), 2);
 }
 
@@ -333,16 +362,25 @@ fn a_long_list_of_failing_seeds_is_grouped_by_expectation() {
     let out = brownout(&["sweep", FAILS, "--seeds", "40"]);
     assert_eq!(code(&out), 1);
     let text = stdout(&out);
-    let section = text.split("Failing seeds: ").nth(1).expect("a failing seeds section");
+    let section = text
+        .split("Failing seeds: ")
+        .nth(1)
+        .expect("a failing seeds section");
     assert!(
         section.starts_with("13, by the expectation they broke (--format json lists every one)\n"),
         "{section}"
     );
-    assert!(section.contains("  max_stale_age (expected <= 40s): broken by 12 seed(s)\n"), "{section}");
+    assert!(
+        section.contains("  max_stale_age (expected <= 40s): broken by 12 seed(s)\n"),
+        "{section}"
+    );
     assert!(section.contains(
         "    seed 1: measured 49.383233s; replay with `brownout scenarios/sweep-fails.toml --seed 1`\n"
     ));
-    assert!(section.contains("    also seeds 5, 8, 11, 14, 21, 26, 29, 30, 32\n"), "{section}");
+    assert!(
+        section.contains("    also seeds 5, 8, 11, 14, 21, 26, 29, 30, 32\n"),
+        "{section}"
+    );
     // Two expectations, each with a header, three replays and one line of the rest.
     assert_eq!(section.lines().count(), 1 + 2 * 5, "{section}");
 }
