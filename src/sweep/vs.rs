@@ -113,9 +113,9 @@ struct Pair {
     b: (SeedResult, Vec<(u32, Option<f64>)>),
 }
 
-/// Names of figures seen so far; indices are handed out in whatever order the
-/// workers finish, so the report orders figures by name order of the lowest seed
-/// instead (see [`run`]).
+/// Names of figures seen so far, each with its unit and direction. Indices are handed
+/// out in whatever order the workers finish, so the report's order of figures is not
+/// theirs (see [`paired_figures`]).
 #[derive(Default)]
 struct Names(Vec<(String, Unit, Better)>);
 
@@ -176,9 +176,10 @@ pub fn run(
             },
         )?;
         tables[side].get_or_init(|| expectation_table(&report));
+        let figures = compare::figures(&report);
         let kept: Vec<(u32, Option<f64>)> = {
             let mut names = names.lock().expect("no worker panics holding it");
-            compare::figures(&report)
+            figures
                 .iter()
                 .filter(|f| f.better != Better::Neither)
                 .map(|f| (names.index(f), f.value))
