@@ -250,3 +250,26 @@ pub struct DependencyExpectations {
     /// its call rate in the minute before, at most this (the recovery storm).
     pub max_recovery_multiplier: Option<f64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::command_args;
+
+    #[test]
+    fn replay_words_are_quoted_only_where_a_shell_needs_it() {
+        assert_eq!(command_args("scenarios/a.toml", &[]), "scenarios/a.toml");
+        assert_eq!(
+            command_args(
+                "my dir/a.toml",
+                &[
+                    "duration=1h 30m".to_owned(),
+                    "workload[0].rate=5".to_owned(),
+                    "name=it's".to_owned(),
+                    "seed=3".to_owned(),
+                ]
+            ),
+            "'my dir/a.toml' --set 'duration=1h 30m' --set 'workload[0].rate=5' \
+             --set 'name=it'\\''s' --set seed=3"
+        );
+    }
+}
