@@ -355,6 +355,13 @@ fn sweep_vs_pairs_seeds_and_counts_where_b_is_better() {
         "sweep", FAILS, "--seeds", "3", "--vs", FAILS, "--shard", "1/2",
     ]);
     assert_eq!(code(&out), 2);
+    let out = brownout(&["sweep", FAILS, "--seeds", "100001", "--vs", FAILS]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("seed range 0..100001 must hold 1 to 100000 seeds for --vs"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
