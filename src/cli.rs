@@ -18,13 +18,17 @@ use crate::html::{self, HtmlRun};
 use crate::live::{self, LiveOptions};
 use crate::node::{DataSet, NodeConfig, StoreLimits};
 use crate::scenario::budget::{self, Limits};
-use crate::scenario::{self, Scenario};
+use crate::scenario::{self, Override, Overrides, Scenario};
 use crate::sim::{self, Report, RunOptions};
 use crate::sweep::{self, SeedRange, SweepOptions, SweepReport};
 
 mod shrink;
 
 mod test;
+
+mod compare;
+
+use compare::VsArgs;
 
 /// Deterministic simulator and test bench for graceful degradation.
 ///
@@ -72,6 +76,12 @@ enum Command {
     /// 2: bad input. A changed report is written as NAME.snap.new beside its snapshot
     /// (never when the CI variable is set); accept it with --accept or --review.
     Test(test::TestArgs),
+    /// Run two configurations on the same seed and workload and show every figure side
+    /// by side with its delta: A.toml against B.toml, or A.toml against itself with
+    /// --set overrides.
+    ///
+    /// Exit 0: both met every expectation; 1: either failed one; 2: bad input.
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,8 +108,9 @@ struct SweepArgs {
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
     /// Write into DIR one scenario file per expectation that failed: its lowest failing
-    /// seed, shrunk (see `brownout shrink`), to attach to a CI run.
-    #[arg(long, value_name = "DIR")]
+    /// seed, shrunk (see `brownout shrink`), to attach to a CI run. (Not with --set:
+    /// the files are made from the scenario file as it is.)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["set", "vs", "vs_set"])]
     failures_dir: Option<PathBuf>,
     /// Runs each failure of --failures-dir may take to shrink; 0 writes plain replays.
     #[arg(
@@ -115,6 +126,11 @@ struct SweepArgs {
     /// Run a scenario beyond the work budget (see scenarios/README.md).
     #[arg(long)]
     allow_large: bool,
+    /// Change a value of the scenario for every seed (see `brownout --help`).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = Override::parse)]
+    set: Vec<Override>,
+    #[command(flatten)]
+    vs: VsArgs,
     /// Merge the outputs of all shards of one sweep (JSON reports, JSON Lines, or a
     /// directory of them) and print the whole range's report, exactly as one machine
     /// would have printed it.
@@ -122,7 +138,7 @@ struct SweepArgs {
         long,
         value_name = "FILE|DIR",
         num_args = 1..,
-        conflicts_with_all = ["scenario", "seeds", "jobs", "shard", "failures_dir"]
+        conflicts_with_all = ["scenario", "seeds", "jobs", "shard", "failures_dir", "set", "vs", "vs_set"]
     )]
     merge: Option<Vec<PathBuf>>,
 }
@@ -168,6 +184,13 @@ struct RunArgs {
     /// time (the same series as the JSON report's `series`).
     #[arg(long, value_name = "FILE")]
     series_csv: Option<PathBuf>,
+    /// Change a value of the scenario for this run, as if the file said it; repeat for
+    /// more. KEY is the file's dotted key (`workload[0].rate` for an array's element;
+    /// a service's keys, such as `dependencies.payments.breaker.open_duration`, reach
+    /// the service file the scenario names); VALUE is a TOML value, or else a string
+    /// (so `30s` needs no quotes). Checked as the file is; replay commands repeat it.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = Override::parse)]
+    set: Vec<Override>,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +286,7 @@ pub fn main() -> ExitCode {
         Some(Command::Sweep(args)) => sweep(args),
         Some(Command::Shrink(args)) => shrink::run(args),
         Some(Command::Test(args)) => test::test(args),
+        Some(Command::Compare(args)) => compare::compare(args),
         None => run(cli.run),
     };
     match result {
@@ -288,10 +312,15 @@ fn limits(allow_large: bool) -> Limits {
     }
 }
 
-/// Reads, validates and budgets the scenario at `path`, returning it with its text.
-fn load_budgeted(path: &Path, allow_large: bool) -> Result<(Scenario, String), BadInput> {
+/// Reads, validates and budgets the scenario at `path` with its `--set` overrides,
+/// returning it with its text.
+fn load_budgeted(
+    path: &Path,
+    allow_large: bool,
+    overrides: &Overrides,
+) -> Result<(Scenario, String), BadInput> {
     let text = scenario::read(path)?;
-    let scenario = scenario::parse(&text, path)?;
+    let scenario = scenario::parse_with(&text, path, overrides)?;
     let refused = scenario::budget_errors(&scenario, &text, &limits(allow_large));
     if !refused.is_empty() {
         return Err(BadInput(refused.iter().map(ToString::to_string).collect()));
@@ -305,7 +334,7 @@ fn run(args: RunArgs) -> Result<ExitCode, BadInput> {
             "no scenario given; try `brownout scenarios/outage.toml` (see --help)",
         ));
     };
-    let (scenario, text) = load_budgeted(&path, args.allow_large)?;
+    let (scenario, text) = load_budgeted(&path, args.allow_large, &Overrides(args.set))?;
     if args.trace.is_some() && !args.allow_large {
         if let Some(e) = scenario::trace_budget_error(&scenario, &text) {
             return Err(BadInput::new(e.to_string()));
@@ -437,7 +466,7 @@ fn self_check(scenario: &Scenario, seed: u64) -> Result<ExitCode, BadInput> {
 fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
     let mut bad = 0;
     for path in files {
-        match load_budgeted(path, allow_large) {
+        match load_budgeted(path, allow_large, Overrides::none()) {
             Ok((s, _)) => {
                 let e = budget::estimate(&s);
                 println!(
@@ -464,6 +493,9 @@ fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
 }
 
 fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
+    if args.vs.is_set() {
+        return compare::sweep_vs(args);
+    }
     // The scenario's [expect.sweep] and its verdicts, when this process ran the whole
     // range (a shard judges nothing: it holds only part of the seeds).
     let mut judged = None;
@@ -477,7 +509,8 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
         (None, Some(path), seeds) => {
             // Read once: the same bytes are parsed and digested, so shards of edited
             // files refuse to merge.
-            let (scenario, text) = load_budgeted(path, args.allow_large)?;
+            let overrides = Overrides(args.set.clone());
+            let (scenario, text) = load_budgeted(path, args.allow_large, &overrides)?;
             let seeds = match (seeds, &scenario.expect.sweep) {
                 (Some(seeds), _) => seeds,
                 (None, Some(expect)) => SeedRange {
@@ -491,11 +524,8 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
                     )))
                 }
             };
-            let digest = cluster::content_digest(path, &text);
-            let jobs = match args.jobs {
-                Some(j) => usize::from(j),
-                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            };
+            let digest = scenario_digest(path, &text, &overrides);
+            let jobs = jobs(args.jobs);
             let shard = args
                 .shard
                 .map(|s| s.resolve(|name| std::env::var(name).ok()))
@@ -556,6 +586,21 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The digest of a scenario file's bytes and its overrides: shards of different files,
+/// or of one file under different `--set`s, refuse to merge.
+fn scenario_digest(path: &Path, text: &str, overrides: &Overrides) -> String {
+    let args: Vec<&str> = overrides.0.iter().map(|o| o.arg.as_str()).collect();
+    cluster::content_digest(path, text, &args)
+}
+
+/// `--jobs`, or the available parallelism.
+fn jobs(jobs: Option<u16>) -> usize {
+    match jobs {
+        Some(j) => usize::from(j),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
 }
 
 fn print_sweep(report: &SweepReport, format: Format) {

@@ -154,10 +154,11 @@ pub struct SeedLine {
 }
 
 /// The digest shards of one sweep must share: of the scenario file's bytes, then of
-/// the service file it names, if any. Seed-service scenarios digest as they always
+/// the service file it names, if any, then of the `--set` overrides. Seed-service
+/// scenarios without overrides digest as they always
 /// did; a declared one whose service file changed between shards is a different
 /// sweep, and its shards do not merge.
-pub fn content_digest(path: &Path, text: &str) -> String {
+pub fn content_digest(path: &Path, text: &str, set_args: &[&str]) -> String {
     let mut digest = crate::sim::trace::Digest::default();
     digest.update(text.as_bytes());
     if let Ok(table) = text.parse::<toml::Table>() {
@@ -168,6 +169,11 @@ pub fn content_digest(path: &Path, text: &str) -> String {
                 digest.update(&bytes);
             }
         }
+    }
+    // `--set` overrides change the run as much as the file does.
+    for arg in set_args {
+        digest.update(b"\n--set ");
+        digest.update(arg.as_bytes());
     }
     digest.hex()
 }
@@ -194,7 +200,7 @@ pub fn to_json_lines(report: &SweepReport) -> String {
             shard: report.shard,
             pass: r.failures.is_empty(),
             result: r.clone(),
-            replay: format!("brownout {} --seed {}", report.path, r.seed),
+            replay: crate::replay::command_with_args(&report.path, r.seed),
             expectations: expectations.clone(),
         };
         out.push_str(&serde_json::to_string(&line).expect("seed lines serialize"));
@@ -426,17 +432,17 @@ mod tests {
         };
         let seed = dir.join("sweep-fails.toml");
         let text = std::fs::read_to_string(&seed).unwrap();
-        assert_eq!(content_digest(&seed, &text), digest_of_text(&text));
+        assert_eq!(content_digest(&seed, &text, &[]), digest_of_text(&text));
         let shop = dir.join("shop-payments-outage.toml");
         let text = std::fs::read_to_string(&shop).unwrap();
         assert!(
             text.contains("service = \""),
             "a scenario with a service file"
         );
-        assert_ne!(content_digest(&shop, &text), digest_of_text(&text));
+        assert_ne!(content_digest(&shop, &text, &[]), digest_of_text(&text));
         // Elsewhere, the same text names another (missing) service file.
         assert_eq!(
-            content_digest(Path::new("/nonexistent/x.toml"), &text),
+            content_digest(Path::new("/nonexistent/x.toml"), &text, &[]),
             digest_of_text(&text)
         );
     }

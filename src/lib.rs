@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod engine;
 pub mod html;
 pub mod intern;

@@ -38,6 +38,12 @@ pub fn command(path: &str, seed: u64) -> String {
     format!("{} {} --seed {seed}", prefix(), shell_word(path))
 }
 
+/// The command that replays a run given by `args`, words already quoted for a shell
+/// (a path and its `--set` overrides, see `model::command_args`), under `seed`.
+pub fn command_with_args(args: &str, seed: u64) -> String {
+    format!("{} {args} --seed {seed}", prefix())
+}
+
 /// How this process can be started again, from what the environment says.
 pub fn detect() -> String {
     let Ok(exe) = std::env::current_exe().and_then(|p| p.canonicalize()) else {

@@ -34,6 +34,8 @@ use crate::sim::report::Recovery;
 use crate::sim::{self, Report, RunOptions};
 
 pub mod expect;
+mod failures;
+pub mod vs;
 
 /// The `format` tag of a sweep's JSON report; [`merge`] refuses any other.
 pub const FORMAT: &str = "brownout-sweep/1";
@@ -452,7 +454,7 @@ pub struct SweepReport {
     pub format: &'static str,
     /// The scenario's name.
     pub scenario: String,
-    /// The scenario file as given.
+    /// The scenario file as given, followed by its `--set` arguments if any.
     pub path: String,
     /// Digest of the scenario file's bytes.
     pub scenario_digest: String,
@@ -542,8 +544,9 @@ pub fn build(meta: SweepMeta, mut results: Vec<SeedResult>) -> SweepReport {
 }
 
 /// The command that replays one seed; the same text as [`Report::replay_command`].
+/// `path` is the sweep's command arguments (the path, quoted, and any `--set`).
 fn replay_command(path: &str, seed: u64) -> String {
-    crate::replay::command(path, seed)
+    crate::replay::command_with_args(path, seed)
 }
 
 /// Sorted from best to worst, then the percentiles.
@@ -689,7 +692,8 @@ pub fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let meta = SweepMeta {
         scenario: scenario.name.clone(),
-        path: scenario.path.display().to_string(),
+        // With `--set` arguments, so that replay commands repeat them.
+        path: scenario.command_args(),
         scenario_digest: scenario_digest.to_owned(),
         seeds: range,
         shard: options.shard,
@@ -997,23 +1001,7 @@ impl SweepReport {
             r.runs_with_hard_fault, r.never
         );
         let _ = writeln!(w);
-        if self.failures.is_empty() {
-            let _ = writeln!(w, "Failing seeds: none");
-        } else {
-            let _ = writeln!(w, "Failing seeds: {}", self.failed);
-            let mut last = None;
-            for f in &self.failures {
-                if last != Some(f.seed) {
-                    let _ = writeln!(w, "  seed {}: replay with `{}`", f.seed, f.replay);
-                    last = Some(f.seed);
-                }
-                let _ = writeln!(
-                    w,
-                    "    FAIL {}: expected {}, measured {}",
-                    f.expectation, f.expected, f.measured
-                );
-            }
-        }
+        failures::render(w, self);
         s
     }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{load_budgeted, BadInput};
+use crate::scenario::Overrides;
 use crate::shrink::{self as shrinker, Progress, ShrinkOptions, DEFAULT_MAX_RUNS};
 use crate::sweep::SweepReport;
 
@@ -37,7 +38,7 @@ pub(super) struct ShrinkArgs {
 /// `brownout shrink`: exit 0 with the file written, 2 on bad input (including a seed
 /// that does not fail).
 pub(super) fn run(args: ShrinkArgs) -> Result<ExitCode, BadInput> {
-    let (_, text) = load_budgeted(&args.scenario, args.allow_large)?;
+    let (_, text) = load_budgeted(&args.scenario, args.allow_large, Overrides::none())?;
     let options = ShrinkOptions {
         max_runs: args.max_runs,
         progress: Progress::for_stderr(),

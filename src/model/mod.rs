@@ -66,7 +66,29 @@ pub struct Scenario {
     pub script: Vec<ScriptedMessage>,
     /// What must hold at the end of the run.
     pub expect: Expectations,
+    /// The `--set KEY=VALUE` arguments the file was read with, as written, in order
+    /// (empty: the file as it is). Replay commands repeat them.
+    pub overrides: Vec<String>,
 }
+
+impl Scenario {
+    /// What follows `brownout` in a command that runs this scenario: its path and
+    /// its `--set` arguments, each quoted for a POSIX shell where it needs to be.
+    pub fn command_args(&self) -> String {
+        command_args(&self.path.display().to_string(), &self.overrides)
+    }
+}
+
+/// `path` and `--set ARG` for each of `overrides`, as shell words.
+pub fn command_args(path: &str, overrides: &[String]) -> String {
+    let mut words = crate::replay::shell_word(path);
+    for o in overrides {
+        words.push_str(" --set ");
+        words.push_str(&crate::replay::shell_word(o));
+    }
+    words
+}
+
 
 /// How a simulated dependency behaves when no fault is active.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,4 +240,27 @@ pub struct DependencyExpectations {
     /// After each fault window on it, its busiest second of the minute after over
     /// its call rate in the minute before, at most this (the recovery storm).
     pub max_recovery_multiplier: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_args;
+
+    #[test]
+    fn replay_words_are_quoted_only_where_a_shell_needs_it() {
+        assert_eq!(command_args("scenarios/a.toml", &[]), "scenarios/a.toml");
+        assert_eq!(
+            command_args(
+                "my dir/a.toml",
+                &[
+                    "duration=1h 30m".to_owned(),
+                    "workload[0].rate=5".to_owned(),
+                    "name=it's".to_owned(),
+                    "seed=3".to_owned(),
+                ]
+            ),
+            "'my dir/a.toml' --set 'duration=1h 30m' --set 'workload[0].rate=5' \
+             --set 'name=it'\\''s' --set seed=3"
+        );
+    }
 }

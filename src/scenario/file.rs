@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::de::DeTable;
 
+use super::overrides::{Landed, Overrides, ServiceKind, Target};
 use super::{Scenario, ScenarioError, ScenarioErrors};
 use crate::engine::{Span, MILLISECOND};
 use build::Invalid;
@@ -132,37 +133,72 @@ pub fn read(path: &Path) -> Result<String, ScenarioErrors> {
 /// deserialized on its own, beside the scenario, so the errors of both are reported
 /// together (the scenario's first, then the service file's, each in file order).
 pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioErrors> {
+    parse_with(text, path, Overrides::none())
+}
+
+/// [`parse`] with `--set` overrides: each is put into the document (or into the
+/// service file it names) before anything is read from it, so it is checked as the
+/// file's own value would be; its errors name the override (see [`overrides`]).
+pub fn parse_with(
+    text: &str,
+    path: &Path,
+    overrides: &Overrides,
+) -> Result<Scenario, ScenarioErrors> {
     if text.len() > MAX_FILE_BYTES {
         return Err(too_large(path, text.len()).into());
     }
-    let source = Source { path, text };
+    let plain = Source {
+        path,
+        text,
+        landed: Landed::default(),
+    };
     // A syntax error leaves no document to recover in: it is reported alone.
-    let root = source.parse()?;
+    let mut root = plain.parse()?;
+    let kind = ServiceKind::of(root.get_ref());
+    let source = Source {
+        landed: Landed::select(overrides, kind, Target::Scenario, text.len()),
+        ..plain
+    };
+    let refused = source.landed.apply(&mut root);
+    if !refused.is_empty() {
+        return Err(ScenarioErrors::new(refused, false));
+    }
+    let with_args = |mut scenario: Scenario| {
+        scenario.overrides = overrides.args();
+        scenario
+    };
     if root.get_ref().contains_key("service") {
-        return parse_declared(&source, &root);
+        return parse_declared(&source, &root, overrides).map(with_args);
     }
     let file: ScenarioFile = recover::deserialize(&root, text.len()).map_err(|found| {
         let incomplete = found.incomplete;
         ScenarioErrors::new(source.found(found), incomplete)
     })?;
     let serve = build::SeedServe::new(&file);
-    build::build(file, path, &serve).map_err(|invalid| {
-        let errors = invalid
-            .into_iter()
-            .map(|invalid| source.invalid(&root, "", invalid))
-            .collect();
-        ScenarioErrors::new(errors, false)
-    })
+    build::build(file, path, &serve)
+        .map(with_args)
+        .map_err(|invalid| {
+            let errors = invalid
+                .into_iter()
+                .map(|invalid| source.invalid(&root, "", invalid))
+                .collect();
+            ScenarioErrors::new(errors, false)
+        })
 }
 
-/// A file being read, for its errors: where it is and what it says.
+/// A file being read, for its errors: where it is, what it says, and the overrides put
+/// into its tree.
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
+    landed: Landed<'a>,
 }
 
 impl Source<'_> {
     fn error(&self, offset: usize, message: String) -> ScenarioError {
+        if let Some(error) = self.landed.error_at(offset, &message) {
+            return error;
+        }
         ScenarioError {
             path: self.path.to_owned(),
             position: Some(locate::line_column(self.text, offset)),
@@ -197,6 +233,9 @@ impl Source<'_> {
         invalid: Invalid,
     ) -> ScenarioError {
         let path = format!("{prefix}{}", invalid.path);
+        if let Some(error) = self.landed.error_for(&path, &invalid.reason) {
+            return error;
+        }
         self.error(
             locate::locate(root.get_ref(), &path).start,
             format!("invalid {path}: {}", invalid.reason),
@@ -232,7 +271,11 @@ pub fn load_service(path: &Path) -> Result<crate::model::Service, ScenarioErrors
         position: None,
         message,
     })?;
-    let source = Source { path, text: &text };
+    let source = Source {
+        path,
+        text: &text,
+        landed: Landed::default(),
+    };
     let root = source.parse()?;
     let file: ServiceFile = recover::deserialize(&root, text.len()).map_err(|found| {
         let incomplete = found.incomplete;
@@ -255,6 +298,7 @@ pub fn load_service(path: &Path) -> Result<crate::model::Service, ScenarioErrors
 fn parse_declared(
     scenario: &Source<'_>,
     root: &toml::Spanned<DeTable<'_>>,
+    overrides: &Overrides,
 ) -> Result<Scenario, ScenarioErrors> {
     let mut errors = Vec::new();
     let mut incomplete = false;
@@ -280,15 +324,30 @@ fn parse_declared(
             None
         }
     });
-    let service_source = service_path
-        .as_deref()
-        .zip(service_text.as_deref())
-        .map(|(path, text)| Source { path, text });
+    let service_source =
+        service_path
+            .as_deref()
+            .zip(service_text.as_deref())
+            .map(|(path, text)| Source {
+                path,
+                text,
+                landed: Landed::select(
+                    overrides,
+                    ServiceKind::File,
+                    Target::ServiceFile,
+                    text.len(),
+                ),
+            });
     let service_root = service_source.as_ref().and_then(|s| {
         s.parse()
             .map_err(|e| errors.push(e))
             .ok()
-            .map(|root| (s, root))
+            .and_then(|mut root| {
+                let refused = s.landed.apply(&mut root);
+                let applied = refused.is_empty();
+                errors.extend(refused);
+                applied.then_some((s, root))
+            })
     });
     let from_file: Option<ServiceFile> = service_root.as_ref().and_then(|(s, root)| {
         recover::deserialize(root, s.text.len())

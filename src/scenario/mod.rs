@@ -10,9 +10,11 @@ pub use crate::model::Scenario;
 pub mod budget;
 mod error;
 mod file;
+pub mod overrides;
 
 pub use error::{ScenarioError, ScenarioErrors};
-pub use file::{load, load_service, parse, read, MAX_FILE_BYTES};
+pub use file::{load, load_service, parse, parse_with, read, MAX_FILE_BYTES};
+pub use overrides::{Override, Overrides};
 
 /// Every budget of `limits` that `scenario`, parsed from `text`, exceeds, as errors
 /// that point at the key to change (see [`budget`]).
@@ -36,9 +38,23 @@ pub fn trace_budget_error(scenario: &Scenario, text: &str) -> Option<ScenarioErr
 }
 
 fn located(scenario: &Scenario, text: &str, refusals: Vec<budget::Refusal>) -> Vec<ScenarioError> {
+    let overrides: Vec<Override> = scenario
+        .overrides
+        .iter()
+        .filter_map(|arg| Override::parse(arg).ok())
+        .collect();
     refusals
         .into_iter()
         .map(|refusal| {
+            // A figure an override set is refused at the override (the last one that
+            // set it or a table holding it), not at the file's key.
+            if let Some(o) = overrides.iter().rev().find(|o| o.covers(&refusal.key)) {
+                return ScenarioError {
+                    path: format!("--set {}", o.arg).into(),
+                    position: None,
+                    message: format!("too large: {}", refusal.message),
+                };
+            }
             let (path, position) = file::place_of(&scenario.path, text, &refusal.key);
             ScenarioError {
                 path,

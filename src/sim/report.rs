@@ -557,6 +557,9 @@ pub struct Report {
     pub description: String,
     /// The file it came from.
     pub path: String,
+    /// The `--set` arguments the file was read with (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     /// The seed the run used.
     pub seed: u64,
     /// Simulated duration.
@@ -618,7 +621,10 @@ impl Report {
 
     /// The command that replays this run exactly.
     pub fn replay_command(&self) -> String {
-        crate::replay::command(&self.path, self.seed)
+        crate::replay::command_with_args(
+            &crate::model::command_args(&self.path, &self.overrides),
+            self.seed,
+        )
     }
 }
 
@@ -1360,6 +1366,7 @@ impl Metrics {
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
             path: scenario.path.display().to_string(),
+            overrides: scenario.overrides.clone(),
             seed,
             duration: end,
             requests,

@@ -89,6 +89,7 @@ fn outage() -> Scenario {
             max_writes_lost: Some(0),
             ..Expectations::default()
         },
+        overrides: Vec::new(),
     }
 }
 

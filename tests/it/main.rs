@@ -4,6 +4,7 @@
 //! - `cli`: the command line's contract (exit codes, scenario errors, check, trace);
 //! - `cluster`: shard processes started as a batch engine starts them, and the merge
 //!   of their JSON Lines;
+//! - `compare`: `--set` overrides, `brownout compare` and `sweep --vs`;
 //! - `fuzz`: mutation fuzzing of scenario files and node input (long runs opt in);
 //! - `html`: the HTML report opened in headless Chromium (skipped without one);
 //! - `hostile`: the hostile corpus under `tests/hostile/` ends cleanly, as its headers say;
@@ -18,6 +19,7 @@
 
 mod cli;
 mod cluster;
+mod compare;
 mod fuzz;
 mod hostile;
 mod html;

@@ -605,6 +605,7 @@ pub(super) fn build<S: Serve>(
             workload,
             script,
             expect,
+            overrides: Vec::new(),
         }),
         _ => None,
     };
