@@ -12,8 +12,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{jobs, load_budgeted, scenario_digest, BadInput, Format, SweepArgs};
+use super::{jobs, load_budgeted, scenario_digest, write_file, BadInput, Format, SweepArgs};
 use crate::compare::Comparison;
+use crate::html::{self, HtmlRun};
 use crate::model::Scenario;
 use crate::scenario::{Override, Overrides};
 use crate::sim::{self, Report, RunOptions};
@@ -39,6 +40,10 @@ pub(super) struct CompareArgs {
     /// Run scenarios beyond the work budget (see scenarios/README.md).
     #[arg(long)]
     allow_large: bool,
+    /// Also write both runs as one HTML report to FILE, overlaid on the same charts
+    /// (A solid, B dashed; A's and B's breaker and mode strips one above the other).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 /// `brownout sweep A.toml --vs B.toml` / `--vs-set KEY=VALUE`.
@@ -123,6 +128,21 @@ pub(super) fn compare(args: CompareArgs) -> Result<ExitCode, BadInput> {
     let seed = args.seed.unwrap_or(a.seed);
     let (ra, rb) = run_pair(&a, &b, seed)?;
     let comparison = Comparison::new(&ra, &rb, notes(&a, &b));
+    if let Some(path) = &args.html {
+        // Each run by its file and overrides, as a command line would name it.
+        let label = |r: &Report| crate::model::command_args(&r.path, &r.overrides);
+        let page = html::render(&[
+            HtmlRun {
+                label: label(&ra),
+                report: &ra,
+            },
+            HtmlRun {
+                label: label(&rb),
+                report: &rb,
+            },
+        ]);
+        write_file(path, "HTML report", page.as_bytes())?;
+    }
     let text = match args.format {
         Format::Text => comparison.render_text(),
         Format::Json => comparison.render_json(),

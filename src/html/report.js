@@ -83,7 +83,11 @@
   // ---------- drawing helpers ----------
   function faultWindows() {
     const seen = [];
-    runs.forEach((r, i) => r.report.series.faults.forEach((f) => seen.push({ run: i, ...f })));
+    runs.forEach((r, i) => r.report.series.faults.forEach((f) => {
+      // A window both runs had is shaded once, in A's colour.
+      const same = seen.some((g) => g.dependency === f.dependency && g.fault === f.fault && g.start === f.start && g.end === f.end);
+      if (!same) seen.push({ run: i, ...f });
+    }));
     return seen;
   }
   const FAULTS = faultWindows();

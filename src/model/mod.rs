@@ -89,7 +89,6 @@ pub fn command_args(path: &str, overrides: &[String]) -> String {
     words
 }
 
-
 /// How a simulated dependency behaves when no fault is active.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimDependency {

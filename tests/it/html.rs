@@ -211,3 +211,31 @@ fn an_unwritable_html_path_is_bad_input() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("cannot write HTML report /nonexistent-dir/report.html"));
 }
+
+/// `compare --html`: both runs on the same charts (two outcome charts, A's and B's
+/// lines and strips on the others), rendered without error.
+#[test]
+fn a_comparison_report_overlays_both_runs_in_chromium() {
+    let Some(browser) = browser_or_skip("a_comparison_report_overlays_both_runs") else {
+        return;
+    };
+    let dir = scratch("html-report-compare");
+    let page = dir.join("compare.html");
+    let out = brownout(&[
+        "compare",
+        "scenarios/outage.toml",
+        "--set",
+        "dependencies.users.breaker.open_duration=30s",
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert!(code(&out) <= 1, "{}", stderr(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("--set dependencies.users.breaker.open_duration=30s"));
+    let r = open(&browser, &dir, &page, &dir.join("compare.png"));
+    assert_eq!(r.errors, "", "script errors");
+    assert_eq!(r.status, "ok");
+    // One outcome chart per run, then the eight-chart layout's other seven.
+    assert_eq!(r.charts, 9);
+    assert_eq!(r.empty, "", "charts without data");
+}
