@@ -177,12 +177,15 @@ fn errors_caused_by_a_set_name_it_and_say_what_is_expected() {
 
 #[test]
 fn compare_shows_every_figure_side_by_side_and_both_verdicts() {
-    let out = brownout(&[
-        "compare",
-        OUTAGE,
+    // B opens the breaker for 20 s instead of 10 s, and asks for 99.9% availability:
+    // the flagship holds on every seed as it is, so B's stricter bound is what fails.
+    let b_args = [
         "--set",
         "dependencies.users.breaker.open_duration=20s",
-    ]);
+        "--set",
+        "expect.min_availability=0.999",
+    ];
+    let out = brownout(&[&["compare", OUTAGE][..], &b_args].concat());
     // B breaks an expectation: exit 1.
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let text = stdout(&out);
@@ -191,7 +194,7 @@ fn compare_shows_every_figure_side_by_side_and_both_verdicts() {
         text.contains("  A: outage (scenarios/outage.toml): every expectation held\n"),
         "{text}"
     );
-    assert!(text.contains("  B: outage (scenarios/outage.toml --set dependencies.users.breaker.open_duration=20s): an expectation failed\n"), "{text}");
+    assert!(text.contains("  B: outage (scenarios/outage.toml --set dependencies.users.breaker.open_duration=20s --set expect.min_availability=0.999): an expectation failed\n"), "{text}");
     let row = |name: &str| {
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(name))
@@ -201,19 +204,16 @@ fn compare_shows_every_figure_side_by_side_and_both_verdicts() {
     };
     assert_eq!(
         row("availability")[1..],
-        ["99.9924%", "99.6926%", "-0.2998pp", "worse"]
+        ["99.9941%", "99.6920%", "-0.3021pp", "worse"]
     );
     assert_eq!(row("requests.total.total")[1..], ["170788", "170788", "="]);
     assert_eq!(row("dependencies.users.time_open").last(), Some(&"worse"));
+    assert!(
+        text.contains("    A: PASS 99.994% (expected >= 99.500%)\n    B: FAIL 99.692% (expected >= 99.900%)\n"),
+        "{text}"
+    );
     // The JSON holds the same figures, each with its verdict.
-    let out = brownout(&[
-        "compare",
-        OUTAGE,
-        "--set",
-        "dependencies.users.breaker.open_duration=20s",
-        "--format",
-        "json",
-    ]);
+    let out = brownout(&[&["compare", OUTAGE][..], &b_args, &["--format", "json"]].concat());
     assert_eq!(code(&out), 1);
     let c = json(&out);
     assert_eq!(c["format"], "brownout-compare/1");
@@ -224,22 +224,20 @@ fn compare_shows_every_figure_side_by_side_and_both_verdicts() {
         .iter()
         .find(|f| f["name"] == "availability")
         .unwrap();
-    assert_eq!(availability["a"], 0.999924);
-    assert_eq!(availability["b"], 0.996926);
+    assert_eq!(availability["a"], 0.999941);
+    assert_eq!(availability["b"], 0.99692);
     assert_eq!(availability["better"], "higher");
     assert_eq!(availability["verdict"], "worse");
-    let drained = c["expectations"]
+    let min = c["expectations"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["name"] == "queue_drained_by")
+        .find(|e| e["name"] == "min_availability")
         .unwrap();
-    assert_eq!(drained["a"]["pass"], true);
-    assert_eq!(drained["b"]["pass"], false);
-    assert_eq!(
-        drained["b"]["measured"],
-        "users: backlog of 2255 drained at 7m 5.511064s"
-    );
+    assert_eq!(min["a"]["pass"], true);
+    assert_eq!(min["b"]["pass"], false);
+    assert_eq!(min["b"]["expected"], ">= 99.900%");
+    assert_eq!(min["b"]["measured"], "99.692%");
 }
 
 #[test]
