@@ -606,6 +606,32 @@ pub struct SweepOptions {
     pub progress: bool,
 }
 
+/// The worker pool of `--jobs` threads and the progress bar (hidden unless asked for)
+/// of a sweep over `seeds` seeds, its bar labelled `label`.
+pub(crate) fn workers(
+    options: &SweepOptions,
+    label: &str,
+    seeds: usize,
+) -> Result<(rayon::ThreadPool, ProgressBar), SweepError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.jobs.max(1))
+        .thread_name(|i| format!("sweep-{i}"))
+        .build()
+        .map_err(|e| error(format!("cannot start {} worker threads: {e}", options.jobs)))?;
+    let bar = if options.progress {
+        let bar = ProgressBar::new(seeds as u64);
+        let template =
+            format!("{label} {{pos}}/{{len}} seeds [{{elapsed_precise}}] {{wide_bar}} eta {{eta}}");
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    Ok((pool, bar))
+}
+
 /// Runs `scenario` (whose file's bytes have digest `scenario_digest`) under every seed
 /// of the range or shard, in parallel, and builds the report.
 ///
@@ -634,22 +660,7 @@ pub fn run(
         }
         Some(shard) => shard.seeds(range),
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.jobs.max(1))
-        .thread_name(|i| format!("sweep-{i}"))
-        .build()
-        .map_err(|e| error(format!("cannot start {} worker threads: {e}", options.jobs)))?;
-    let bar = if options.progress {
-        let bar = ProgressBar::new(seeds.len() as u64);
-        if let Ok(style) = ProgressStyle::with_template(
-            "sweep {pos}/{len} seeds [{elapsed_precise}] {wide_bar} eta {eta}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let (pool, bar) = workers(options, "sweep", seeds.len())?;
     // The expectation list is the same for every seed (it comes from the file, the
     // measured values do not enter it): whichever seed ends first records it, and every
     // other seed is checked against it.

@@ -19,7 +19,6 @@ use std::fmt::Write as _;
 use std::io;
 use std::sync::{Mutex, OnceLock};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -151,22 +150,7 @@ pub fn run(
         )));
     }
     let seeds: Vec<u64> = (range.start..range.end).collect();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.jobs.max(1))
-        .thread_name(|i| format!("sweep-{i}"))
-        .build()
-        .map_err(|e| error(format!("cannot start {} worker threads: {e}", options.jobs)))?;
-    let bar = if options.progress {
-        let bar = ProgressBar::new(seeds.len() as u64);
-        if let Ok(style) = ProgressStyle::with_template(
-            "sweep --vs {pos}/{len} seeds [{elapsed_precise}] {wide_bar} eta {eta}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let (pool, bar) = super::workers(options, "sweep --vs", seeds.len())?;
     let names = Mutex::new(Names::default());
     let tables: [OnceLock<Vec<(String, String)>>; 2] = [OnceLock::new(), OnceLock::new()];
     let one = |scenario: &Scenario, seed: u64, side: usize| -> io::Result<_> {
