@@ -369,25 +369,8 @@ fn set<'i>(
                 Spanned::new(marker.clone(), DeValue::Table(DeTable::new())),
             );
         }
-        let mut value = table.get_mut(*key).expect("present or just added");
-        let mut path_here = here.clone();
-        for &i in indices {
-            value = match value.get_mut() {
-                DeValue::Array(items) => {
-                    let len = items.len();
-                    items.get_mut(i).ok_or_else(|| {
-                        format!("`{path_here}` has {len} element(s); there is no [{i}]")
-                    })?
-                }
-                other => {
-                    return Err(format!(
-                        "`{path_here}` is {}, not an array",
-                        describe(other)
-                    ))
-                }
-            };
-            path_here = format!("{path_here}[{i}]");
-        }
+        let found = table.get_mut(*key).expect("present or just added");
+        let (value, path_here) = element(found, indices, here)?;
         table = match value.get_mut() {
             DeValue::Table(t) => t,
             other => return Err(format!("`{path_here}` is {}, not a table", describe(other))),
@@ -407,40 +390,31 @@ fn set<'i>(
     let Some(slot) = table.get_mut(*key) else {
         return Err(format!("there is no array `{here}`"));
     };
-    let mut slot = slot;
-    let mut path_here = here;
-    let (last_index, inner) = indices.split_last().expect("not empty");
-    for &i in inner {
-        slot = match slot.get_mut() {
+    let (slot, _) = element(slot, indices, here)?;
+    *slot = value;
+    Ok(())
+}
+
+/// Follows `indices` from `value` (at `path`) through nested arrays: the element they
+/// name and its path, or why there is none.
+fn element<'a, 'i>(
+    mut value: &'a mut Spanned<DeValue<'i>>,
+    indices: &[usize],
+    mut path: String,
+) -> Result<(&'a mut Spanned<DeValue<'i>>, String), String> {
+    for &i in indices {
+        value = match value.get_mut() {
             DeValue::Array(items) => {
                 let len = items.len();
-                items.get_mut(i).ok_or_else(|| {
-                    format!("`{path_here}` has {len} element(s); there is no [{i}]")
-                })?
+                items
+                    .get_mut(i)
+                    .ok_or_else(|| format!("`{path}` has {len} element(s); there is no [{i}]"))?
             }
-            other => {
-                return Err(format!(
-                    "`{path_here}` is {}, not an array",
-                    describe(other)
-                ))
-            }
+            other => return Err(format!("`{path}` is {}, not an array", describe(other))),
         };
-        path_here = format!("{path_here}[{i}]");
+        path = format!("{path}[{i}]");
     }
-    match slot.get_mut() {
-        DeValue::Array(items) => {
-            let len = items.len();
-            let element = items.get_mut(*last_index).ok_or_else(|| {
-                format!("`{path_here}` has {len} element(s); there is no [{last_index}]")
-            })?;
-            *element = value;
-            Ok(())
-        }
-        other => Err(format!(
-            "`{path_here}` is {}, not an array",
-            describe(other)
-        )),
-    }
+    Ok((value, path))
 }
 
 /// toml's "unknown key `x`, expected one of `a`, `b`" with "; did you mean `a`?" when
