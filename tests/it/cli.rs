@@ -339,7 +339,7 @@ fn a_seed_dependency_refuses_a_declared_services_check_at_its_line() {
 
 /// Determinism with every mechanism on at once (retries with budgets, bulkheads,
 /// admission control, a measured CPU with slowdown, a scripted curve on top, random
-/// faults): the everything benchmark, cut to four minutes, runs twice to the same
+/// faults): the everything benchmark, cut to three minutes, runs twice to the same
 /// trace digest, and a sweep of it gives the same report whatever `--jobs`.
 #[test]
 fn every_mechanism_at_once_is_deterministic() {
@@ -349,13 +349,13 @@ fn every_mechanism_at_once_is_deterministic() {
     ))
     .expect("the benchmark scenario");
     assert!(text.contains("duration = \"1h\""));
-    // Every minute of the hour becomes six seconds: the same faults, curve and
-    // random outages, a tenth as long.
-    let mut short = text.replace("duration = \"1h\"", "duration = \"6m\"");
+    // Every minute of the hour becomes three seconds: the same faults, curve and
+    // random outages, a twentieth as long.
+    let mut short = text.replace("duration = \"1h\"", "duration = \"3m\"");
     for m in [10, 13, 25, 27, 40, 41, 12, 30, 32, 35, 36] {
-        short = short.replace(&format!("\"{m}m\""), &format!("\"{}s\"", m * 6));
+        short = short.replace(&format!("\"{m}m\""), &format!("\"{}s\"", m * 3));
     }
-    short = short.replace("mttr = \"30s\"", "mttr = \"3s\"");
+    short = short.replace("mttr = \"30s\"", "mttr = \"2s\"");
     let path = scenario_file("everything", "everything.toml", &short);
     let out = brownout(&[&path, "--self-check", "--seed", "3"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
