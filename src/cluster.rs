@@ -159,7 +159,7 @@ pub struct SeedLine {
 /// did; a declared one whose service file changed between shards is a different
 /// sweep, and its shards do not merge.
 pub fn content_digest(path: &Path, text: &str, set_args: &[&str]) -> String {
-    let mut digest = crate::sim::trace::Digest::default();
+    let mut digest = crate::sim::digest::Fnv1a::default();
     digest.update(text.as_bytes());
     if let Ok(table) = text.parse::<toml::Table>() {
         if let Some(toml::Value::String(written)) = table.get("service") {
@@ -426,7 +426,7 @@ mod tests {
     fn a_service_file_is_part_of_the_content_digest() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
         let digest_of_text = |text: &str| {
-            let mut d = crate::sim::trace::Digest::default();
+            let mut d = crate::sim::digest::Fnv1a::default();
             d.update(text.as_bytes());
             d.hex()
         };

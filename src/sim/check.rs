@@ -101,8 +101,9 @@ pub fn first_difference(seed: u64, first: &str, second: &str) -> Divergence {
         match (a.next(), b.next()) {
             (Some(x), Some(y)) if x == y => continue,
             (None, None) => {
-                // Same lines, different digests: only possible if bytes other than
-                // line content differ; report the end.
+                // Same lines, different digests: only possible if two values print
+                // the same JSON but digest apart (an f32 and an f64 printed alike);
+                // report the end.
                 return Divergence::Trace {
                     seed,
                     line,

@@ -695,7 +695,7 @@ mod tests {
             mttr: 1,
             kind: FaultKind::Outage,
         };
-        let mut p = random_plan(3, &[entry.clone()], 3_600 * SECOND);
+        let mut p = random_plan(3, std::slice::from_ref(&entry), 3_600 * SECOND);
         let down = (0..10_000u64).filter(|&t| p.condition(0, t).down).count();
         assert!(
             (2_000..8_000).contains(&down),

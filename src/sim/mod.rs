@@ -14,12 +14,14 @@
 //! - [`workload`]: open-loop arrivals, request mix and key popularity;
 //! - [`alias`]: O(1) draws from a fixed discrete distribution (Zipf keys);
 //! - [`run`](mod@run): the event loop that drives the node with all of the above;
-//! - [`trace`]: the streamed JSON Lines trace and its digest;
+//! - [`trace`]: the streamed JSON Lines trace;
+//! - [`digest`]: the trace digest (a hash of every line's values) and file digests;
 //! - [`report`]: what a run measured, and the scenario's expectations checked;
 //! - [`series`]: the same, bucket by bucket over the run's time, for charts.
 
 pub mod alias;
 pub mod check;
+pub mod digest;
 pub mod dist;
 pub mod faults;
 pub mod load;

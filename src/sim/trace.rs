@@ -1,46 +1,23 @@
 //! The trace: every event of a run as one JSON line, streamed, with a running digest.
 //!
-//! Lines are `{"t":<microseconds>,"type":...}`. The digest (64-bit FNV-1a over the exact
-//! bytes) lets a snapshot pin every reply of a run without storing the trace, and lets a
-//! run check itself by comparing the digests of two runs. When neither a file nor a
-//! digest is wanted, nothing is serialized at all: tracing costs nothing when off.
+//! Lines are `{"t":<microseconds>,"type":...}`. The digest ([`TraceDigest`], a hash of
+//! each line's values) lets a snapshot pin every reply of a run without storing the
+//! trace, and lets a run check itself by comparing the digests of two runs; it is fed
+//! the line's values directly, so a digest without a trace file writes no JSON. When
+//! neither a file nor a digest is wanted, nothing is serialized at all: tracing costs
+//! nothing when off.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
+use super::digest::TraceDigest;
 use crate::engine::Time;
-
-/// 64-bit FNV-1a: tiny, fast and stable across platforms and versions, which is what a
-/// digest pinned in snapshots needs (it is not a defence against tampering).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Digest(u64);
-
-impl Default for Digest {
-    fn default() -> Self {
-        Digest(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Digest {
-    /// Feeds `bytes`.
-    pub fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    /// The digest as 16 hex digits.
-    pub fn hex(&self) -> String {
-        format!("{:016x}", self.0)
-    }
-}
 
 /// Where trace lines go.
 pub struct Trace<'w> {
     out: Option<&'w mut dyn Write>,
-    digest: Option<Digest>,
+    digest: Option<TraceDigest>,
     line: Vec<u8>,
     lines: u64,
 }
@@ -50,7 +27,7 @@ impl<'w> Trace<'w> {
     pub fn new(out: Option<&'w mut dyn Write>, digest: bool) -> Self {
         Trace {
             out,
-            digest: digest.then(Digest::default),
+            digest: digest.then(TraceDigest::default),
             line: Vec::with_capacity(256),
             lines: 0,
         }
@@ -67,25 +44,25 @@ impl<'w> Trace<'w> {
         if !self.enabled() {
             return Ok(());
         }
-        self.line.clear();
-        self.line.extend_from_slice(b"{\"t\":");
-        self.line
-            .extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
-        let start = self.line.len();
-        serde_json::to_writer(&mut self.line, item).map_err(io::Error::other)?;
-        // Splice the item's object into ours: drop its opening brace, keep the comma.
-        debug_assert_eq!(self.line.get(start), Some(&b'{'));
-        if self.line.len() - start > 2 {
-            self.line[start] = b',';
-        } else {
-            self.line.truncate(start);
-            self.line.push(b'}');
-        }
-        self.line.push(b'\n');
         if let Some(d) = &mut self.digest {
-            d.update(&self.line);
+            d.line(t, item).map_err(io::Error::other)?;
         }
         if let Some(out) = &mut self.out {
+            self.line.clear();
+            self.line.extend_from_slice(b"{\"t\":");
+            self.line
+                .extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
+            let start = self.line.len();
+            serde_json::to_writer(&mut self.line, item).map_err(io::Error::other)?;
+            // Splice the item's object into ours: drop its opening brace, keep the comma.
+            debug_assert_eq!(self.line.get(start), Some(&b'{'));
+            if self.line.len() - start > 2 {
+                self.line[start] = b',';
+            } else {
+                self.line.truncate(start);
+                self.line.push(b'}');
+            }
+            self.line.push(b'\n');
             out.write_all(&self.line)?;
         }
         self.lines += 1;
@@ -98,7 +75,7 @@ impl<'w> Trace<'w> {
     }
 
     /// The digest so far, if one is kept.
-    pub fn digest(&self) -> Option<Digest> {
+    pub fn digest(&self) -> Option<TraceDigest> {
         self.digest
     }
 
@@ -117,7 +94,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn lines_carry_time_first_and_digest_follows_bytes() {
+    fn lines_carry_time_first_and_the_digest_hashes_their_values() {
         let mut out = Vec::new();
         let mut trace = Trace::new(Some(&mut out), true);
         trace.record(5, &json!({"type":"x","a":1})).unwrap();
@@ -126,16 +103,15 @@ mod tests {
         drop(trace);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text, "{\"t\":5,\"a\":1,\"type\":\"x\"}\n{\"t\":1000000}\n");
-        let mut expected = Digest::default();
-        expected.update(text.as_bytes());
+        // The same lines digested without a file: the same digest.
+        let mut alone = Trace::new(None, true);
+        alone.record(5, &json!({"type":"x","a":1})).unwrap();
+        alone.record(1_000_000, &json!({})).unwrap();
+        assert_eq!(alone.digest(), Some(digest));
+        let mut expected = TraceDigest::default();
+        expected.line(5, &json!({"type":"x","a":1})).unwrap();
+        expected.line(1_000_000, &json!({})).unwrap();
         assert_eq!(digest, expected);
-    }
-
-    #[test]
-    fn fnv1a_known_value() {
-        let mut d = Digest::default();
-        d.update(b"a");
-        assert_eq!(d.hex(), "af63dc4c8601ec8c");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::model::Scenario;
 use crate::scenario::{self, budget::Limits};
-use crate::sim::{self, trace::Digest, Report, RunOptions};
+use crate::sim::{self, digest::Fnv1a, Report, RunOptions};
 use crate::sweep::{self, expect as sweep_expect, SeedRange, SweepOptions};
 use junit::{Case, CaseResult, Suite};
 use snap::{Origin, Snapshot};
@@ -648,7 +648,7 @@ fn sweep_cases(
     jobs: usize,
     lines: &mut String,
 ) -> Result<Vec<Case>, String> {
-    let mut digest = Digest::default();
+    let mut digest = Fnv1a::default();
     digest.update(source.as_bytes());
     let options = SweepOptions {
         seeds: SeedRange {
