@@ -5,7 +5,7 @@
 //!
 //! The pipeline: find the scenario files ([`discover`]), run them in parallel (each
 //! run is independent and deterministic), then, in file order, compare, print, and
-//! act on each snapshot ([`check_snapshot`], which `tests/it/scenarios.rs` uses for
+//! act on each snapshot ([`check_snapshot`], which `tests/it/all_scenarios.rs` uses for
 //! the project's own snapshots too), and build the JUnit suites ([`junit`]). Nothing
 //! printed or written depends on `--jobs` or on the order runs finish in.
 

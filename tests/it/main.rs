@@ -1,6 +1,11 @@
 //! The crate's one integration-test binary: every feature is tested through one door,
 //! so the crate is linked once and `cargo test` stays quick.
 //!
+//! - `all_scenarios`: every scenario file is run and pinned as a snapshot under
+//!   `snapshots/`, and the smaller ones run twice to the same trace. Its name sorts
+//!   first on purpose: libtest starts tests in name order, and these runs are the
+//!   longest (an hour-long benchmark is 15 s of a debug build's CPU), so they start
+//!   while the other tests keep the second core busy, rather than last and alone;
 //! - `cli`: the command line's contract (exit codes, scenario errors, check, trace);
 //! - `cluster`: shard processes started as a batch engine starts them, and the merge
 //!   of their JSON Lines;
@@ -10,13 +15,12 @@
 //! - `hostile`: the hostile corpus under `tests/hostile/` ends cleanly, as its headers say;
 //! - `node`: the real `brownout node` binary on stdin/stdout (the seed task, errors,
 //!   the write queue, garbage input);
-//! - `scenarios`: every scenario file is run and pinned as a snapshot under
-//!   `snapshots/`, and runs twice to the same trace;
 //! - `shrink`: `brownout shrink` and `sweep --failures-dir`;
 //! - `sweep`: `brownout sweep` (jobs, shards and merge, failing seeds replayed);
 //! - `testbench`: `brownout test` in a fresh directory outside the project (snapshots,
 //!   review, a changed threshold, CI, JUnit).
 
+mod all_scenarios;
 mod cli;
 mod cluster;
 mod compare;
@@ -24,7 +28,6 @@ mod fuzz;
 mod hostile;
 mod html;
 mod node;
-mod scenarios;
 mod shrink;
 mod sweep;
 mod testbench;

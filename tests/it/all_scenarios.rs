@@ -10,7 +10,8 @@
 //! snapshot fails the build.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 
 use brownout::engine::breaker::{BreakerState, TripPolicy};
@@ -136,28 +137,37 @@ fn assert_series_adds_up(report: &Report) {
     }
 }
 
-/// Runs `f` on every scenario file, one thread each, and returns the results in file
-/// order. The runs are independent; threads keep `cargo test` quick on several cores.
+/// Runs `f` on every scenario file and returns the results in file order. The runs are
+/// independent: a worker per core takes them longest first (by the budget's estimate
+/// of their requests), so the hour-long benchmarks start at once and the short ones
+/// fill in around them, rather than a thread each sharing the cores evenly and the
+/// longest finishing last, alone.
 fn each_scenario<T: Send>(f: impl Fn(&Path) -> T + Sync) -> Vec<(PathBuf, T)> {
     let files = scenario_files();
+    let mut order: Vec<(f64, usize)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, path)| (budget::estimate(&load(path)).requests, i))
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<T>>> = Mutex::new(files.iter().map(|_| None).collect());
+    let workers = thread::available_parallelism().map_or(2, |n| n.get());
     thread::scope(|s| {
-        let handles: Vec<_> = files
-            .iter()
-            .map(|path| {
-                let f = &f;
-                s.spawn(move || f(path))
-            })
-            .collect();
-        files
-            .iter()
-            .cloned()
-            .zip(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("scenario thread")),
-            )
-            .collect()
-    })
+        for _ in 0..workers.min(files.len()) {
+            s.spawn(|| {
+                while let Some(&(_, i)) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let result = f(&files[i]);
+                    results.lock().expect("no worker panicked holding it")[i] = Some(result);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().expect("no worker panicked holding it");
+    files
+        .into_iter()
+        .zip(results.into_iter().map(|r| r.expect("every scenario ran")))
+        .collect()
 }
 
 /// What to do with a changed snapshot, from insta's variables, so the usual workflow
@@ -195,7 +205,7 @@ fn scenario_snapshots() {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
         let snapshot = root().join("snapshots").join(format!("{stem}.snap"));
         let origin = Origin {
-            source: "tests/it/scenarios.rs".to_owned(),
+            source: "tests/it/all_scenarios.rs".to_owned(),
             expression: testbench::EXPRESSION.to_owned(),
             input_file: format!("scenarios/{stem}.toml"),
         };
