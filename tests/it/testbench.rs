@@ -451,3 +451,82 @@ fn replay_lines_name_the_command_that_runs_this_binary() {
         )
     );
 }
+
+/// `cargo-insta`, found on PATH as cargo finds its subcommands, or `None` after saying
+/// why the test is skipped. `.ci/run` installs it and sets
+/// `BROWNOUT_REQUIRE_CARGO_INSTA=1`, under which a missing one fails instead.
+fn cargo_insta_or_skip(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join("cargo-insta"))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("BROWNOUT_REQUIRE_CARGO_INSTA").is_none(),
+            "{test}: BROWNOUT_REQUIRE_CARGO_INSTA is set but no cargo-insta is on PATH"
+        );
+        eprintln!("skipping {test}: no cargo-insta on PATH (cargo install cargo-insta --locked)");
+    }
+    found
+}
+
+/// The README's claim about cargo-insta, checked: in a Rust repository, `cargo insta`
+/// lists, accepts and rejects the `.snap.new` files `brownout test` leaves, and what it
+/// accepts `brownout test` then passes.
+#[test]
+fn cargo_insta_accepts_and_rejects_what_brownout_test_leaves() {
+    if cargo_insta_or_skip("cargo_insta_accepts_and_rejects").is_none() {
+        return;
+    }
+    let fresh = Fresh::new("cargo-insta");
+    // A Rust repository: cargo-insta searches the Cargo workspace for snapshots.
+    fresh.write(
+        "Cargo.toml",
+        "[package]\nname = \"user-repo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    std::fs::create_dir_all(fresh.0.join("src")).expect("src/");
+    fresh.write("src/lib.rs", "");
+    fresh.write("scenarios/quiet.toml", QUIET);
+    let cargo_insta = |args: &[&str]| {
+        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+        command
+            .arg("insta")
+            .args(args)
+            .current_dir(&fresh.0)
+            .env_remove("CI");
+        // The variables cargo sets for this test describe brownout's package, not the
+        // user's; cargo-insta must find the user's workspace on its own.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("INSTA_") {
+                command.env_remove(key);
+            }
+        }
+        let out = command.output().expect("cargo insta starts");
+        assert_eq!(code(&out), 0, "cargo insta {args:?}: {}", stderr(&out));
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+
+    let first = fresh.brownout(&["test"], "", false);
+    assert_eq!(code(&first), 1, "{}", stdout(&first));
+    let new = fresh.read("snapshots/quiet.snap.new");
+    let pending = cargo_insta(&["pending-snapshots"]);
+    assert!(pending.contains("snapshots/quiet.snap"), "{pending}");
+    cargo_insta(&["accept"]);
+    assert_eq!(snaps(&fresh.0), ["quiet.snap"]);
+    assert_eq!(fresh.read("snapshots/quiet.snap"), new);
+    let green = fresh.brownout(&["test"], "", false);
+    assert_eq!(code(&green), 0, "{}", stdout(&green));
+
+    // A changed threshold, rejected: the accepted snapshot stays as it was.
+    fresh.write(
+        "scenarios/quiet.toml",
+        &QUIET.replace("min_availability = 0.99", "min_availability = 0.98"),
+    );
+    let changed = fresh.brownout(&["test"], "", false);
+    assert_eq!(code(&changed), 1, "{}", stdout(&changed));
+    assert_eq!(snaps(&fresh.0), ["quiet.snap", "quiet.snap.new"]);
+    cargo_insta(&["reject"]);
+    assert_eq!(snaps(&fresh.0), ["quiet.snap"]);
+    assert_eq!(fresh.read("snapshots/quiet.snap"), new);
+}
