@@ -497,14 +497,20 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
         return compare::sweep_vs(args);
     }
     // The scenario's [expect.sweep] and its verdicts, when this process ran the whole
-    // range (a shard judges nothing: it holds only part of the seeds).
+    // range or merged every shard of it (a shard judges nothing: it holds only part of
+    // the seeds; it carries the section for the merge).
     let mut judged = None;
     let report = match (&args.merge, &args.scenario, args.seeds) {
         (Some(paths), _, _) => {
             let merged = cluster::merge_inputs(paths)
                 .and_then(|files| cluster::read_inputs(&files))
                 .and_then(|texts| cluster::merge(&texts));
-            merged.map_err(|e| BadInput::new(e.0))?
+            let report = merged.map_err(|e| BadInput::new(e.0))?;
+            if let Some(expect) = &report.expect_sweep {
+                let verdicts = sweep::expect::judge(expect, &report);
+                judged = Some((expect.clone(), verdicts));
+            }
+            report
         }
         (None, Some(path), seeds) => {
             // Read once: the same bytes are parsed and digested, so shards of edited
@@ -542,7 +548,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, BadInput> {
             if let Some(dir) = &args.failures_dir {
                 shrink::write_failures(dir, path, &text, &report, args.shrink_runs)?;
             }
-            if let (None, Some(expect)) = (options.shard, scenario.expect.sweep) {
+            if let (None, Some(expect)) = (options.shard, report.expect_sweep.clone()) {
                 let verdicts = sweep::expect::judge(&expect, &report);
                 judged = Some((expect, verdicts));
             }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::SweepExpectations;
 use crate::sweep::{self, SeedRange, SeedResult, Shard, ShardFile, SweepError, SweepReport};
 
 /// The environment variables a shard index is read from, in the order they are
@@ -126,7 +127,7 @@ pub struct Expected {
 
 /// One line of a shard's JSON Lines: one seed's result, with everything needed to
 /// check that the lines of all shards belong to one sweep.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeedLine {
     /// [`LINE_FORMAT`].
     pub format: String,
@@ -151,6 +152,9 @@ pub struct SeedLine {
     pub replay: String,
     /// The scenario's expectations, in its order.
     pub expectations: Vec<Expected>,
+    /// The scenario's `[expect.sweep]`, which the merge judges; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_sweep: Option<SweepExpectations>,
 }
 
 /// The digest shards of one sweep must share: of the scenario file's bytes, then of
@@ -202,6 +206,7 @@ pub fn to_json_lines(report: &SweepReport) -> String {
             result: r.clone(),
             replay: crate::replay::command_with_args(&report.path, r.seed),
             expectations: expectations.clone(),
+            expect_sweep: report.expect_sweep.clone(),
         };
         out.push_str(&serde_json::to_string(&line).expect("seed lines serialize"));
         out.push('\n');
@@ -337,6 +342,7 @@ pub fn merge(files: &[(String, String)]) -> Result<SweepReport, MergeError> {
                         f.seeds,
                         f.shard,
                         &f.expectations,
+                        &f.expect_sweep,
                     ) == (
                         &parsed.scenario,
                         &parsed.path,
@@ -344,6 +350,7 @@ pub fn merge(files: &[(String, String)]) -> Result<SweepReport, MergeError> {
                         parsed.seeds,
                         parsed.shard,
                         &parsed.expectations,
+                        &parsed.expect_sweep,
                     );
                     if !same {
                         return Err(MergeError(format!(
@@ -379,6 +386,7 @@ pub fn merge(files: &[(String, String)]) -> Result<SweepReport, MergeError> {
                         failed: 0,
                     })
                     .collect(),
+                expect_sweep: f.expect_sweep,
                 results,
             },
         ));

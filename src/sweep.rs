@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::engine::{HumanSpan, Span};
-use crate::model::Scenario;
+use crate::model::{Scenario, SweepExpectations};
 use crate::sim::report::Recovery;
 use crate::sim::{self, Report, RunOptions};
 
@@ -430,7 +430,7 @@ pub struct FailureLine {
 }
 
 /// What identifies a sweep: the scenario, the seeds and the shard.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SweepMeta {
     /// The scenario's name.
     pub scenario: String,
@@ -444,11 +444,13 @@ pub struct SweepMeta {
     pub shard: Option<Shard>,
     /// The scenario's expectations `(name, expected)`, in its order.
     pub expectations: Vec<(String, String)>,
+    /// The scenario's `[expect.sweep]`, if it has one.
+    pub expect_sweep: Option<SweepExpectations>,
 }
 
 /// A sweep's report: statistics, failures, and the per-seed results they came from
 /// (which is what lets shard reports merge).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SweepReport {
     /// [`FORMAT`].
     pub format: &'static str,
@@ -470,6 +472,10 @@ pub struct SweepReport {
     pub failed: u64,
     /// Per expectation, how many seeds met it and how many broke it.
     pub expectations: Vec<ExpectationTally>,
+    /// The scenario's `[expect.sweep]`, if it has one: what the sweep as a whole is
+    /// judged by (a shard carries it for the merge to judge; it judges nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_sweep: Option<SweepExpectations>,
     /// Figures across seeds.
     pub stats: Stats,
     /// Every broken expectation of every seed, by seed.
@@ -538,6 +544,7 @@ pub fn build(meta: SweepMeta, mut results: Vec<SeedResult>) -> SweepReport {
         passed: runs - failed,
         failed,
         expectations,
+        expect_sweep: meta.expect_sweep,
         failures,
         results,
     }
@@ -709,6 +716,7 @@ pub fn run(
         seeds: range,
         shard: options.shard,
         expectations: expectations.into_inner().unwrap_or_default(),
+        expect_sweep: scenario.expect.sweep.clone(),
     };
     Ok(build(meta, results))
 }
@@ -725,6 +733,9 @@ pub(crate) struct ShardFile {
     pub(crate) seeds: SeedRange,
     pub(crate) shard: Option<Shard>,
     pub(crate) expectations: Vec<ExpectationTally>,
+    /// Absent from reports of scenarios without `[expect.sweep]`.
+    #[serde(default)]
+    pub(crate) expect_sweep: Option<SweepExpectations>,
     pub(crate) results: Vec<SeedResult>,
 }
 
@@ -798,6 +809,11 @@ pub(crate) fn merge_shards(shards: Vec<(String, ShardFile)>) -> Result<SweepRepo
         if names(s) != names(first) {
             return Err(error(format!(
                 "{name} and {first_name} list different expectations"
+            )));
+        }
+        if s.expect_sweep != first.expect_sweep {
+            return Err(error(format!(
+                "{name} and {first_name} carry different [expect.sweep] sections"
             )));
         }
     }
@@ -881,6 +897,7 @@ pub(crate) fn merge_shards(shards: Vec<(String, ShardFile)>) -> Result<SweepRepo
             .iter()
             .map(|e| (e.name.clone(), e.expected.clone()))
             .collect(),
+        expect_sweep: first.expect_sweep.clone(),
     };
     let results = shards.into_iter().flat_map(|(_, s)| s.results).collect();
     Ok(build(meta, results))
@@ -1165,6 +1182,7 @@ mod tests {
                 ("min_availability".into(), ">= 99.000%".into()),
                 ("conservation".into(), "holds".into()),
             ],
+            expect_sweep: None,
         }
     }
 
@@ -1392,6 +1410,7 @@ mod proptests {
             seeds,
             shard,
             expectations: vec![("max_stale_age".into(), "<= 1s".into())],
+            expect_sweep: None,
         }
     }
 

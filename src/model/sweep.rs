@@ -4,10 +4,14 @@
 //! claim and not one seed's story. `brownout sweep` and `brownout test --sweep` judge
 //! it (`sweep::expect`).
 
+use serde::{Deserialize, Serialize};
+
 use crate::engine::Span;
 
-/// The sweep a scenario asks for and what must hold over it.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// The sweep a scenario asks for and what must hold over it. A sweep's JSON report and
+/// its shards' JSON Lines carry it, so `sweep --merge` judges the merged seeds as the
+/// one-machine sweep does.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SweepExpectations {
     /// Seeds `0..seeds` are run when the command line names no range.
     pub seeds: u64,
@@ -19,7 +23,7 @@ pub struct SweepExpectations {
 }
 
 /// One bound: the `percentile` of `figure` across seeds is no worse than `limit`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SweepBound {
     /// The figure.
     pub figure: SweepFigure,
@@ -31,7 +35,8 @@ pub struct SweepBound {
 }
 
 /// A figure a sweep reports per seed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SweepFigure {
     /// The run's availability (a floor: lower is worse).
     Availability,
@@ -103,7 +108,8 @@ impl SweepFigure {
 }
 
 /// Which seed of the sweep, ordered from best to worst, a bound reads (nearest rank).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SweepPercentile {
     /// The median seed.
     P50,

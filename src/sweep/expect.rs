@@ -192,6 +192,7 @@ mod tests {
             seeds: SeedRange { start: 0, end: 100 },
             shard: None,
             expectations: vec![("max_mode_changes".into(), "<= 2".into())],
+            expect_sweep: None,
         };
         build(meta, results)
     }

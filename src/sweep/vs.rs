@@ -203,6 +203,7 @@ pub fn run(
         seeds: range,
         shard: None,
         expectations: table.unwrap_or_default(),
+        expect_sweep: s.expect.sweep.clone(),
     };
     let figures = paired_figures(&names, &pairs);
     let (ra, rb): (Vec<SeedResult>, Vec<SeedResult>) =

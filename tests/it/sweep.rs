@@ -248,3 +248,66 @@ fn a_declared_service_sweeps_with_its_partial_replies() {
     );
     assert!(json["results"][0]["partial"].as_u64().unwrap() > 0);
 }
+
+/// A scenario's `[expect.sweep]` decides a merged sweep as it decides the one-machine
+/// sweep: the same verdicts, the same exit code, from JSON reports or JSON Lines. The
+/// shards themselves judge nothing (each holds a third of the seeds).
+#[test]
+fn a_merged_sweep_is_judged_by_the_scenarios_sweep_expectations() {
+    let dir = scratch("merge-judged");
+    let base =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FAILS))
+            .unwrap();
+    // sweep-fails breaks on 8 of seeds 0..24: a 60% floor holds, a 90% one does not.
+    for (rate, want) in [("0.6", 0), ("0.9", 1)] {
+        let scenario = dir.join(format!("judged-{rate}.toml"));
+        std::fs::write(
+            &scenario,
+            format!("{base}\n[expect.sweep]\nseeds = 24\nmin_pass_rate = {rate}\n"),
+        )
+        .unwrap();
+        let scenario = scenario.to_str().unwrap();
+        let one = brownout(&["sweep", scenario]);
+        assert_eq!(code(&one), want, "{}{}", stdout(&one), stderr(&one));
+        assert!(stdout(&one).contains("min_pass_rate"), "{}", stdout(&one));
+        let mut reports = Vec::new();
+        let mut lines = Vec::new();
+        for k in 1..=3 {
+            let shard = format!("{k}/3");
+            let jsonl = dir.join(format!("{rate}-shard-{k}.jsonl"));
+            let out = brownout(&[
+                "sweep",
+                scenario,
+                "--shard",
+                &shard,
+                "--format",
+                "json",
+                "--jsonl",
+                jsonl.to_str().unwrap(),
+            ]);
+            assert!(matches!(code(&out), 0 | 1), "{}", stderr(&out));
+            // The verdicts of a JSON sweep go to stderr; a shard has none.
+            assert!(
+                !stderr(&out).contains("min_pass_rate"),
+                "a shard judges nothing: {}",
+                stderr(&out)
+            );
+            let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+            assert_eq!(
+                json["expect_sweep"]["min_pass_rate"],
+                rate.parse::<f64>().unwrap()
+            );
+            let report = dir.join(format!("{rate}-shard-{k}.json"));
+            std::fs::write(&report, &out.stdout).unwrap();
+            reports.push(report.display().to_string());
+            lines.push(jsonl.display().to_string());
+        }
+        for inputs in [&reports, &lines] {
+            let mut args = vec!["sweep", "--merge"];
+            args.extend(inputs.iter().map(String::as_str));
+            let merged = brownout(&args);
+            assert_eq!(code(&merged), want, "{}", stderr(&merged));
+            assert_eq!(stdout(&merged), stdout(&one));
+        }
+    }
+}
