@@ -167,8 +167,9 @@ pub struct Store {
     resource: Option<Resource>,
     /// Records `1..=count`, in place, with the version last applied; only meaningful
     /// where `renamed` is set (elsewhere the record has its generated name, version 0).
-    /// A write replaces its slot, so the store's memory does not grow with writes.
-    generated: Vec<(Name, u64)>,
+    /// A write replaces its slot, so the store's memory is bounded by the data set's
+    /// size, never by the number of writes.
+    generated: Slots,
     /// One bit per generated record: set once the data set or a write gave it a name.
     ///
     /// Why: a read that reaches a simulated service is usually a cache miss on a cold
@@ -185,6 +186,49 @@ pub struct Store {
     /// [`StoreLimits::max_name_bytes`] bounds is the difference.
     name_bytes: u64,
     data_set_name_bytes: u64,
+}
+
+/// The slots of a store's generated records, in pages allocated on a page's first
+/// write. A million-record key space used to be a million slots filled up front
+/// (32 MB before the first request, most of a declared node's memory and a few
+/// percent of a run that never wrote most of them); now a page is 32 KiB and exists
+/// only once a record in it was renamed. The bound is unchanged (every page, at
+/// worst), and the slot of a record is still found by arithmetic, not by hashing.
+#[derive(Debug, Clone)]
+struct Slots {
+    /// Records `1..=len` have a slot (index `id - 1`).
+    len: usize,
+    pages: Vec<Option<Page>>,
+}
+
+/// [`Slots::PAGE`] slots: a record's name and the version last applied to it.
+type Page = Box<[(Name, u64)]>;
+
+impl Slots {
+    /// Slots per page: 1024 of 32 bytes.
+    const PAGE: usize = 1024;
+
+    fn new(len: usize) -> Slots {
+        Slots {
+            len,
+            pages: vec![None; len.div_ceil(Slots::PAGE)],
+        }
+    }
+
+    /// The slot at `index`, which must have been set.
+    #[inline]
+    fn get(&self, index: usize) -> &(Name, u64) {
+        let page = self.pages[index / Slots::PAGE]
+            .as_ref()
+            .expect("a renamed record's page exists");
+        &page[index % Slots::PAGE]
+    }
+
+    fn set(&mut self, index: usize, slot: (Name, u64)) {
+        let page = self.pages[index / Slots::PAGE]
+            .get_or_insert_with(|| vec![(Name::Record(0), 0); Slots::PAGE].into_boxed_slice());
+        page[index % Slots::PAGE] = slot;
+    }
 }
 
 impl Store {
@@ -223,9 +267,7 @@ impl Store {
         let count = usize::try_from(collection.count).expect("the data set fits in memory");
         let mut store = Store {
             resource,
-            generated: (1..=collection.count)
-                .map(|id| (Store::generated_name(resource, id), 0))
-                .collect(),
+            generated: Slots::new(count),
             renamed: vec![0; count.div_ceil(64)],
             explicit: BTreeMap::new(),
             limits,
@@ -267,7 +309,7 @@ impl Store {
 
     fn index(&self, id: u64) -> Option<usize> {
         let index = usize::try_from(id.checked_sub(1)?).ok()?;
-        (index < self.generated.len()).then_some(index)
+        (index < self.generated.len).then_some(index)
     }
 
     fn is_renamed(&self, index: usize) -> bool {
@@ -279,7 +321,7 @@ impl Store {
     pub fn read(&self, id: u64) -> Option<Record> {
         let name = match self.index(id) {
             Some(index) if !self.is_renamed(index) => Store::generated_name(self.resource, id),
-            Some(index) => self.generated[index].0.clone(),
+            Some(index) => self.generated.get(index).0.clone(),
             None => self.explicit.get(&id)?.0.clone(),
         };
         Some(Record { id, name })
@@ -288,7 +330,7 @@ impl Store {
     /// The version last applied to record `id` (0 for one never written).
     fn applied(&self, id: u64) -> u64 {
         match self.index(id) {
-            Some(index) if self.is_renamed(index) => self.generated[index].1,
+            Some(index) if self.is_renamed(index) => self.generated.get(index).1,
             Some(_) => 0,
             None => self.explicit.get(&id).map_or(0, |&(_, version)| version),
         }
@@ -300,11 +342,11 @@ impl Store {
         let old = match self.index(id) {
             Some(index) => {
                 let old = if self.is_renamed(index) {
-                    name_bytes(&self.generated[index].0)
+                    name_bytes(&self.generated.get(index).0)
                 } else {
                     0
                 };
-                self.generated[index] = (name, version);
+                self.generated.set(index, (name, version));
                 self.renamed[index / 64] |= 1 << (index % 64);
                 Some(old)
             }
@@ -321,7 +363,9 @@ impl Store {
     fn refusal(&self, id: u64, name: &Name) -> Option<StoreFull> {
         let limits = &self.limits;
         let (exists, old_bytes) = match self.index(id) {
-            Some(index) if self.is_renamed(index) => (true, name_bytes(&self.generated[index].0)),
+            Some(index) if self.is_renamed(index) => {
+                (true, name_bytes(&self.generated.get(index).0))
+            }
             Some(_) => (true, 0),
             None => match self.explicit.get(&id) {
                 Some((old, _)) => (true, name_bytes(old)),
@@ -503,6 +547,28 @@ mod tests {
         }
         assert_eq!(store.created(), 1000);
         assert_eq!(store.written_name_bytes(), 6000);
+    }
+
+    #[test]
+    fn a_large_key_space_allocates_a_page_per_renamed_neighbourhood_only() {
+        let collection = Collection {
+            count: 1_000_000,
+            records: BTreeMap::from([(7, Arc::from("Seven"))]),
+            warm: false,
+        };
+        let mut store = Store::declared(&collection);
+        let pages = |s: &Store| s.generated.pages.iter().filter(|p| p.is_some()).count();
+        assert_eq!(pages(&store), 1, "the data set's record 7");
+        store.write(999_999, "last but one".into(), 1).unwrap();
+        store.write(1_000_000, "last".into(), 2).unwrap();
+        store.write(8, "Eight".into(), 3).unwrap();
+        assert_eq!(pages(&store), 2);
+        assert_eq!(store.read(7).unwrap().name, "Seven");
+        assert_eq!(store.read(8).unwrap().name, "Eight");
+        assert_eq!(store.read(9).unwrap().name, "Record 9");
+        assert_eq!(store.read(1_000_000).unwrap().name, "last");
+        assert_eq!(store.read(1_000_001), None);
+        assert_eq!(store.created(), 0, "every id written is in the key space");
     }
 
     #[test]
