@@ -22,6 +22,7 @@
 
 use std::fmt::{self, Write as _};
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -61,6 +62,15 @@ impl std::error::Error for SweepError {}
 
 fn error(message: impl Into<String>) -> SweepError {
     SweepError(message.into())
+}
+
+/// The message a panic carried (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_owned())
 }
 
 /// A half-open range of seeds, `start..end`, never empty once parsed.
@@ -649,6 +659,34 @@ pub fn run(
     scenario_digest: &str,
     options: &SweepOptions,
 ) -> Result<SweepReport, SweepError> {
+    run_seeds(scenario, scenario_digest, options, |seed| {
+        sim::run(
+            scenario,
+            RunOptions {
+                seed,
+                trace: None,
+                digest: false,
+            },
+        )
+    })
+}
+
+/// Seeds that crashed whose panics a sweep error quotes in full; the rest are counted.
+const CRASHES_SHOWN: usize = 10;
+
+/// [`run`] with the run of one seed given: the sweep proper.
+///
+/// A seed whose run panics does not take the sweep down with it (a thousand seeds
+/// lost to one, and no word of which): the panic is caught, every other seed runs,
+/// and the sweep fails naming each crashed seed, its panic message and the command
+/// that replays it. A panic is a bug in brownout, not a finding about the scenario,
+/// so it is an error (exit 2), not a failed expectation.
+fn run_seeds(
+    scenario: &Scenario,
+    scenario_digest: &str,
+    options: &SweepOptions,
+    run_one: impl Fn(u64) -> io::Result<Report> + Sync,
+) -> Result<SweepReport, SweepError> {
     let range = options.seeds;
     if range.is_empty() || range.len() > MAX_SEEDS {
         return Err(error(format!(
@@ -672,18 +710,19 @@ pub fn run(
     // measured values do not enter it): whichever seed ends first records it, and every
     // other seed is checked against it.
     let expectations: OnceLock<Vec<(String, String)>> = OnceLock::new();
-    let outcomes: Vec<io::Result<SeedResult>> = pool.install(|| {
+    let outcomes: Vec<Result<io::Result<SeedResult>, String>> = pool.install(|| {
         seeds
             .par_iter()
             .map(|&seed| {
-                let report = sim::run(
-                    scenario,
-                    RunOptions {
-                        seed,
-                        trace: None,
-                        digest: false,
-                    },
-                )?;
+                // The run owns everything it touches (the scenario is only read), so
+                // nothing half-updated is seen after a panic.
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| run_one(seed)));
+                bar.inc(1);
+                let report = match outcome {
+                    Ok(Ok(report)) => report,
+                    Ok(Err(e)) => return Ok(Err(e)),
+                    Err(payload) => return Err(panic_message(payload.as_ref())),
+                };
                 let table: Vec<(String, String)> = report
                     .expectations
                     .iter()
@@ -694,18 +733,47 @@ pub fn run(
                     first, &table,
                     "a scenario's expectations do not depend on the seed"
                 );
-                bar.inc(1);
-                Ok(SeedResult::from_report(&report))
+                Ok(Ok(SeedResult::from_report(&report)))
             })
             .collect()
     });
     bar.finish_and_clear();
+    let path = scenario.command_args();
+    let crashed: Vec<(u64, &String)> = outcomes
+        .iter()
+        .zip(&seeds)
+        .filter_map(|(o, &seed)| o.as_ref().err().map(|message| (seed, message)))
+        .collect();
+    if !crashed.is_empty() {
+        let mut text = format!(
+            "brownout crashed on {} of {} seeds of {}: a bug in brownout, not a finding about the scenario; each replays exactly (please report it with the replay command):",
+            crashed.len(),
+            seeds.len(),
+            scenario.path.display()
+        );
+        for (seed, message) in crashed.iter().take(CRASHES_SHOWN) {
+            let _ = write!(
+                text,
+                "\n  seed {seed}: panicked: {message}\n    replay: {}",
+                replay_command(&path, *seed)
+            );
+        }
+        if crashed.len() > CRASHES_SHOWN {
+            let rest: Vec<String> = crashed[CRASHES_SHOWN..]
+                .iter()
+                .map(|(seed, _)| seed.to_string())
+                .collect();
+            let _ = write!(text, "\n  and seeds {}", rest.join(", "));
+        }
+        return Err(error(text));
+    }
     // The first error by seed, not by finishing order, so the message is deterministic.
     let results = outcomes
         .into_iter()
         .zip(&seeds)
         .map(|(r, seed)| {
-            r.map_err(|e| error(format!("{}: seed {seed}: {e}", scenario.path.display())))
+            r.expect("crashes were reported above")
+                .map_err(|e| error(format!("{}: seed {seed}: {e}", scenario.path.display())))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let meta = SweepMeta {
@@ -1051,6 +1119,66 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    /// A seed whose run panics: the other seeds still run, and the error names each
+    /// crashed seed with its message and replay command, in seed order, whatever
+    /// order the workers finished in.
+    #[test]
+    fn a_panicking_seed_is_named_with_its_replay_and_the_sweep_goes_on() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/sweep-fails.toml");
+        let scenario = crate::scenario::load(&path).unwrap();
+        let options = |end| SweepOptions {
+            seeds: SeedRange { start: 0, end },
+            shard: None,
+            jobs: 2,
+            progress: false,
+        };
+        let ran = std::sync::atomic::AtomicU64::new(0);
+        let crash_on = |crashing: &'static [u64]| {
+            let ran = &ran;
+            let scenario = &scenario;
+            move |seed: u64| {
+                ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if crashing.contains(&seed) {
+                    panic!("boom on {seed}");
+                }
+                sim::run(
+                    scenario,
+                    RunOptions {
+                        seed,
+                        trace: None,
+                        digest: false,
+                    },
+                )
+            }
+        };
+        let err = run_seeds(&scenario, "0", &options(8), crash_on(&[5, 3])).unwrap_err();
+        assert_eq!(
+            ran.load(std::sync::atomic::Ordering::Relaxed),
+            8,
+            "every seed ran"
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("brownout crashed on 2 of 8 seeds of "),
+            "{text}"
+        );
+        let three = text.find("seed 3: panicked: boom on 3").expect(&text);
+        let five = text.find("seed 5: panicked: boom on 5").expect(&text);
+        assert!(three < five, "{text}");
+        assert!(text.contains("sweep-fails.toml --seed 3\n"), "{text}");
+        // Past ten crashes, the rest are listed by seed.
+        let many: &'static [u64] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+        let text = run_seeds(&scenario, "0", &options(12), crash_on(many))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(text.matches("panicked").count(), CRASHES_SHOWN, "{text}");
+        assert!(text.ends_with("\n  and seeds 10, 11"), "{text}");
+        // Without a panic, the sweep is the plain one.
+        let plain = run_seeds(&scenario, "0", &options(8), crash_on(&[])).unwrap();
+        assert_eq!(plain, run(&scenario, "0", &options(8)).unwrap());
+    }
 
     #[test]
     fn nearest_rank_picks_the_ceiling_rank() {

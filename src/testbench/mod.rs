@@ -238,6 +238,15 @@ enum Ran {
 }
 
 fn run_one(path: &Path, limits: &Limits) -> Ran {
+    run_one_with(path, limits, sim::run)
+}
+
+/// [`run_one`] with the simulator given, so a test can make it panic.
+fn run_one_with(
+    path: &Path,
+    limits: &Limits,
+    simulate: impl Fn(&Scenario, RunOptions<'_>) -> io::Result<Report>,
+) -> Ran {
     let text = match scenario::read(path) {
         Ok(t) => t,
         Err(e) => return Ran::Bad(e.lines()),
@@ -255,7 +264,23 @@ fn run_one(path: &Path, limits: &Limits) -> Ran {
         trace: None,
         digest: true,
     };
-    match sim::run(&scenario, options) {
+    // A panic is a bug in brownout: it fails this scenario, saying so, and the other
+    // scenarios still run.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        simulate(&scenario, options)
+    }));
+    let ran = match ran {
+        Ok(ran) => ran,
+        Err(payload) => {
+            return Ran::Bad(vec![format!(
+                "{}: brownout panicked: {} (a bug in brownout, not in the scenario; replay: {})",
+                path.display(),
+                crate::sweep::panic_message(payload.as_ref()),
+                crate::replay::command_with_args(&scenario.command_args(), scenario.seed)
+            )])
+        }
+    };
+    match ran {
         Ok(report) => {
             let rendered = report.render_text();
             Ran::Ran {
@@ -686,4 +711,34 @@ fn sweep_cases(
         });
     }
     Ok(cases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_run_fails_its_scenario_naming_the_bug_and_the_replay() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/sweep-fails.toml");
+        let ran = run_one_with(&path, &Limits::DEFAULT, |_, _| panic!("an invariant broke"));
+        let Ran::Bad(lines) = ran else {
+            panic!("a panicking run is not a run")
+        };
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("brownout panicked: an invariant broke (a bug in brownout"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].ends_with("sweep-fails.toml --seed 0)"),
+            "{}",
+            lines[0]
+        );
+        // The same file, simulated: a run.
+        assert!(matches!(
+            run_one_with(&path, &Limits::DEFAULT, sim::run),
+            Ran::Ran { .. }
+        ));
+    }
 }
