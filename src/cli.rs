@@ -55,6 +55,10 @@ enum Command {
         /// Accept scenarios beyond the work budget (see scenarios/README.md).
         #[arg(long)]
         allow_large: bool,
+        /// Check each file as changed by this override (see `brownout --help`), as a
+        /// run or sweep with the same `--set` would read it; repeat for more.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = Override::parse)]
+        set: Vec<Override>,
     },
     /// Run one scenario under many seeds in parallel: statistics across seeds, and every
     /// failing seed with the command that replays it.
@@ -199,6 +203,10 @@ struct NodeArgs {
     /// declared service, if it has one, with its modes).
     #[arg(long, value_name = "FILE", conflicts_with = "service")]
     config: Option<PathBuf>,
+    /// With --config: change a value of that scenario file first (see `brownout
+    /// --help`), as a run with the same `--set` would; repeat for more.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = Override::parse, requires = "config")]
+    set: Vec<Override>,
     /// Serve the declared service of this service file (services/NAME.toml) instead
     /// of the seed task's: its endpoints are the request types, with `key` and
     /// `value` fields; control messages stay as they are.
@@ -282,7 +290,11 @@ pub fn main() -> ExitCode {
     crate::replay::init(crate::replay::detect());
     let result = match cli.command {
         Some(Command::Node(args)) => node(args),
-        Some(Command::Check { files, allow_large }) => check(&files, allow_large),
+        Some(Command::Check {
+            files,
+            allow_large,
+            set,
+        }) => check(&files, allow_large, &Overrides(set)),
         Some(Command::Sweep(args)) => sweep(args),
         Some(Command::Shrink(args)) => shrink::run(args),
         Some(Command::Test(args)) => test::test(args),
@@ -298,10 +310,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn load(path: &Path) -> Result<Scenario, BadInput> {
-    Ok(scenario::load(path)?)
 }
 
 fn limits(allow_large: bool) -> Limits {
@@ -463,10 +471,10 @@ fn self_check(scenario: &Scenario, seed: u64) -> Result<ExitCode, BadInput> {
     }
 }
 
-fn check(files: &[PathBuf], allow_large: bool) -> Result<ExitCode, BadInput> {
+fn check(files: &[PathBuf], allow_large: bool, set: &Overrides) -> Result<ExitCode, BadInput> {
     let mut bad = 0;
     for path in files {
-        match load_budgeted(path, allow_large, Overrides::none()) {
+        match load_budgeted(path, allow_large, set) {
             Ok((s, _)) => {
                 let e = budget::estimate(&s);
                 println!(
@@ -620,7 +628,8 @@ fn print_sweep(report: &SweepReport, format: Format) {
 fn node(args: NodeArgs) -> Result<ExitCode, BadInput> {
     let (config, data, service) = match (&args.config, &args.service) {
         (Some(path), _) => {
-            let s = load(path)?;
+            let text = scenario::read(path)?;
+            let s = scenario::parse_with(&text, path, &Overrides(args.set.clone()))?;
             (s.node, s.data, s.service)
         }
         (None, Some(path)) => {

@@ -150,6 +150,29 @@ fn check_validates_every_file_and_fails_on_any_bad_one() {
         "{}",
         stderr(&out)
     );
+    // With --set, each file is checked as a run with the same override reads it: the
+    // budget sees the new rate, and a value the file's checks refuse is refused.
+    let flapping = "scenarios/flapping.toml";
+    let out = brownout(&["check", flapping, "--set", "workload[0].rate=200"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plain = brownout(&["check", flapping]);
+    assert!(
+        stdout(&plain).contains("about 48000 requests"),
+        "{}",
+        stdout(&plain)
+    );
+    assert!(
+        stdout(&out).contains("about 96000 requests"),
+        "{}",
+        stdout(&out)
+    );
+    let out = brownout(&["check", flapping, "--set", "workload[0].rate=-1"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("workload[0].rate"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

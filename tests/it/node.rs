@@ -886,6 +886,38 @@ failure_threshold = 2
     );
     let finished = session.finish();
     assert!(finished.status.success());
+
+    // `--set` changes the file as a run's would: threshold 3, two failures do not open.
+    let mut session = Session::start(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--set",
+        "dependencies.users.breaker.failure_threshold=3",
+    ]);
+    session.send(
+        &msg(json!({"type":"get_user","msg_id":2,"user_id":2,"force_failures":2})).to_string(),
+    );
+    let body = body_of(&session.recv(), "api", "client");
+    assert_eq!(body["circuit_state"], "closed", "{body}");
+    assert!(session.finish().status.success());
+    // A key the file cannot have is bad input, naming the --set argument.
+    let output = Command::new(BIN)
+        .args([
+            "node",
+            "--config",
+            path.to_str().unwrap(),
+            "--set",
+            "dependencies.users.breaker.treshold=3",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--set dependencies.users.breaker.treshold=3"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
