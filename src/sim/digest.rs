@@ -10,11 +10,14 @@
 //!
 //! - every node of the tree is marked by a tag (object, array, end, string, number,
 //!   bool, null), so two different trees cannot line up into the same word sequence;
-//! - a string is its length and its bytes, eight at a time; a number its 64 bits;
+//! - a string is its length and its bytes, eight at a time; a number its 64 bits (an
+//!   integer wider than that, its decimal text);
 //! - the tree is JSON's: an `Option` is its value or null, a newtype is its value, an
-//!   enum variant is what serde_json writes for it, a non-finite float is null, so two
-//!   traces with the same text have the same digest, and a run that changes any line's
-//!   text changes its digest (barring a 64-bit collision).
+//!   enum variant is what serde_json writes for it, a non-finite float is null, an f32
+//!   is the decimal it prints as, so two traces with the same text have the same
+//!   digest, and a run that changes any line's text changes its digest (barring a
+//!   64-bit collision: each word goes through a full 64-bit mixer, so edits in two
+//!   neighbouring words do not cancel).
 //!
 //! The mixing is fixed here, not borrowed from a hashing crate, because digests are
 //! pinned in snapshot files and must not move with a dependency's version.
@@ -63,6 +66,8 @@ mod tag {
     pub const TRUE: u64 = 8;
     pub const FALSE: u64 = 9;
     pub const NULL: u64 = 10;
+    /// An integer outside the 64-bit ranges, as its decimal text.
+    pub const WIDE: u64 = 11;
 }
 
 /// The running digest of a trace's lines.
@@ -85,18 +90,23 @@ impl TraceDigest {
 
     /// The digest as 16 hex digits.
     pub fn hex(&self) -> String {
-        let mut h = self.0.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        format!("{h:016x}")
+        format!("{:016x}", self.0)
     }
 
-    /// Mixes one 64-bit word into the state: a multiply spreads the word's low bits
-    /// upwards, and the shift brings the high bits back down, so a difference anywhere
-    /// in a word reaches every bit of the state within a step or two.
+    /// Mixes one 64-bit word into the state: the state and the word are combined,
+    /// then put through MurmurHash3's 64-bit finaliser, a bijection in which every
+    /// input bit reaches every output bit. A weaker step (one multiply and one shift)
+    /// let a change in one word's high bits be cancelled by a matching change in the
+    /// next word: two strings differing in two bytes eight apart could digest alike.
     #[inline]
     fn word(&mut self, w: u64) {
-        let h = (self.0 ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = h ^ (h >> 29);
+        let mut h = self.0 ^ w;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        self.0 = h;
     }
 
     fn string(&mut self, s: &[u8]) {
@@ -139,6 +149,12 @@ impl TraceDigest {
         }
     }
 
+    /// An integer beyond 64 bits, by its decimal text.
+    fn wide(&mut self, decimal: &str) {
+        self.word(tag::WIDE);
+        self.string(decimal.as_bytes());
+    }
+
     /// `{"variant": ...`: how serde_json writes a variant that carries data.
     fn open_variant(&mut self, variant: &str) {
         self.word(tag::OBJECT);
@@ -146,8 +162,8 @@ impl TraceDigest {
     }
 }
 
-/// A value the digest cannot take: serde_json would refuse it too (a map key that is
-/// not a string or a number) or it is wider than 64 bits. No trace line has one.
+/// A value the digest cannot take, which serde_json refuses too (a map key that is not
+/// a string, a number or a bool). No trace line has one.
 #[derive(Debug)]
 pub struct Unsupported(String);
 
@@ -213,7 +229,15 @@ impl ser::Serializer for &mut TraceDigest {
         Ok(())
     }
     fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
-        self.float(v.into());
+        // serde_json prints an f32 as its shortest decimal (`1.1`), which is also how
+        // an f64 of that decimal prints: digest the f64 of that decimal, not the f32
+        // widened (1.100000023841858).
+        let decimal = if v.is_finite() {
+            v.to_string().parse().unwrap_or(f64::from(v))
+        } else {
+            f64::from(v)
+        };
+        self.float(decimal);
         Ok(())
     }
     fn serialize_f64(self, v: f64) -> Result<(), Unsupported> {
@@ -319,16 +343,22 @@ impl ser::Serializer for &mut TraceDigest {
         Ok(self)
     }
     fn serialize_i128(self, v: i128) -> Result<(), Unsupported> {
-        match i64::try_from(v) {
-            Ok(v) => self.serialize_i64(v),
-            Err(_) => Err(Unsupported(format!("the 128-bit integer {v}"))),
+        // A number digests the same whatever its Rust type, as it prints the same.
+        if let Ok(n) = i64::try_from(v) {
+            self.signed(n);
+        } else if let Ok(n) = u64::try_from(v) {
+            self.unsigned(n);
+        } else {
+            self.wide(itoa::Buffer::new().format(v));
         }
+        Ok(())
     }
     fn serialize_u128(self, v: u128) -> Result<(), Unsupported> {
         match u64::try_from(v) {
-            Ok(v) => self.serialize_u64(v),
-            Err(_) => Err(Unsupported(format!("the 128-bit integer {v}"))),
+            Ok(n) => self.unsigned(n),
+            Err(_) => self.wide(itoa::Buffer::new().format(v)),
         }
+        Ok(())
     }
 }
 
@@ -434,7 +464,7 @@ impl ser::SerializeStructVariant for &mut TraceDigest {
 }
 
 /// A map key. serde_json writes every key as a string, numbers and bools included
-/// (`{"1": ...}`), and refuses any other; so does the digest.
+/// (`{"1": ...}`, `{"1.5": ...}`), and refuses any other; so does the digest.
 struct MapKey<'a>(&'a mut TraceDigest);
 
 impl MapKey<'_> {
@@ -444,6 +474,13 @@ impl MapKey<'_> {
     }
     fn refuse<T>(what: &str) -> Result<T, Unsupported> {
         Err(Unsupported(format!("{what} as a map key")))
+    }
+    /// A finite float key is written as serde_json writes it (`"1.5"`).
+    fn float(self, finite: bool, text: serde_json::Result<String>) -> Result<(), Unsupported> {
+        match text {
+            Ok(text) if finite => self.text(&text),
+            _ => Self::refuse("a float that is not finite"),
+        }
     }
 }
 
@@ -485,11 +522,17 @@ impl ser::Serializer for MapKey<'_> {
     fn serialize_u64(self, v: u64) -> Result<(), Unsupported> {
         self.text(itoa::Buffer::new().format(v))
     }
-    fn serialize_f32(self, _v: f32) -> Result<(), Unsupported> {
-        Self::refuse("a float")
+    fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
+        self.float(v.is_finite(), serde_json::to_string(&v))
     }
-    fn serialize_f64(self, _v: f64) -> Result<(), Unsupported> {
-        Self::refuse("a float")
+    fn serialize_f64(self, v: f64) -> Result<(), Unsupported> {
+        self.float(v.is_finite(), serde_json::to_string(&v))
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), Unsupported> {
+        self.text(itoa::Buffer::new().format(v))
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), Unsupported> {
+        self.text(itoa::Buffer::new().format(v))
     }
     fn serialize_char(self, v: char) -> Result<(), Unsupported> {
         self.text(v.encode_utf8(&mut [0; 4]))
