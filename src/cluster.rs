@@ -32,8 +32,9 @@ pub const INDEX_VARIABLES: [(&str, &str); 3] = [
     ),
 ];
 
-/// The `format` of each JSON Lines record; a merge refuses any other.
-pub const LINE_FORMAT: &str = "brownout-sweep-seed/1";
+/// The `format` of each JSON Lines record; a merge refuses any other (version 2
+/// carries `[expect.sweep]`, as the JSON report's version 2 does).
+pub const LINE_FORMAT: &str = "brownout-sweep-seed/2";
 
 /// `--shard`: `K/N`, or `auto/N` with K from the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,8 +38,10 @@ pub mod expect;
 mod failures;
 pub mod vs;
 
-/// The `format` tag of a sweep's JSON report; [`merge`] refuses any other.
-pub const FORMAT: &str = "brownout-sweep/1";
+/// The `format` tag of a sweep's JSON report; [`merge`] refuses any other. Version 2
+/// carries the scenario's `[expect.sweep]`, which the merge judges: a version 1 report
+/// lacks it, and merged would be judged differently from the one-machine sweep.
+pub const FORMAT: &str = "brownout-sweep/2";
 
 /// Most seeds one sweep may cover (shards included): at a fraction of a second per
 /// seed that is already weeks of CPU, and it bounds the memory of the summaries.
@@ -884,6 +886,13 @@ pub(crate) fn merge_shards(shards: Vec<(String, ShardFile)>) -> Result<SweepRepo
                 "{name} and {first_name} carry different [expect.sweep] sections"
             )));
         }
+    }
+    if let Some(expect) = &first.expect_sweep {
+        expect.check().map_err(|why| {
+            error(format!(
+                "{first_name}: its [expect.sweep] is not one a scenario could state: {why}"
+            ))
+        })?;
     }
     let range = first.seeds;
     if range.is_empty() || range.len() > MAX_SEEDS || count > range.len() {
