@@ -227,8 +227,10 @@ pub fn check_snapshot(
 }
 
 /// What one scenario's run gave: its report and rendered text, or why it could not run.
-enum Ran {
+enum Outcome {
     Bad(Vec<String>),
+    /// The run panicked: a bug in brownout, said as such.
+    Crashed(String),
     Ran {
         scenario: Box<Scenario>,
         source: String,
@@ -237,7 +239,7 @@ enum Ran {
     },
 }
 
-fn run_one(path: &Path, limits: &Limits) -> Ran {
+fn run_one(path: &Path, limits: &Limits) -> Outcome {
     run_one_with(path, limits, sim::run)
 }
 
@@ -246,18 +248,18 @@ fn run_one_with(
     path: &Path,
     limits: &Limits,
     simulate: impl Fn(&Scenario, RunOptions<'_>) -> io::Result<Report>,
-) -> Ran {
+) -> Outcome {
     let text = match scenario::read(path) {
         Ok(t) => t,
-        Err(e) => return Ran::Bad(e.lines()),
+        Err(e) => return Outcome::Bad(e.lines()),
     };
     let scenario = match scenario::parse(&text, path) {
         Ok(s) => s,
-        Err(e) => return Ran::Bad(e.lines()),
+        Err(e) => return Outcome::Bad(e.lines()),
     };
     let refused = scenario::budget_errors(&scenario, &text, limits);
     if !refused.is_empty() {
-        return Ran::Bad(refused.iter().map(ToString::to_string).collect());
+        return Outcome::Bad(refused.iter().map(ToString::to_string).collect());
     }
     let options = RunOptions {
         seed: scenario.seed,
@@ -272,25 +274,24 @@ fn run_one_with(
     let ran = match ran {
         Ok(ran) => ran,
         Err(payload) => {
-            return Ran::Bad(vec![format!(
-                "{}: brownout panicked: {} (a bug in brownout, not in the scenario; replay: {})",
-                path.display(),
+            return Outcome::Crashed(format!(
+                "brownout panicked: {} (a bug in brownout, not in the scenario; replay: {})",
                 crate::sweep::panic_message(payload.as_ref()),
                 crate::replay::command_with_args(&scenario.command_args(), scenario.seed)
-            )])
+            ))
         }
     };
     match ran {
         Ok(report) => {
             let rendered = report.render_text();
-            Ran::Ran {
+            Outcome::Ran {
                 scenario: Box::new(scenario),
                 source: text,
                 report: Box::new(report),
                 text: rendered,
             }
         }
-        Err(e) => Ran::Bad(vec![format!("{}: {e}", path.display())]),
+        Err(e) => Outcome::Bad(vec![format!("{}: {e}", path.display())]),
     }
 }
 
@@ -303,6 +304,8 @@ pub struct Summary {
     pub failed: usize,
     /// Of the failed, those that could not be run at all.
     pub bad_input: usize,
+    /// Of the failed, those whose run panicked (a bug in brownout).
+    pub crashed: usize,
     /// The JUnit suites, one per scenario, in file order.
     pub suites: Vec<Suite>,
 }
@@ -313,6 +316,9 @@ impl Summary {
         let mut s = format!("{} passed, {} failed", self.passed, self.failed);
         if self.bad_input > 0 {
             let _ = write!(s, " ({} could not be run: bad input)", self.bad_input);
+        }
+        if self.crashed > 0 {
+            let _ = write!(s, " ({} crashed: a bug in brownout)", self.crashed);
         }
         s
     }
@@ -333,7 +339,7 @@ pub fn run(
         .thread_name(|i| format!("test-{i}"))
         .build()
         .map_err(|e| format!("cannot start {} worker threads: {e}", options.jobs))?;
-    let runs: Vec<Ran> = pool.install(|| {
+    let runs: Vec<Outcome> = pool.install(|| {
         found
             .par_iter()
             .map(|f| run_one(&f.path, &options.limits))
@@ -345,13 +351,14 @@ pub fn run(
         passed: 0,
         failed: 0,
         bad_input: 0,
+        crashed: 0,
         suites: Vec::new(),
     };
     let io_err = |e: io::Error| format!("cannot write the report: {e}");
     for (f, ran) in found.iter().zip(runs) {
         let shown = f.path.display().to_string();
         let (suite, bad) = match ran {
-            Ran::Bad(lines) => {
+            Outcome::Bad(lines) => {
                 writeln!(out, "FAIL {shown}: cannot be run").map_err(io_err)?;
                 for line in &lines {
                     writeln!(out, "  error: {line}").map_err(io_err)?;
@@ -369,7 +376,24 @@ pub fn run(
                 };
                 (suite, true)
             }
-            Ran::Ran {
+            Outcome::Crashed(message) => {
+                writeln!(out, "FAIL {shown}: brownout crashed\n  error: {message}")
+                    .map_err(io_err)?;
+                let suite = Suite {
+                    name: stem(&f.path),
+                    file: shown,
+                    cases: vec![Case {
+                        name: "run".to_owned(),
+                        result: CaseResult::Error {
+                            message: message.clone(),
+                            detail: message,
+                        },
+                    }],
+                };
+                summary.crashed += 1;
+                (suite, false)
+            }
+            Outcome::Ran {
                 scenario,
                 source,
                 report,
@@ -721,24 +745,29 @@ mod tests {
     fn a_panicking_run_fails_its_scenario_naming_the_bug_and_the_replay() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/sweep-fails.toml");
         let ran = run_one_with(&path, &Limits::DEFAULT, |_, _| panic!("an invariant broke"));
-        let Ran::Bad(lines) = ran else {
+        let Outcome::Crashed(message) = ran else {
             panic!("a panicking run is not a run")
         };
-        assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
-            lines[0].contains("brownout panicked: an invariant broke (a bug in brownout"),
-            "{}",
-            lines[0]
+            message.starts_with("brownout panicked: an invariant broke (a bug in brownout"),
+            "{message}"
         );
-        assert!(
-            lines[0].ends_with("sweep-fails.toml --seed 0)"),
-            "{}",
-            lines[0]
+        assert!(message.ends_with("sweep-fails.toml --seed 0)"), "{message}");
+        let summary = Summary {
+            passed: 1,
+            failed: 1,
+            bad_input: 0,
+            crashed: 1,
+            suites: Vec::new(),
+        };
+        assert_eq!(
+            summary.line(),
+            "1 passed, 1 failed (1 crashed: a bug in brownout)"
         );
         // The same file, simulated: a run.
         assert!(matches!(
             run_one_with(&path, &Limits::DEFAULT, sim::run),
-            Ran::Ran { .. }
+            Outcome::Ran { .. }
         ));
     }
 }
