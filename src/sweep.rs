@@ -717,25 +717,29 @@ fn run_seeds(
             .par_iter()
             .map(|&seed| {
                 // The run owns everything it touches (the scenario is only read), so
-                // nothing half-updated is seen after a panic.
-                let outcome = panic::catch_unwind(AssertUnwindSafe(|| run_one(seed)));
+                // nothing half-updated is seen after a panic. Reading the report's
+                // figures is part of the seed's work, caught with it.
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    let report = run_one(seed)?;
+                    let table: Vec<(String, String)> = report
+                        .expectations
+                        .iter()
+                        .map(|e| (e.name.to_owned(), e.expected.clone()))
+                        .collect();
+                    Ok::<_, io::Error>((table, SeedResult::from_report(&report)))
+                }));
                 bar.inc(1);
-                let report = match outcome {
-                    Ok(Ok(report)) => report,
+                let (table, result) = match outcome {
+                    Ok(Ok(ran)) => ran,
                     Ok(Err(e)) => return Ok(Err(e)),
                     Err(payload) => return Err(panic_message(payload.as_ref())),
                 };
-                let table: Vec<(String, String)> = report
-                    .expectations
-                    .iter()
-                    .map(|e| (e.name.to_owned(), e.expected.clone()))
-                    .collect();
                 let first = expectations.get_or_init(|| table.clone());
                 assert_eq!(
                     first, &table,
                     "a scenario's expectations do not depend on the seed"
                 );
-                Ok(Ok(SeedResult::from_report(&report)))
+                Ok(Ok(result))
             })
             .collect()
     });
