@@ -662,14 +662,7 @@ pub fn run(
     options: &SweepOptions,
 ) -> Result<SweepReport, SweepError> {
     run_seeds(scenario, scenario_digest, options, |seed| {
-        sim::run(
-            scenario,
-            RunOptions {
-                seed,
-                trace: None,
-                digest: false,
-            },
-        )
+        sim::run(scenario, RunOptions::plain(seed))
     })
 }
 
@@ -1156,14 +1149,7 @@ mod tests {
                 if crashing.contains(&seed) {
                     panic!("boom on {seed}");
                 }
-                sim::run(
-                    scenario,
-                    RunOptions {
-                        seed,
-                        trace: None,
-                        digest: false,
-                    },
-                )
+                sim::run(scenario, RunOptions::plain(seed))
             }
         };
         let err = run_seeds(&scenario, "0", &options(8), crash_on(&[5, 3])).unwrap_err();
@@ -1444,15 +1430,7 @@ mod tests {
         let scenario = crate::scenario::load(std::path::Path::new(path)).unwrap();
         let mut kinds = BTreeSet::new();
         for seed in 0..6 {
-            let report = sim::run(
-                &scenario,
-                RunOptions {
-                    seed,
-                    trace: None,
-                    digest: false,
-                },
-            )
-            .unwrap();
+            let report = sim::run(&scenario, RunOptions::plain(seed)).unwrap();
             let r = SeedResult::from_report(&report);
             let closes = report
                 .expectations

@@ -74,15 +74,8 @@ pub(super) fn run_pair(
     seed: u64,
 ) -> Result<(Report, Report), BadInput> {
     let one = |s: &Scenario| {
-        sim::run(
-            s,
-            RunOptions {
-                seed,
-                trace: None,
-                digest: false,
-            },
-        )
-        .map_err(|e| BadInput::new(format!("{}: {e}", s.path.display())))
+        sim::run(s, RunOptions::plain(seed))
+            .map_err(|e| BadInput::new(format!("{}: {e}", s.path.display())))
     };
     let (ra, rb) = rayon::join(|| one(a), || one(b));
     Ok((ra?, rb?))

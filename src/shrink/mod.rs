@@ -213,14 +213,7 @@ fn share(part: u64, whole: u64) -> String {
 }
 
 fn run(scenario: &scenario::Scenario, seed: u64) -> std::io::Result<Report> {
-    sim::run(
-        scenario,
-        RunOptions {
-            seed,
-            trace: None,
-            digest: false,
-        },
-    )
+    sim::run(scenario, RunOptions::plain(seed))
 }
 
 /// What the run measured for `target`, if it failed it.

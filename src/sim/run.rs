@@ -58,6 +58,19 @@ pub struct RunOptions<'w> {
     pub digest: bool,
 }
 
+impl RunOptions<'_> {
+    /// A run as `brownout SCENARIO --seed N` does it: the report only, no trace and no
+    /// digest (what sweeps, shrinking and comparisons run, so a replay measures the
+    /// same values).
+    pub fn plain(seed: u64) -> Self {
+        RunOptions {
+            seed,
+            trace: None,
+            digest: false,
+        }
+    }
+}
+
 /// Simulates `scenario` with `options` and returns its report.
 pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> io::Result<Report> {
     let trace = Trace::new(options.trace, options.digest);

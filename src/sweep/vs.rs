@@ -154,14 +154,7 @@ pub fn run(
     let names = Mutex::new(Names::default());
     let tables: [OnceLock<Vec<(String, String)>>; 2] = [OnceLock::new(), OnceLock::new()];
     let one = |scenario: &Scenario, seed: u64, side: usize| -> io::Result<_> {
-        let report = sim::run(
-            scenario,
-            RunOptions {
-                seed,
-                trace: None,
-                digest: false,
-            },
-        )?;
+        let report = sim::run(scenario, RunOptions::plain(seed))?;
         tables[side].get_or_init(|| expectation_table(&report));
         let figures = compare::figures(&report);
         let kept: Vec<(u32, Option<f64>)> = {

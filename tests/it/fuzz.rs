@@ -236,15 +236,7 @@ fn scenario_case(path: &Path, bytes: &[u8]) -> &'static str {
         return "too large to run here";
     }
     if scenario::budget_errors(&s, text, &RUN_LIMITS).is_empty() {
-        let report = sim::run(
-            &s,
-            RunOptions {
-                seed: s.seed,
-                trace: None,
-                digest: false,
-            },
-        )
-        .expect("a scenario that parses runs");
+        let report = sim::run(&s, RunOptions::plain(s.seed)).expect("a scenario that parses runs");
         assert!((0.0..=1.0).contains(&report.availability));
         assert!(!report.render_text().is_empty());
         "run"
