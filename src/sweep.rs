@@ -669,6 +669,38 @@ pub fn run(
 /// Seeds that crashed whose panics a sweep error quotes in full; the rest are counted.
 const CRASHES_SHOWN: usize = 10;
 
+/// A run that panicked: which (`seed 17`, or with the side of a `--vs` sweep), the
+/// panic's message, and the command that replays it.
+pub(crate) struct Crash {
+    pub(crate) label: String,
+    pub(crate) message: String,
+    pub(crate) replay: String,
+}
+
+/// The error of a sweep of `what` over `seeds` seeds in which runs crashed, in the
+/// order given (by seed): the first [`CRASHES_SHOWN`] in full, the rest by label.
+pub(crate) fn crashed(what: &str, seeds: usize, crashes: &[Crash]) -> SweepError {
+    let mut text = format!(
+        "brownout crashed on {} of {seeds} seeds of {what}: a bug in brownout, not a finding about the scenario; each replays exactly (please report it with the replay command):",
+        crashes.len(),
+    );
+    for c in crashes.iter().take(CRASHES_SHOWN) {
+        let _ = write!(
+            text,
+            "\n  {}: panicked: {}\n    replay: {}",
+            c.label, c.message, c.replay
+        );
+    }
+    if crashes.len() > CRASHES_SHOWN {
+        let rest: Vec<&str> = crashes[CRASHES_SHOWN..]
+            .iter()
+            .map(|c| c.label.as_str())
+            .collect();
+        let _ = write!(text, "\n  and {}", rest.join(", "));
+    }
+    error(text)
+}
+
 /// [`run`] with the run of one seed given: the sweep proper.
 ///
 /// A seed whose run panics does not take the sweep down with it (a thousand seeds
@@ -738,33 +770,23 @@ fn run_seeds(
     });
     bar.finish_and_clear();
     let path = scenario.command_args();
-    let crashed: Vec<(u64, &String)> = outcomes
+    let crashes: Vec<Crash> = outcomes
         .iter()
         .zip(&seeds)
-        .filter_map(|(o, &seed)| o.as_ref().err().map(|message| (seed, message)))
+        .filter_map(|(o, &seed)| {
+            o.as_ref().err().map(|message| Crash {
+                label: format!("seed {seed}"),
+                message: message.clone(),
+                replay: replay_command(&path, seed),
+            })
+        })
         .collect();
-    if !crashed.is_empty() {
-        let mut text = format!(
-            "brownout crashed on {} of {} seeds of {}: a bug in brownout, not a finding about the scenario; each replays exactly (please report it with the replay command):",
-            crashed.len(),
+    if !crashes.is_empty() {
+        return Err(crashed(
+            &scenario.path.display().to_string(),
             seeds.len(),
-            scenario.path.display()
-        );
-        for (seed, message) in crashed.iter().take(CRASHES_SHOWN) {
-            let _ = write!(
-                text,
-                "\n  seed {seed}: panicked: {message}\n    replay: {}",
-                replay_command(&path, *seed)
-            );
-        }
-        if crashed.len() > CRASHES_SHOWN {
-            let rest: Vec<String> = crashed[CRASHES_SHOWN..]
-                .iter()
-                .map(|(seed, _)| seed.to_string())
-                .collect();
-            let _ = write!(text, "\n  and seeds {}", rest.join(", "));
-        }
-        return Err(error(text));
+            &crashes,
+        ));
     }
     // The first error by seed, not by finishing order, so the message is deterministic.
     let results = outcomes
@@ -1173,7 +1195,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(text.matches("panicked").count(), CRASHES_SHOWN, "{text}");
-        assert!(text.ends_with("\n  and seeds 10, 11"), "{text}");
+        assert!(text.ends_with("\n  and seed 10, seed 11"), "{text}");
         // Without a panic, the sweep is the plain one.
         let plain = run_seeds(&scenario, "0", &options(8), crash_on(&[])).unwrap();
         assert_eq!(plain, run(&scenario, "0", &options(8)).unwrap());

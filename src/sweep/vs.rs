@@ -17,13 +17,15 @@
 
 use std::fmt::Write as _;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{
-    build, error, failures, SeedRange, SeedResult, SweepError, SweepMeta, SweepOptions, SweepReport,
+    build, crashed, error, failures, Crash, SeedRange, SeedResult, SweepError, SweepMeta,
+    SweepOptions, SweepReport,
 };
 use crate::compare::{self, Better, Unit, Verdict};
 use crate::model::Scenario;
@@ -143,6 +145,22 @@ pub fn run(
     notes: Vec<String>,
     options: &SweepOptions,
 ) -> Result<VsReport, SweepError> {
+    run_with(a, b, digests, notes, options, |scenario, seed| {
+        sim::run(scenario, RunOptions::plain(seed))
+    })
+}
+
+/// [`run`] with the run of one side's seed given. As in a plain sweep, a run that
+/// panics is caught: every other seed runs, and the sweep fails naming each crashed
+/// seed and side with its message and the command that replays that side.
+fn run_with(
+    a: &Scenario,
+    b: &Scenario,
+    digests: [&str; 2],
+    notes: Vec<String>,
+    options: &SweepOptions,
+    simulate: impl Fn(&Scenario, u64) -> io::Result<Report> + Sync,
+) -> Result<VsReport, SweepError> {
     let range = options.seeds;
     if range.is_empty() || range.len() > MAX_VS_SEEDS {
         return Err(error(format!(
@@ -154,7 +172,7 @@ pub fn run(
     let names = Mutex::new(Names::default());
     let tables: [OnceLock<Vec<(String, String)>>; 2] = [OnceLock::new(), OnceLock::new()];
     let one = |scenario: &Scenario, seed: u64, side: usize| -> io::Result<_> {
-        let report = sim::run(scenario, RunOptions::plain(seed))?;
+        let report = simulate(scenario, seed)?;
         tables[side].get_or_init(|| expectation_table(&report));
         let figures = compare::figures(&report);
         let kept: Vec<(u32, Option<f64>)> = {
@@ -167,25 +185,51 @@ pub fn run(
         };
         Ok((SeedResult::from_report(&report), kept))
     };
-    let outcomes: Vec<io::Result<Pair>> = pool.install(|| {
+    // A side's run, its panic caught as (side, message).
+    let side = |scenario: &Scenario, seed: u64, i: usize| {
+        panic::catch_unwind(AssertUnwindSafe(|| one(scenario, seed, i)))
+            .map_err(|payload| (i, super::panic_message(payload.as_ref())))
+    };
+    let outcomes: Vec<Result<io::Result<Pair>, (usize, String)>> = pool.install(|| {
         seeds
             .par_iter()
             .map(|&seed| {
-                let pair = Pair {
-                    a: one(a, seed, 0)?,
-                    b: one(b, seed, 1)?,
-                };
+                let (ra, rb) = (side(a, seed, 0), side(b, seed, 1));
                 bar.inc(1);
-                Ok(pair)
+                Ok(match (ra?, rb?) {
+                    (Ok(a), Ok(b)) => Ok(Pair { a, b }),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                })
             })
             .collect()
     });
     bar.finish_and_clear();
+    let crashes: Vec<Crash> = outcomes
+        .iter()
+        .zip(&seeds)
+        .filter_map(|(o, &seed)| {
+            o.as_ref().err().map(|(i, message)| {
+                let scenario = [a, b][*i];
+                Crash {
+                    label: format!("seed {seed} of {}", ["A", "B"][*i]),
+                    message: message.clone(),
+                    replay: crate::replay::command_with_args(&scenario.command_args(), seed),
+                }
+            })
+        })
+        .collect();
+    if !crashes.is_empty() {
+        let what = format!("{} --vs {}", a.path.display(), b.path.display());
+        return Err(crashed(&what, seeds.len(), &crashes));
+    }
     // The first error by seed, not by finishing order, so the message is deterministic.
     let pairs = outcomes
         .into_iter()
         .zip(&seeds)
-        .map(|(r, seed)| r.map_err(|e| error(format!("seed {seed}: {e}"))))
+        .map(|(r, seed)| {
+            r.expect("crashes were reported above")
+                .map_err(|e| error(format!("seed {seed}: {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let names = names.into_inner().expect("no worker panicked").0;
     let [ta, tb] = tables;
@@ -472,4 +516,50 @@ impl VsReport {
 
 fn all_zero(d: &Dist) -> bool {
     d.seeds == 0 || (d.best == Some(0.0) && d.worst == Some(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic on one side of one seed: the other runs go on, and the error names the
+    /// seed, the side, and the command that replays that side.
+    #[test]
+    fn a_panicking_side_is_named_with_its_replay() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/sweep-fails.toml");
+        let a = crate::scenario::load(&path).unwrap();
+        let mut b = a.clone();
+        b.name = "the other side".into();
+        let options = SweepOptions {
+            seeds: SeedRange { start: 0, end: 4 },
+            shard: None,
+            jobs: 2,
+            progress: false,
+        };
+        let b_name = b.name.clone();
+        let err = run_with(&a, &b, ["0", "1"], vec![], &options, |s, seed| {
+            if seed == 2 && s.name == b_name {
+                panic!("boom on B");
+            }
+            sim::run(s, RunOptions::plain(seed))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("brownout crashed on 1 of 4 seeds of "),
+            "{err}"
+        );
+        assert!(
+            err.contains("\n  seed 2 of B: panicked: boom on B\n    replay: "),
+            "{err}"
+        );
+        assert!(err.ends_with("sweep-fails.toml --seed 2"), "{err}");
+        // Without a panic, the plain paired sweep.
+        let plain = run_with(&a, &b, ["0", "1"], vec![], &options, |s, seed| {
+            sim::run(s, RunOptions::plain(seed))
+        })
+        .unwrap();
+        assert_eq!(plain, run(&a, &b, ["0", "1"], vec![], &options).unwrap());
+    }
 }
