@@ -901,22 +901,22 @@ failure_threshold = 2
     assert_eq!(body["circuit_state"], "closed", "{body}");
     assert!(session.finish().status.success());
     // A key the file cannot have is bad input, naming the --set argument.
-    let output = Command::new(BIN)
-        .args([
-            "node",
+    let finished = run_bytes(
+        &[
             "--config",
             path.to_str().unwrap(),
             "--set",
             "dependencies.users.breaker.treshold=3",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        ],
+        Vec::new(),
+    );
+    assert_eq!(finished.status.code(), Some(2));
     assert!(
-        stderr.contains("--set dependencies.users.breaker.treshold=3"),
-        "{stderr}"
+        finished
+            .stderr
+            .contains("--set dependencies.users.breaker.treshold=3"),
+        "{}",
+        finished.stderr
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
